@@ -1,0 +1,1 @@
+"""The pure swarm engine: ``now`` is always a parameter, never read from a clock."""

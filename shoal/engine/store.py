@@ -1,0 +1,153 @@
+"""The peer store interface, and the in-memory store every other store is measured against.
+
+A store has one call per operation, so a networked store costs one round trip each:
+``announce(request, now)``, ``scrape(info_hashes)``, ``sweep(now, budget)``. A call returns
+its result directly or, for a store that must wait on the network, an awaitable of it; the
+frontends take the direct result without scheduling anything, which keeps the in-memory
+path free of per-request tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias, TypeVar
+
+from shoal.engine.policy import Policy
+from shoal.engine.swarm import Swarm
+from shoal.types import (
+    ZERO_COUNTS,
+    AnnounceRequest,
+    AnnounceResult,
+    StoreTotals,
+    SwarmCounts,
+)
+
+T = TypeVar("T")
+MaybeAwaitable: TypeAlias = T | Awaitable[T]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepProgress:
+    """What one sweep step did; ``finished`` is true when a whole pass over the store ended."""
+
+    finished: bool
+    swarms_examined: int
+    peers_removed: int
+    torrents_removed: int
+
+
+class PeerStore(Protocol):
+    """Where swarms live. Every implementation passes ``tests/engine/store_conformance.py``."""
+
+    policy: Policy
+
+    def announce(
+        self, request: AnnounceRequest, now: int
+    ) -> MaybeAwaitable[AnnounceResult]:
+        """Record the announce and answer it (``ClientError`` for a refused request)."""
+        ...
+
+    def scrape(self, info_hashes: Sequence[bytes]) -> MaybeAwaitable[list[SwarmCounts]]:
+        """Counts for each hash, in order; an unknown torrent counts zeros."""
+        ...
+
+    def full_scrape(self) -> MaybeAwaitable[list[tuple[bytes, SwarmCounts]]]:
+        """Counts for every torrent the store knows."""
+        ...
+
+    def sweep(self, now: int, budget: int) -> MaybeAwaitable[SweepProgress]:
+        """Expire silent peers and drop empty torrents, examining about ``budget`` peers."""
+        ...
+
+    def totals(self) -> MaybeAwaitable[StoreTotals]:
+        """Whole-store figures."""
+        ...
+
+
+class MemoryStore:
+    """Swarms in this process's memory: the default store, needing no setup."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy if policy is not None else Policy()
+        self.swarms: dict[bytes, Swarm] = {}
+        self._sweep_queue: list[bytes] = []
+        self._sweep_pos = 0
+
+    def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
+        policy = self.policy
+        swarm = self.swarms.get(request.info_hash)
+        if swarm is None:
+            swarm = self.swarms[request.info_hash] = Swarm()
+        peers4, peers6, ids4, ids6 = swarm.announce(
+            request, now, policy.numwant(request.numwant), policy.peer_timeout, policy.rng
+        )
+        seeders, leechers = swarm.counts()
+        return AnnounceResult(
+            complete=seeders,
+            incomplete=leechers,
+            downloaded=swarm.completed,
+            interval=policy.next_interval(),
+            min_interval=policy.min_interval,
+            peers4=peers4,
+            peers6=peers6,
+            peer_ids4=b"".join(ids4),
+            peer_ids6=b"".join(ids6),
+        )
+
+    def scrape(self, info_hashes: Sequence[bytes]) -> list[SwarmCounts]:
+        out = []
+        swarms = self.swarms
+        for info_hash in info_hashes:
+            swarm = swarms.get(info_hash)
+            if swarm is None:
+                out.append(ZERO_COUNTS)
+            else:
+                seeders, leechers = swarm.counts()
+                out.append(SwarmCounts(seeders, leechers, swarm.completed))
+        return out
+
+    def full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
+        out = []
+        for info_hash, swarm in self.swarms.items():
+            seeders, leechers = swarm.counts()
+            out.append((info_hash, SwarmCounts(seeders, leechers, swarm.completed)))
+        return out
+
+    def sweep(self, now: int, budget: int) -> SweepProgress:
+        """One step of a pass over every swarm: expire its silent peers, and drop it when it
+        has been empty for a whole peer timeout (so a finished torrent's completed count
+        outlives its last peer's ``stopped`` for a while)."""
+        if self._sweep_pos >= len(self._sweep_queue):
+            self._sweep_queue = list(self.swarms)
+            self._sweep_pos = 0
+        timeout = self.policy.peer_timeout
+        before = now - timeout
+        examined = peers_removed = torrents_removed = swarms_examined = 0
+        queue = self._sweep_queue
+        while self._sweep_pos < len(queue) and examined < budget:
+            info_hash = queue[self._sweep_pos]
+            self._sweep_pos += 1
+            swarm = self.swarms.get(info_hash)
+            if swarm is None:
+                continue
+            swarms_examined += 1
+            examined += len(swarm) + 1
+            peers_removed += swarm.expire(before)
+            if not len(swarm) and swarm.last_seen < before:
+                del self.swarms[info_hash]
+                torrents_removed += 1
+        finished = self._sweep_pos >= len(queue)
+        if finished:
+            self._sweep_queue = []
+            self._sweep_pos = 0
+        return SweepProgress(finished, swarms_examined, peers_removed, torrents_removed)
+
+    def totals(self) -> StoreTotals:
+        seeders = leechers = completed = 0
+        for swarm in self.swarms.values():
+            s, le = swarm.counts()
+            seeders += s
+            leechers += le
+            completed += swarm.completed
+        return StoreTotals(len(self.swarms), seeders, leechers, completed)

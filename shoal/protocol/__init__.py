@@ -1,0 +1,1 @@
+"""Pure codecs: bytes in, records out, and back. No IO, no clock, no configuration."""

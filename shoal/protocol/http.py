@@ -1,0 +1,278 @@
+"""HTTP announce and scrape: query parsing and bencoded replies (BEP 3, 7, 23, 24, 31, 48).
+
+Queries are decoded as raw bytes, never through ``str``: ``info_hash`` and ``peer_id`` are
+arbitrary 20-byte values. ``+`` stays byte 0x2B (as opentracker and aquatic read it), since a
+literal ``+`` is legal in a query and clients do not form-encode spaces. Replies are built by
+joining pre-encoded pieces rather than through a general bencoder, because this is the
+announce hot path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from collections.abc import Sequence
+
+from shoal.errors import ClientError
+from shoal.types import (
+    INFO_HASH_LENGTH,
+    PEER_ID_LENGTH,
+    AnnounceRequest,
+    AnnounceResult,
+    Event,
+    SwarmCounts,
+)
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_MAX_INT = 2**64 - 1
+_EVENTS = {
+    b"": Event.NONE,
+    b"started": Event.STARTED,
+    b"stopped": Event.STOPPED,
+    b"completed": Event.COMPLETED,
+    b"paused": Event.PAUSED,
+}
+
+
+def percent_decode(value: bytes, name: str = "query") -> bytes:
+    """Decode %XX escapes into raw bytes; a truncated or non-hex escape is an error.
+
+    ``+`` is kept as 0x2B on purpose (see the module docstring).
+    """
+    if b"%" not in value:
+        return value
+    parts = value.split(b"%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        if len(part) < 2 or part[0] not in _HEX or part[1] not in _HEX:
+            raise ClientError(f"malformed percent-escape in {name}")
+        out.append(bytes.fromhex(part[:2].decode("ascii")))
+        out.append(part[2:])
+    return b"".join(out)
+
+
+def parse_query(query: bytes) -> list[tuple[bytes, bytes]]:
+    """Split ``a=1&b=2`` into decoded (key, value) pairs, keeping repeats and order."""
+    pairs = []
+    for item in query.split(b"&"):
+        if not item:
+            continue
+        key, _, value = item.partition(b"=")
+        pairs.append((percent_decode(key), percent_decode(value, key.decode("latin-1"))))
+    return pairs
+
+
+def _uint(value: bytes, name: str) -> int:
+    if not value.isdigit() or len(value) > 20:
+        raise ClientError(f"{name} must be a non-negative integer")
+    number = int(value)
+    if number > _MAX_INT:
+        raise ClientError(f"{name} is out of range")
+    return number
+
+
+def key_to_int(key: bytes) -> int:
+    """BEP 7's ``key`` as 32 bits: the value itself when it is 1-8 hex digits (what clients
+    send), else a CRC-32 of it, so HTTP and UDP keys compare alike."""
+    if 0 < len(key) <= 8 and all(c in _HEX for c in key):
+        return int(key, 16)
+    return zlib.crc32(key)
+
+
+def _ip_param(value: bytes, want_v6: bool | None) -> bytes | None:
+    text = value.decode("latin-1").strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # ipv4 with a port
+        text = text.split(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if want_v6 is not None and (ip.version == 6) != want_v6:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.packed
+    return ip.packed
+
+
+def parse_announce(
+    query: bytes, peer_ip: bytes, allow_ip_param: bool = False, path: bytes = b""
+) -> tuple[AnnounceRequest, bool]:
+    """Parse an announce query; return the request and whether the reply is compact.
+
+    ``peer_ip`` is the packed address the connection came from (4 or 16 bytes); with
+    ``allow_ip_param`` a valid ``ip``, ``ipv4`` or ``ipv6`` parameter replaces it.
+    Raises :class:`ClientError` naming the offending parameter.
+    """
+    info_hash = peer_id = port = uploaded = downloaded = left = None
+    event = Event.NONE
+    numwant = -1
+    key: int | None = None
+    compact = True
+    no_peer_id = False
+    ip_override: bytes | None = None
+    for item in query.split(b"&"):
+        name, _, raw = item.partition(b"=")
+        if name == b"info_hash":
+            info_hash = percent_decode(raw, "info_hash")
+        elif name == b"peer_id":
+            peer_id = percent_decode(raw, "peer_id")
+        elif name == b"port":
+            port = _uint(raw, "port")
+        elif name == b"uploaded":
+            uploaded = _uint(raw, "uploaded")
+        elif name == b"downloaded":
+            downloaded = _uint(raw, "downloaded")
+        elif name == b"left":
+            left = _uint(raw, "left")
+        elif name == b"event":
+            event = _EVENTS.get(raw, Event.NONE)
+        elif name == b"compact":
+            compact = raw != b"0"
+        elif name == b"numwant":
+            text = raw[1:] if raw[:1] == b"-" else raw
+            if not text.isdigit() or len(text) > 10:
+                raise ClientError("numwant must be an integer")
+            numwant = int(raw)
+        elif name == b"key":
+            key = key_to_int(percent_decode(raw, "key"))
+        elif name == b"no_peer_id":
+            no_peer_id = raw == b"1"
+        elif allow_ip_param and name in (b"ip", b"ipv4", b"ipv6"):
+            want = None if name == b"ip" else name == b"ipv6"
+            found = _ip_param(percent_decode(raw, name.decode()), want)
+            if found is not None and (ip_override is None or len(found) == len(peer_ip)):
+                ip_override = found
+    if info_hash is None:
+        raise ClientError("missing info_hash")
+    if len(info_hash) != INFO_HASH_LENGTH:
+        raise ClientError("info_hash must be 20 bytes")
+    if peer_id is None:
+        raise ClientError("missing peer_id")
+    if len(peer_id) != PEER_ID_LENGTH:
+        raise ClientError("peer_id must be 20 bytes")
+    if port is None:
+        raise ClientError("missing port")
+    if not 0 < port < 65536:
+        raise ClientError("port must be 1 to 65535")
+    if uploaded is None:
+        raise ClientError("missing uploaded")
+    if downloaded is None:
+        raise ClientError("missing downloaded")
+    if left is None:
+        raise ClientError("missing left")
+    ip = ip_override if ip_override is not None else peer_ip
+    request = AnnounceRequest(
+        info_hash=info_hash,
+        peer_id=peer_id,
+        addr=ip + port.to_bytes(2, "big"),
+        uploaded=uploaded,
+        downloaded=downloaded,
+        left=left,
+        event=event,
+        numwant=numwant,
+        key=key,
+        mixed_families=True,
+        want_peer_ids=not compact and not no_peer_id,
+        path=path,
+    )
+    return request, compact
+
+
+def parse_scrape(query: bytes, max_hashes: int) -> list[bytes]:
+    """The ``info_hash`` values of a scrape query (none means a full scrape)."""
+    hashes: list[bytes] = []
+    for item in query.split(b"&"):
+        name, _, raw = item.partition(b"=")
+        if name == b"info_hash":
+            value = percent_decode(raw, "info_hash")
+            if len(value) != INFO_HASH_LENGTH:
+                raise ClientError("info_hash must be 20 bytes")
+            if len(hashes) >= max_hashes:
+                raise ClientError(f"too many info_hash values (at most {max_hashes})")
+            hashes.append(value)
+    return hashes
+
+
+def scrape_path(announce_path: bytes) -> bytes | None:
+    """BEP 48: the scrape path is the announce path with its last ``announce`` segment
+    replaced by ``scrape``; ``None`` when the path has no such segment."""
+    head, slash, last = announce_path.rpartition(b"/")
+    if not last.startswith(b"announce"):
+        return None
+    return head + slash + b"scrape" + last[len(b"announce") :]
+
+
+def _bstr(value: bytes) -> bytes:
+    return b"%d:%s" % (len(value), value)
+
+
+def encode_failure(reason: str, retry_in: int | str | None = None) -> bytes:
+    """``d14:failure reason...e`` with BEP 31's ``retry in`` when given."""
+    out = [b"d14:failure reason", _bstr(reason.encode())]
+    if retry_in is not None:
+        out.append(b"8:retry in")
+        out.append(b"i%de" % retry_in if isinstance(retry_in, int) else _bstr(retry_in.encode()))
+    out.append(b"e")
+    return b"".join(out)
+
+
+def _dict_peers(addrs: bytes, ids: bytes, width: int) -> list[bytes]:
+    out = []
+    for i in range(len(addrs) // width):
+        entry = addrs[i * width : (i + 1) * width]
+        ip = str(ipaddress.ip_address(entry[:-2])).encode()
+        port = int.from_bytes(entry[-2:], "big")
+        parts = [b"d2:ip", _bstr(ip)]
+        if ids:
+            parts.append(b"7:peer id")
+            parts.append(_bstr(ids[i * 20 : (i + 1) * 20]))
+        parts.append(b"4:porti%de" % port)
+        parts.append(b"e")
+        out.append(b"".join(parts))
+    return out
+
+
+def encode_announce(
+    result: AnnounceResult, compact: bool, external_ip: bytes, warning: str | None = None
+) -> bytes:
+    """The announce reply. Keys in bencode's sorted order; ``peers`` is always present (some
+    clients fail without it); ``peers6`` only when there are IPv6 peers; ``external ip`` is
+    BEP 24's packed requester address."""
+    out = [
+        b"d8:completei%de10:downloadedi%de11:external ip%d:"
+        % (result.complete, result.downloaded, len(external_ip)),
+        external_ip,
+        b"10:incompletei%de8:intervali%de12:min intervali%de5:peers"
+        % (result.incomplete, result.interval, result.min_interval),
+    ]
+    if compact:
+        out.append(b"%d:" % len(result.peers4))
+        out.append(result.peers4)
+        if result.peers6:
+            out.append(b"6:peers6%d:" % len(result.peers6))
+            out.append(result.peers6)
+    else:
+        out.append(b"l")
+        out.extend(_dict_peers(result.peers4, result.peer_ids4, 6))
+        out.extend(_dict_peers(result.peers6, result.peer_ids6, 18))
+        out.append(b"e")
+    if warning:
+        out.append(b"15:warning message")
+        out.append(_bstr(warning.encode()))
+    out.append(b"e")
+    return b"".join(out)
+
+
+def encode_scrape(hashes: Sequence[bytes], counts: Sequence[SwarmCounts]) -> bytes:
+    """``files`` -> {info_hash: {complete, downloaded, incomplete}} (BEP 48), hashes sorted
+    and each listed once however often it was asked for."""
+    out = [b"d5:filesd"]
+    for info_hash, c in sorted(dict(zip(hashes, counts, strict=True)).items()):
+        out.append(
+            b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee"
+            % (info_hash, c.complete, c.downloaded, c.incomplete)
+        )
+    out.append(b"ee")
+    return b"".join(out)

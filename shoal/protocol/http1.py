@@ -1,0 +1,123 @@
+"""A small HTTP/1.x request parser: the fallback where httptools cannot be installed.
+
+It offers the subset of httptools' ``HttpRequestParser`` interface the server uses (the same
+callbacks: ``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete``,
+``on_message_complete``), so the server is written once. Tracker requests are small GETs,
+so it handles request lines, headers and ``Content-Length`` bodies; chunked request bodies
+are refused. Limits raise :class:`HttpParseError` with the status to answer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class HttpParseError(Exception):
+    """A request that cannot be parsed; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ParserCallbacks(Protocol):
+    def on_message_begin(self) -> None: ...
+    def on_url(self, url: bytes) -> None: ...
+    def on_header(self, name: bytes, value: bytes) -> None: ...
+    def on_headers_complete(self) -> None: ...
+    def on_message_complete(self) -> None: ...
+
+
+_METHOD_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class Http1RequestParser:
+    """Incremental parser: feed bytes as they arrive, get one callback series per request."""
+
+    def __init__(
+        self, callbacks: ParserCallbacks, max_request_line: int = 8192, max_head: int = 24576
+    ) -> None:
+        self._cb = callbacks
+        self._buf = b""
+        self._body_left = 0
+        self._max_line = max_request_line
+        self._max_head = max_head
+        self._version = "1.1"
+        self._method = b""
+        self._keep_alive = True
+
+    def get_http_version(self) -> str:
+        return self._version
+
+    def get_method(self) -> bytes:
+        return self._method
+
+    def should_keep_alive(self) -> bool:
+        return self._keep_alive
+
+    def feed_data(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        while buf:
+            if self._body_left:
+                taken = min(self._body_left, len(buf))
+                self._body_left -= taken
+                buf = buf[taken:]
+                if not self._body_left:
+                    self._cb.on_message_complete()
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                line_end = buf.find(b"\r\n")
+                if (line_end < 0 and len(buf) > self._max_line) or line_end > self._max_line:
+                    raise HttpParseError(414, "request line too long")
+                if len(buf) > self._max_head:
+                    raise HttpParseError(431, "request headers too large")
+                break
+            head = buf[:end]
+            buf = buf[end + 4 :]
+            self._parse_head(head)
+        self._buf = buf
+
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        request_line = lines[0]
+        if len(request_line) > self._max_line:
+            raise HttpParseError(414, "request line too long")
+        parts = request_line.split(b" ")
+        if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _METHOD_CHARS:
+            raise HttpParseError(400, "malformed request line")
+        method, url, version = parts
+        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+            raise HttpParseError(505 if version.startswith(b"HTTP/") else 400, "bad version")
+        self._method = method
+        self._version = version[5:].decode()
+        keep_alive = version == b"HTTP/1.1"
+        content_length = 0
+        cb = self._cb
+        cb.on_message_begin()
+        cb.on_url(url)
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                raise HttpParseError(400, "malformed header")
+            value = value.strip()
+            lname = name.lower()
+            if lname == b"connection":
+                tokens = {t.strip() for t in value.lower().split(b",")}
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+            elif lname == b"content-length":
+                if not value.isdigit():
+                    raise HttpParseError(400, "bad Content-Length")
+                content_length = int(value)
+            elif lname == b"transfer-encoding":
+                raise HttpParseError(501, "request bodies with Transfer-Encoding are not accepted")
+            cb.on_header(name, value)
+        self._keep_alive = keep_alive
+        cb.on_headers_complete()
+        if content_length:
+            self._body_left = content_length
+        else:
+            cb.on_message_complete()

@@ -1,0 +1,1 @@
+"""Thin asyncio servers: read bytes, call protocol, engine, protocol, write bytes."""

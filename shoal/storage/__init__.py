@@ -1,0 +1,1 @@
+"""Peer stores other than the in-memory one, and persistence."""

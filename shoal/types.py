@@ -1,0 +1,96 @@
+"""The records that flow between the frontends and the swarm engine.
+
+Addresses travel in their compact wire form: 4-byte IPv4 or 16-byte IPv6 address followed
+by the 2-byte port, all in network order (BEP 23, BEP 7). A peer is therefore stored and
+answered as the very bytes a client reads, and its address family is its length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+INFO_HASH_LENGTH = 20
+PEER_ID_LENGTH = 20
+COMPACT_V4_LENGTH = 6
+COMPACT_V6_LENGTH = 18
+
+
+class Event(IntEnum):
+    """Announce events; the numbers are BEP 15's, ``PAUSED`` is BEP 21's (HTTP only)."""
+
+    NONE = 0
+    COMPLETED = 1
+    STARTED = 2
+    STOPPED = 3
+    PAUSED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceRequest:
+    """One announce, already validated by a frontend codec.
+
+    ``addr`` is the peer's compact address (6 bytes for IPv4, 18 for IPv6) as the tracker
+    decided it (socket address, trusted proxy header, or an allowed ``ip`` parameter).
+    ``numwant`` is what the client asked for; zero or negative means "the default".
+    ``key`` is BEP 7's key reduced to 32 bits (``None`` when the client sent none).
+    ``mixed_families`` lets the reply carry peers of the other address family too (HTTP
+    can, in ``peers6``; a UDP reply must not mix). ``want_peer_ids`` asks for the peer ids of
+    the returned peers (HTTP ``compact=0`` without ``no_peer_id``). ``path`` is the request
+    path (HTTP path or BEP 41 URL data), for private mode's passkeys.
+    """
+
+    info_hash: bytes
+    peer_id: bytes
+    addr: bytes
+    uploaded: int
+    downloaded: int
+    left: int
+    event: Event = Event.NONE
+    numwant: int = -1
+    key: int | None = None
+    mixed_families: bool = True
+    want_peer_ids: bool = False
+    path: bytes = b""
+
+
+class SwarmCounts(NamedTuple):
+    """A swarm's figures as scrape reports them."""
+
+    complete: int
+    incomplete: int
+    downloaded: int
+
+
+ZERO_COUNTS = SwarmCounts(0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceResult:
+    """The engine's answer to an announce.
+
+    ``peers4`` holds 6-byte and ``peers6`` 18-byte compact entries; ``peer_ids4`` and
+    ``peer_ids6`` hold the matching 20-byte peer ids, concatenated in the same order, when
+    the request asked for them (empty otherwise). ``interval`` and ``min_interval`` are in
+    seconds.
+    """
+
+    complete: int
+    incomplete: int
+    downloaded: int
+    interval: int
+    min_interval: int
+    peers4: bytes = b""
+    peers6: bytes = b""
+    peer_ids4: bytes = b""
+    peer_ids6: bytes = b""
+
+
+class StoreTotals(NamedTuple):
+    """Whole-store figures for stats and metrics."""
+
+    torrents: int
+    seeders: int
+    leechers: int
+    completed: int
