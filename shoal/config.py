@@ -98,6 +98,15 @@ class UdpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    enabled: bool = _doc("Serve /metrics, /stats, /health and the dashboard.", True)
+    host: str = _doc("Admin listen address; keep it private (loopback by default).", "127.0.0.1")
+    port: int = _doc("Admin TCP port.", 6970)
+    dashboard: bool = _doc("Serve the dashboard page at /.", True)
+    metrics: bool = _doc("Serve Prometheus metrics at /metrics.", True)
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = _doc("Log level: DEBUG, INFO, WARNING or ERROR.", "INFO")
     format: str = _doc("Log format: text, or json for log shippers.", "text")
@@ -108,6 +117,7 @@ class Settings:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     udp: UdpSettings = field(default_factory=UdpSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -208,10 +218,12 @@ def validate(settings: Settings) -> None:
                          ("http.keepalive_timeout", h.keepalive_timeout)):
         if seconds <= 0:
             raise ConfigError(f"{key}: must be positive, got {seconds}")
-    for key, port in (("http.port", h.port), ("udp.port", u.port)):
+    for key, port in (("http.port", h.port), ("udp.port", u.port),
+                      ("admin.port", settings.admin.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{key}: must be 0..65535, got {port}")
-    for section, hosts in (("http", h.hosts), ("udp", u.hosts)):
+    for section, hosts in (("http", h.hosts), ("udp", u.hosts),
+                           ("admin", [settings.admin.host])):
         for host in hosts:
             try:
                 ipaddress.ip_address(host)

@@ -223,9 +223,12 @@ def _parse_scrape(
     return ScrapeRequestUdp(connection_id, transaction_id, hashes)
 
 
-def to_announce_request(request: AnnounceRequestUdp, ip: bytes) -> AnnounceRequest:
+def to_announce_request(
+    request: AnnounceRequestUdp, ip: bytes, numwant: int | None = None
+) -> AnnounceRequest:
     """The engine's record for a UDP announce from the packed address ``ip`` (4 or 16 bytes).
 
+    ``numwant`` replaces the client's ``num_want`` (the server caps it to fit a datagram).
     The peer's address is ``ip`` with the *announced* port, not the datagram's source port.
     A UDP reply carries one family only, and BEP 15 has no peer ids in replies.
     """
@@ -237,7 +240,7 @@ def to_announce_request(request: AnnounceRequestUdp, ip: bytes) -> AnnounceReque
         downloaded=request.downloaded,
         left=request.left,
         event=request.event,
-        numwant=request.num_want,
+        numwant=request.num_want if numwant is None else numwant,
         key=request.key,
         mixed_families=False,
         want_peer_ids=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -15,9 +16,11 @@ from shoal import __version__
 from shoal.config import Settings
 from shoal.engine.policy import Policy
 from shoal.engine.store import MemoryStore, PeerStore, SweepProgress
+from shoal.protocol.connid import ConnectionIds
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
 from shoal.server.stats import Counters
+from shoal.server.udp import UdpEndpoint, UdpOptions
 
 log = logging.getLogger("shoal")
 
@@ -63,6 +66,14 @@ def bind_socket(host: str, port: int, kind: int) -> socket.socket:
     return sock
 
 
+def _raise_buffers(sock: socket.socket, size: int = 4 << 20) -> None:
+    """Ask for larger UDP socket buffers so bursts are queued rather than dropped (the
+    kernel caps the request at net.core.rmem_max / wmem_max)."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
 def policy_from(settings: Settings) -> Policy:
     t = settings.tracker
     return Policy(
@@ -104,6 +115,14 @@ class Tracker:
                 access_log=h.access_log,
             ),
         )
+        u = settings.udp
+        secret = bytes.fromhex(u.secret) if u.secret else os.urandom(32)
+        self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
+        self.udp_options = UdpOptions(
+            allow_ip_param=t.allow_ip_param,
+            default_numwant=t.default_numwant,
+            max_numwant=t.max_numwant,
+        )
         self.listeners: list[Listener] = []
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
@@ -127,6 +146,18 @@ class Tracker:
                 self._servers.append(server)
                 self.listeners.append(Listener("http", host, port))
             self._tasks.append(asyncio.ensure_future(self.http.run_reaper()))
+        u = self.settings.udp
+        if u.enabled:
+            port = u.port
+            for host in u.hosts:
+                sock = self._bind(host, port, socket.SOCK_DGRAM, "udp", explicit=u.hosts)
+                if sock is None:
+                    continue
+                _raise_buffers(sock)
+                port = sock.getsockname()[1]
+                transport, _ = await loop.create_datagram_endpoint(self.udp_endpoint, sock=sock)
+                self._transports.append(transport)
+                self.listeners.append(Listener("udp", host, port))
         if not self.listeners:
             raise OSError("no listener could be bound: enable http or udp, check hosts")
         self._tasks.append(asyncio.ensure_future(self.clock.run()))
@@ -153,6 +184,11 @@ class Tracker:
             raise OSError(
                 exc.errno, f"{name}: cannot listen on {host}:{port}: {exc.strerror}"
             ) from exc
+
+    def udp_endpoint(self) -> UdpEndpoint:
+        return UdpEndpoint(
+            self.store, self.clock, self.counters, self.connection_ids, self.udp_options
+        )
 
     async def _sweeper(self) -> None:
         """Expire silent peers in small steps, yielding to the loop between steps."""

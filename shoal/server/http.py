@@ -189,6 +189,7 @@ class HttpConnection(asyncio.Protocol):
         self._started = 0.0
         self._pending: deque[list[Any]] = deque()  # [response or None] in request order
         self._write_paused = False
+        self._waiting: set[asyncio.Future[bytes]] = set()
         opts = frontend.options
         if frontend.use_httptools:
             self.parser: Any = httptools.HttpRequestParser(self)
@@ -307,6 +308,8 @@ class HttpConnection(asyncio.Protocol):
             slot[0] = result
             self._flush()
         else:
+            self._waiting.add(result)  # the loop keeps only weak references to tasks
+            result.add_done_callback(self._waiting.discard)
             result.add_done_callback(lambda fut: self._finish(slot, fut))
 
     # request handling

@@ -1,0 +1,181 @@
+"""The UDP frontend (BEP 15, BEP 41): one datagram in, at most one datagram out.
+
+It shares the store with HTTP, so peers meet whichever protocol they announce over. No
+reply is ever larger than the datagram that caused it unless the datagram carried a valid
+connection id (which proves the sender receives at its address), so the tracker cannot be
+used to reflect traffic at a spoofed victim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from shoal.engine.store import PeerStore
+from shoal.errors import ClientError
+from shoal.protocol import udp as codec
+from shoal.protocol.connid import ConnectionIds
+from shoal.server.clock import Clock
+from shoal.server.stats import Counters
+from shoal.types import AnnounceResult
+
+log = logging.getLogger("shoal.udp")
+
+_EXPIRED = "connection id expired"
+
+
+@dataclass(frozen=True, slots=True)
+class UdpOptions:
+    """The UDP frontend's settings."""
+
+    allow_ip_param: bool = False
+    default_numwant: int = 50
+    max_numwant: int = 200
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    """One bound UDP socket (one address family)."""
+
+    def __init__(
+        self,
+        store: PeerStore,
+        clock: Clock,
+        counters: Counters,
+        connection_ids: ConnectionIds,
+        options: UdpOptions,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.counters = counters
+        self.ids = connection_ids
+        self.options = options
+        self.transport: asyncio.DatagramTransport | None = None
+        self.family = "ipv4"
+        self._af = socket.AF_INET
+        self._max_peers = codec.max_peers(6)
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family == socket.AF_INET6:
+            self.family = "ipv6"
+            self._af = socket.AF_INET6
+            self._max_peers = codec.max_peers(18)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (port unreachable and the like): nothing to do.
+        self.counters.dropped["udp_icmp_error"] += 1
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        counters = self.counters
+        counters.bytes_in["udp"] += len(data)
+        started = time.perf_counter()
+        try:
+            ip = socket.inet_pton(self._af, addr[0])
+            source = ip + addr[1].to_bytes(2, "big")
+            reply = self._answer(data, ip, source, addr)
+        except Exception:
+            log.exception("internal error answering a UDP datagram")
+            counters.internal_errors += 1
+            return
+        if reply is not None:
+            self._send(reply, addr)
+            counters.observe_latency(time.perf_counter() - started)
+
+    def _send(self, reply: bytes, addr: tuple[Any, ...]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(reply, addr)
+            self.counters.bytes_out["udp"] += len(reply)
+
+    def _answer(
+        self, data: bytes, ip: bytes, source: bytes, addr: tuple[Any, ...]
+    ) -> bytes | None:
+        counters = self.counters
+        family = self.family
+        parsed = codec.parse_request(data)
+        now = self.clock.now
+        if isinstance(parsed, codec.AnnounceRequestUdp):
+            counters.requests["udp", family, "announce"] += 1
+            if not self.ids.valid(parsed.connection_id, source, now):
+                return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
+            if self.options.allow_ip_param and parsed.ip and family == "ipv4":
+                ip = parsed.ip.to_bytes(4, "big")
+            opts = self.options
+            asked = parsed.num_want if parsed.num_want > 0 else opts.default_numwant
+            numwant = min(asked, opts.max_numwant, self._max_peers)
+            request = codec.to_announce_request(parsed, ip, numwant)
+            tid = parsed.transaction_id
+            try:
+                found = self.store.announce(request, now)
+            except ClientError as exc:
+                return self._error(tid, exc.reason)
+            if isinstance(found, AnnounceResult):
+                return self._announce_reply(tid, found)
+            self._later(found, tid, addr)
+            return None
+        if isinstance(parsed, codec.ConnectRequest):
+            counters.requests["udp", family, "connect"] += 1
+            return codec.encode_connect(parsed.transaction_id, self.ids.issue(source, now))
+        if isinstance(parsed, codec.ScrapeRequestUdp):
+            counters.requests["udp", family, "scrape"] += 1
+            if not self.ids.valid(parsed.connection_id, source, now):
+                return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
+            counts = self.store.scrape(parsed.info_hashes)
+            if isinstance(counts, list):
+                return codec.encode_scrape(parsed.transaction_id, counts)
+            self._later(counts, parsed.transaction_id, addr)
+            return None
+        # Malformed: answer only when that is safe (see the module docstring).
+        counters.requests["udp", family, "error"] += 1
+        counters.dropped[f"udp_malformed: {parsed.message}"] += 1
+        if not parsed.reply or parsed.transaction_id is None:
+            return None
+        if parsed.connection_id is not None and not self.ids.valid(
+            parsed.connection_id, source, now
+        ):
+            return None
+        return codec.encode_error(parsed.transaction_id, parsed.message)
+
+    def _announce_reply(self, tid: int, found: AnnounceResult) -> bytes:
+        peers = found.peers6 if self.family == "ipv6" else found.peers4
+        return codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
+
+    def _error(self, tid: int, reason: str) -> bytes:
+        self.counters.failures[reason] += 1
+        self.counters.requests["udp", self.family, "error"] += 1
+        return codec.encode_error(tid, reason)
+
+    def _refuse(self, tid: int, message: str, size: int) -> bytes | None:
+        """An error for a bad connection id, only if it is no larger than the request."""
+        self.counters.dropped["udp_bad_connection_id"] += 1
+        reply = codec.encode_error(tid, message)
+        return reply if len(reply) <= size else None
+
+    def _later(self, awaitable: Awaitable[Any], tid: int, addr: tuple[Any, ...]) -> None:
+        async def answer() -> None:
+            try:
+                result = await awaitable
+            except ClientError as exc:
+                self._send(self._error(tid, exc.reason), addr)
+                return
+            except Exception:
+                log.exception("internal error answering a UDP datagram")
+                self.counters.internal_errors += 1
+                return
+            if isinstance(result, AnnounceResult):
+                self._send(self._announce_reply(tid, result), addr)
+            else:
+                self._send(codec.encode_scrape(tid, result), addr)
+
+        task = asyncio.ensure_future(answer())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
