@@ -1,0 +1,454 @@
+"""HTTP tracker load generator on asyncio (protocol callbacks, no streams).
+
+Two modes:
+
+* ``keepalive``: ``connections`` persistent HTTP/1.1 connections, each sending its next
+  request as soon as the previous reply is complete. A server that closes connections
+  anyway (opentracker closes after every reply, without saying so) is handled the way
+  a client would: the request that found the connection closed is sent again on a new
+  one (counted in ``retries``), and once the generator has seen the server close idle
+  connections a few times it stops reusing them, so it does not pay for a failed send
+  per request.
+* ``close``: every request carries ``Connection: close`` and goes on a new connection;
+  ``connections`` requests are in flight at once. Latency then includes the TCP
+  handshake, as a real client's would.
+
+Requests are pre-encoded bytes (see :func:`encode_http_ops`). Every reply is checked:
+status 200, a Content-Length (or the body up to the close), a body that is valid bencode,
+a dictionary without ``failure reason``, and holding ``interval`` and ``peers`` (announce)
+or ``files`` (scrape). A connection refused, reset or stalled with a request outstanding
+counts as an error or a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from bench.bencode import bdecode
+from bench.stats import LoadStats
+from bench.workload import HTTP_EVENT_NAMES, Announce, Op
+
+MODES = ("keepalive", "close")
+_KIND_ANNOUNCE = 1
+_KIND_SCRAPE = 2
+_TICK_S = 0.02
+_PACE_TICK_S = 0.001
+_IDLE_CLOSES_BEFORE_GIVING_UP_REUSE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOps:
+    """Pre-encoded request bytes and what kind of reply each expects."""
+
+    requests: list[bytes]
+    kinds: list[int]
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+def _q(value: bytes) -> str:
+    return urllib.parse.quote_from_bytes(value, safe="")
+
+
+def encode_http_ops(ops: Sequence[Op], *, close: bool, host: str = "127.0.0.1") -> HttpOps:
+    """Encode workload operations as complete HTTP/1.1 GET requests."""
+    tail = f" HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shoal-bench\r\n"
+    tail += "Connection: close\r\n\r\n" if close else "\r\n"
+    requests: list[bytes] = []
+    kinds: list[int] = []
+    for op in ops:
+        if isinstance(op, Announce):
+            event = HTTP_EVENT_NAMES[op.event]
+            line = (
+                f"GET /announce?info_hash={_q(op.info_hash)}&peer_id={_q(op.peer_id)}"
+                f"&port={op.port}&uploaded={op.uploaded}&downloaded={op.downloaded}"
+                f"&left={op.left}&compact=1&numwant={op.numwant}&key={op.key:08x}"
+            )
+            if event:
+                line += f"&event={event}"
+            kinds.append(_KIND_ANNOUNCE)
+        else:
+            line = "GET /scrape?" + "&".join(f"info_hash={_q(h)}" for h in op.info_hashes)
+            kinds.append(_KIND_SCRAPE)
+        requests.append((line + tail).encode("ascii"))
+    return HttpOps(requests, kinds)
+
+
+def check_reply(kind: int, status: int, body: bytes) -> str | None:
+    """None when a reply is a proper success for a request of ``kind``; else why not."""
+    if status != 200:
+        return f"HTTP status {status}"
+    try:
+        reply = bdecode(body)
+    except ValueError as exc:
+        return f"bad bencode ({exc})"
+    if not isinstance(reply, dict):
+        return "reply is not a dictionary"
+    if b"failure reason" in reply:
+        failure = reply[b"failure reason"]
+        text = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else "?"
+        return "failure reason: " + text[:80]
+    if kind == _KIND_ANNOUNCE:
+        if not isinstance(reply.get(b"interval"), int):
+            return "announce reply without interval"
+        peers = reply.get(b"peers")
+        if not isinstance(peers, bytes) or len(peers) % 6:
+            return "announce reply without compact peers"
+    elif not isinstance(reply.get(b"files"), dict):
+        return "scrape reply without files"
+    return None
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One TCP connection; at most one request in flight."""
+
+    __slots__ = (
+        "buf",
+        "closed",
+        "eof",
+        "index",
+        "load",
+        "served",
+        "started_ns",
+        "transport",
+    )
+
+    def __init__(self, load: HttpLoad, started_ns: int, index: int) -> None:
+        self.load = load
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.index = index
+        self.started_ns = started_ns
+        self.served = 0
+        self.eof = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        if self.index >= 0:
+            self.transport.write(self.load.ops.requests[self.index])
+
+    def send(self, index: int, started_ns: int) -> None:
+        assert self.transport is not None
+        self.index = index
+        self.started_ns = started_ns
+        self.transport.write(self.load.ops.requests[index])
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if self.index < 0:
+            self.load.stats.error("bytes received with no request outstanding")
+            buf.clear()
+            return
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = bytes(buf[:head_end]).lower()
+        pos = head.find(b"\r\ncontent-length:")
+        if pos < 0:
+            return  # body runs to the close: wait for EOF
+        line_end = head.find(b"\r\n", pos + 2)
+        length = int(head[pos + 17 : line_end if line_end >= 0 else len(head)])
+        end = head_end + 4 + length
+        if len(buf) < end:
+            return
+        body = bytes(buf[head_end + 4 : end])
+        del buf[:end]
+        self._complete(head, body)
+
+    def _complete(self, head: bytes, body: bytes) -> None:
+        load = self.load
+        index = self.index
+        self.index = -1
+        self.served += 1
+        try:
+            status = int(head[9:12])
+        except ValueError:
+            status = -1
+        load.on_reply(self, index, status, body, head)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.index >= 0 and self.buf:
+            head_end = self.buf.find(b"\r\n\r\n")
+            if head_end >= 0 and b"\r\ncontent-length:" not in self.buf[:head_end].lower():
+                head = bytes(self.buf[:head_end]).lower()
+                body = bytes(self.buf[head_end + 4 :])
+                self.buf.clear()
+                self._complete(head, body)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.load.on_lost(self, exc)
+
+
+class HttpLoad:
+    """HTTP load at ``host:port`` in ``mode`` (``keepalive`` or ``close``)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        mode: str,
+        *,
+        connections: int = 64,
+        timeout: float = 5.0,
+    ) -> None:
+        if host not in ("127.0.0.1", "::1"):
+            raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.host = host
+        self.port = port
+        self.mode = mode
+        self.connections = connections
+        self.timeout = timeout
+        self.ops = HttpOps([], [])
+        self.stats = LoadStats()
+        self.record = False
+        self.closed_loop = True
+        self.reuse = mode == "keepalive"
+        self._idle_closes = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._issuing = False
+        self._expired = False
+        self._cursor = 0
+        self._end: int | None = None
+        self._retry: list[int] = []
+        self._busy: set[_HttpConnection] = set()  # request outstanding or connecting
+        self._idle: list[_HttpConnection] = []  # open, reusable, nothing outstanding
+        self._connecting = 0
+
+    # -- request supply -------------------------------------------------------------------
+
+    def next_op(self) -> int:
+        """The index of the next request to send, or -1 when none should go out now."""
+        if self._retry:
+            return self._retry.pop()
+        if not self._issuing:
+            return -1
+        i = self._cursor
+        if self._end is not None and i >= self._end:
+            return -1
+        self._cursor = i + 1
+        return i % len(self.ops)
+
+    def _requeue(self, index: int) -> None:
+        if self._end is not None and not self._expired:
+            self._retry.append(index)
+
+    def in_flight(self) -> int:
+        return len(self._busy) + self._connecting
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _issue(self, index: int, started_ns: int) -> None:
+        """Send request ``index`` on an idle connection, or on a new one."""
+        if self.reuse and self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                self._busy.add(conn)
+                conn.send(index, started_ns)
+                return
+        self._open(index, started_ns)
+
+    def _open(self, index: int, started_ns: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        conn = _HttpConnection(self, started_ns, index)
+        self._busy.add(conn)
+        self._connecting += 1
+        task = loop.create_task(loop.create_connection(lambda: conn, self.host, self.port))
+
+        def connected(t: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
+            self._connecting -= 1
+            exc = t.exception() if not t.cancelled() else None
+            if t.cancelled() or exc is not None:
+                self._busy.discard(conn)
+                self.stats.error(f"connect failed: {type(exc).__name__}")
+                self._requeue(index)
+                if self.closed_loop:
+                    # Do not spin on a refusing server.
+                    loop.call_later(0.05, self._refill)
+
+        task.add_done_callback(connected)
+
+    def _refill(self) -> None:
+        """Closed loop: keep ``connections`` requests in flight."""
+        while self.in_flight() < self.connections:
+            index = self.next_op()
+            if index < 0:
+                return
+            self._issue(index, time.perf_counter_ns())
+
+    # -- replies --------------------------------------------------------------------------
+
+    def on_reply(
+        self, conn: _HttpConnection, index: int, status: int, body: bytes, head: bytes
+    ) -> None:
+        stats = self.stats
+        kind = self.ops.kinds[index]
+        problem = check_reply(kind, status, body)
+        if problem is None:
+            stats.responses += 1
+            if kind == _KIND_ANNOUNCE:
+                stats.announces += 1
+            else:
+                stats.scrapes += 1
+            if self.record:
+                stats.latencies_ns.append(time.perf_counter_ns() - conn.started_ns)
+        else:
+            stats.error(problem)
+        self._busy.discard(conn)
+        server_closes = conn.eof or b"\r\nconnection: close" in head
+        if self.reuse and not server_closes:
+            self._idle.append(conn)
+        elif not conn.eof and not self.reuse and self.mode == "close":
+            # Connection: close was asked for: let the server close it; close it ourselves
+            # if it has not after the timeout.
+            loop = self._loop
+            assert loop is not None
+            loop.call_later(self.timeout, self._abort_if_open, conn)
+        if self.closed_loop:
+            self._refill()
+
+    def _abort_if_open(self, conn: _HttpConnection) -> None:
+        if not conn.closed and conn.transport is not None:
+            conn.transport.abort()
+
+    def on_lost(self, conn: _HttpConnection, exc: Exception | None) -> None:
+        if conn in self._idle:
+            self._idle.remove(conn)
+            if self.reuse:
+                self._idle_closes += 1
+                if self._idle_closes >= _IDLE_CLOSES_BEFORE_GIVING_UP_REUSE:
+                    self.reuse = False
+            return
+        if conn.index >= 0:
+            self._busy.discard(conn)
+            index = conn.index
+            conn.index = -1
+            if conn.served and not conn.buf:
+                # A reused connection closed under our request: send it again elsewhere.
+                self.stats.retries += 1
+                self._idle_closes += 1
+                if self._idle_closes >= _IDLE_CLOSES_BEFORE_GIVING_UP_REUSE:
+                    self.reuse = False
+                self._open(index, conn.started_ns)
+                return
+            cause = type(exc).__name__ if exc else "EOF"
+            self.stats.error(f"connection lost with a request outstanding ({cause})")
+            self._requeue(index)
+        if self.closed_loop:
+            self._refill()
+
+    def _expire(self, now_ns: int, timeout_ns: int) -> None:
+        for conn in [c for c in self._busy if c.transport is not None]:
+            if conn.index >= 0 and now_ns - conn.started_ns > timeout_ns:
+                self.stats.timeouts += 1
+                self._busy.discard(conn)
+                index = conn.index
+                conn.index = -1
+                self._requeue(index)
+                assert conn.transport is not None
+                conn.transport.abort()
+
+    # -- driving --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        ops: HttpOps,
+        *,
+        duration: float | None = None,
+        count: int | None = None,
+        record: bool = False,
+        rate: float | None = None,
+        limit: float = 600.0,
+    ) -> LoadStats:
+        """Send ``ops`` (cycling) for ``duration`` seconds, or the first ``count`` of them
+        once; at most ``limit`` seconds in any case. Returns what was seen."""
+        if not len(ops):
+            return LoadStats()
+        self._loop = loop = asyncio.get_running_loop()
+        self.ops = ops
+        self.stats = stats = LoadStats()
+        self.record = record
+        self.closed_loop = rate is None
+        self._cursor = 0
+        self._end = count
+        self._retry = []
+        self._issuing = True
+        self._expired = False
+        start = time.monotonic()
+        stop_at = start + min(duration if duration is not None else limit, limit)
+        timeout_ns = int(self.timeout * 1e9)
+        done: asyncio.Future[None] = loop.create_future()
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now >= stop_at:
+                self._expired = True
+                self._retry.clear()
+            if self._issuing and (
+                self._expired or (self._end is not None and self._cursor >= self._end)
+            ):
+                self._issuing = False
+            self._expire(time.perf_counter_ns(), timeout_ns)
+            if self.closed_loop:
+                self._refill()
+            drained = self.in_flight() == 0 and not self._retry
+            if not self._issuing and (drained or now >= stop_at + self.timeout):
+                if not done.done():
+                    done.set_result(None)
+                return
+            loop.call_later(_TICK_S, tick)
+
+        sent = 0
+
+        def pace() -> None:
+            nonlocal sent
+            if not self._issuing or done.done():
+                return
+            due = int((time.monotonic() - start) * (rate or 0.0)) - sent
+            now_ns = time.perf_counter_ns()
+            while due > 0 and self.in_flight() < self.connections:
+                index = self.next_op()
+                if index < 0:
+                    break
+                self._issue(index, now_ns)
+                sent += 1
+                due -= 1
+            if due > 0:
+                stats.skipped += due
+                sent += due
+            loop.call_later(_PACE_TICK_S, pace)
+
+        loop.call_later(_TICK_S, tick)
+        if self.closed_loop:
+            self._refill()
+        else:
+            loop.call_soon(pace)
+        await done
+        self._issuing = False
+        stats.elapsed = min(time.monotonic(), stop_at) - start
+        for conn in list(self._busy):
+            conn.index = -1
+            if conn.transport is not None:
+                conn.transport.abort()
+        self._busy.clear()
+        return stats
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for conn in self._idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self._idle.clear()

@@ -1,0 +1,363 @@
+"""Starting, probing, measuring and stopping the trackers under test.
+
+A target is started on a free port number (the same number for TCP and UDP), pinned to
+its own CPU when the machine has more than one, and waited for until an announce gets a
+proper answer. CPU time and memory are read from /proc for the tracker's whole process
+tree, so a tracker with worker threads or processes is measured in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.bencode import bdecode
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROBE_PEER_ID = b"-SB0001-probeprobe00"
+
+TARGET_NAMES = ("shoal", "opentracker")
+
+
+class TargetError(RuntimeError):
+    """A tracker could not be started or did not answer."""
+
+
+def free_port() -> int:
+    """A port number free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+            return port
+    raise TargetError("no free port")
+
+
+def tracker_cpu() -> int | None:
+    """The CPU the tracker is pinned to (1), or None on a one-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[1] if len(cpus) > 1 else None
+
+
+def generator_cpu() -> int | None:
+    """The CPU the load generator is pinned to (0), or None on a one-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[0] if len(cpus) > 1 else None
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants that are alive."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    tree = [pid]
+    for p in tree:
+        tree.extend(children.get(p, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used by ``pid``'s process tree (utime + stime)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) in KiB, summed over ``pid``'s process tree."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in out:
+                        out[key] += int(value.split()[0])
+        except OSError:
+            continue
+    return out
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used so far by this (the generator's) process."""
+    t = os.times()
+    return t.user + t.system
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One plain GET on 127.0.0.1, returning status and body."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def probe_http(port: int, info_hash: bytes) -> str | None:
+    """None when an announce (event=stopped, so nothing is left behind) for ``info_hash``
+    gets a well-formed success; otherwise a reason."""
+    query = urllib.parse.urlencode(
+        {
+            "info_hash": info_hash,
+            "peer_id": PROBE_PEER_ID,
+            "port": 1,
+            "uploaded": 0,
+            "downloaded": 0,
+            "left": 0,
+            "event": "stopped",
+            "numwant": 0,
+            "compact": 1,
+        }
+    )
+    try:
+        status, body = http_get(port, "/announce?" + query)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        reply = bdecode(body)
+    except ValueError as exc:
+        return f"bad bencode: {exc}"
+    if not isinstance(reply, dict):
+        return "reply is not a dictionary"
+    failure = reply.get(b"failure reason")
+    if failure is not None:
+        return f"failure reason: {failure!r}"
+    return None
+
+
+def probe_udp(port: int, timeout: float = 0.5) -> bool:
+    """True when a BEP 15 connect request is answered properly."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        txid = int.from_bytes(os.urandom(4))
+        try:
+            s.sendto(struct.pack("!QII", 0x41727101980, 0, txid), (HOST, port))
+            data = s.recv(64)
+        except OSError:
+            return False
+    return len(data) == 16 and struct.unpack("!II", data[:8]) == (0, txid)
+
+
+def scrape_counts(port: int, info_hash: bytes) -> tuple[int, int] | None:
+    """(complete, incomplete) of one torrent by HTTP scrape, or None."""
+    query = urllib.parse.urlencode({"info_hash": info_hash})
+    try:
+        status, body = http_get(port, "/scrape?" + query)
+        reply = bdecode(body)
+    except (OSError, ValueError):
+        return None
+    if status != 200 or not isinstance(reply, dict):
+        return None
+    files = reply.get(b"files")
+    if not isinstance(files, dict):
+        return None
+    entry = files.get(info_hash)
+    if not isinstance(entry, dict):
+        return (0, 0)
+    complete, incomplete = entry.get(b"complete", 0), entry.get(b"incomplete", 0)
+    if isinstance(complete, int) and isinstance(incomplete, int):
+        return complete, incomplete
+    return None
+
+
+@dataclass
+class RunningTarget:
+    """A started tracker process."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    log_path: Path
+    udp: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def memory_kib(self) -> dict[str, int]:
+        return memory_kib(self.pid)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s; remove the work directory."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _pinned(cmd: list[str]) -> list[str]:
+    cpu = tracker_cpu()
+    taskset = shutil.which("taskset")
+    if cpu is not None and taskset:
+        return [taskset, "-c", str(cpu), *cmd]
+    return cmd
+
+
+def _pin_after_start(pid: int) -> None:
+    cpu = tracker_cpu()
+    if cpu is None or shutil.which("taskset"):
+        return
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), {cpu})
+
+
+def opentracker_available() -> bool:
+    """True when an ``opentracker`` binary is on the PATH."""
+    return shutil.which("opentracker") is not None
+
+
+def shoal_command(port: int, extra_settings: list[str]) -> list[str]:
+    """The command line that serves Shoal on ``port`` (HTTP and UDP)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "shoal",
+        "serve",
+        "--host",
+        HOST,
+        "--http-port",
+        str(port),
+        "--udp-port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
+    # The admin server (stats, metrics) listens on a fixed port of its own: off, so several
+    # instances can run and the tracker does only tracker work.
+    for setting in ["admin.enabled=false", *extra_settings]:
+        cmd += ["--set", setting]
+    return cmd
+
+
+def opentracker_command(port: int, workdir: Path, info_hashes: list[bytes]) -> list[str]:
+    """Write opentracker's whitelist and config into ``workdir``; return its command line.
+
+    Debian builds opentracker in whitelist mode: it refuses every torrent not listed. It
+    chroots into ``tracker.rootdir`` and drops to an unprivileged user, so the whitelist
+    lives in that directory and is named relative to it.
+    """
+    (workdir / "whitelist.txt").write_text("".join(h.hex() + "\n" for h in info_hashes))
+    (workdir / "opentracker.conf").write_text(
+        f"listen.tcp {HOST}:{port}\n"
+        f"listen.udp {HOST}:{port}\n"
+        "access.whitelist /whitelist.txt\n"
+        f"tracker.rootdir {workdir}\n"
+    )
+    workdir.chmod(0o755)
+    for name in ("whitelist.txt", "opentracker.conf"):
+        (workdir / name).chmod(0o644)
+    binary = shutil.which("opentracker") or "opentracker"
+    return [binary, "-f", str(workdir / "opentracker.conf")]
+
+
+def start_target(
+    name: str,
+    info_hashes: list[bytes],
+    *,
+    shoal_settings: list[str] | None = None,
+    ready_timeout: float = 60.0,
+    want_udp: bool = True,
+) -> RunningTarget:
+    """Start tracker ``name`` knowing ``info_hashes`` and wait until it answers announces
+    for them (and, if ``want_udp``, until its UDP side answers, for at most a few seconds:
+    ``udp`` tells whether it did)."""
+    if not info_hashes:
+        raise TargetError("no info hashes")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    if name == "shoal":
+        cmd = shoal_command(port, shoal_settings or [])
+        cwd = REPO_ROOT
+    elif name == "opentracker":
+        if not opentracker_available():
+            raise TargetError("opentracker is not installed (scripts/install-bench-deps.sh)")
+        cmd = opentracker_command(port, workdir, info_hashes)
+        cwd = workdir
+    else:
+        raise TargetError(f"unknown target {name!r}")
+    log_path = workdir / "tracker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            _pinned(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    target = RunningTarget(name, port, process, workdir, log_path)
+    _pin_after_start(process.pid)
+    deadline = time.monotonic() + ready_timeout
+    reason: str | None = "not probed"
+    while time.monotonic() < deadline:
+        if not target.alive():
+            tail = target.log_tail()
+            target.stop()
+            raise TargetError(f"{name} exited with {process.returncode}:\n{tail}")
+        reason = probe_http(port, info_hashes[0])
+        if reason is None:
+            break
+        time.sleep(0.1)
+    else:
+        tail = target.log_tail()
+        target.stop()
+        raise TargetError(f"{name} did not answer in {ready_timeout:.0f} s ({reason}):\n{tail}")
+    if want_udp:
+        udp_deadline = time.monotonic() + 3.0
+        while time.monotonic() < udp_deadline:
+            if probe_udp(port):
+                target.udp = True
+                break
+    return target
