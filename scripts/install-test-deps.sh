@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install what the real-client end-to-end tests (tests/e2e) need, from Debian's archive:
+# the aria2 and Transmission BitTorrent clients. Idempotent and quiet: when every command
+# is already there it does nothing (no apt-get at all). Uses sudo only when not root.
+set -euo pipefail
+
+# command the tests run -> Debian package that ships it
+commands=(aria2c transmission-daemon transmission-remote)
+packages=(aria2 transmission-daemon transmission-cli)
+
+missing=()
+for i in "${!commands[@]}"; do
+    if ! command -v "${commands[$i]}" >/dev/null 2>&1; then
+        missing+=("${packages[$i]}")
+    fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+else
+    echo "install-test-deps: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+apt_get() {
+    if ! ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -o DPkg::Lock::Timeout=300 "$@" >>"$log" 2>&1; then
+        echo "install-test-deps: apt-get $* failed:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+}
+
+echo "install-test-deps: installing ${missing[*]}"
+apt_get update
+apt_get install -y --no-install-recommends "${missing[@]}"
+
+for cmd in "${commands[@]}"; do
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+        echo "install-test-deps: $cmd is still missing after installing ${missing[*]}" >&2
+        exit 1
+    fi
+done
