@@ -153,6 +153,7 @@ def run_swarm(
     family: str,
     transport: str,
 ) -> None:
+    require_clients("transmission-daemon", "aria2c")
     host = "::1" if family == "ipv6" else "127.0.0.1"
     udp = transport == "udp"
 
@@ -237,12 +238,6 @@ def run_swarm(
     )
 
 
-@pytest.fixture
-def both_clients() -> None:
-    require_clients("transmission-daemon", "aria2c")
-
-
-@pytest.mark.usefixtures("both_clients")
 def test_transmission_seeds_to_aria2_over_ipv4_http(
     processes: ProcessRegistry, workdir: Path
 ) -> None:
@@ -252,7 +247,6 @@ def test_transmission_seeds_to_aria2_over_ipv4_http(
     )  # fmt: skip
 
 
-@pytest.mark.usefixtures("both_clients")
 def test_aria2_seeds_to_transmission_over_ipv6_http(
     processes: ProcessRegistry, workdir: Path
 ) -> None:
@@ -262,7 +256,6 @@ def test_aria2_seeds_to_transmission_over_ipv6_http(
     )  # fmt: skip
 
 
-@pytest.mark.usefixtures("both_clients")
 def test_transmission_seeds_to_aria2_over_ipv4_udp(
     processes: ProcessRegistry, workdir: Path
 ) -> None:
