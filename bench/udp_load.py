@@ -229,7 +229,7 @@ class UdpLoad:
         *,
         clients: int = 32,
         window: int = 4,
-        timeout: float = 2.0,
+        timeout: float = 1.0,
         reconnect_min: float = 60.0,
         reconnect_max: float = 120.0,
         seed: int = 0,

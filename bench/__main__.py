@@ -1,0 +1,19 @@
+"""``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["scaling"]:
+        from bench.scaling import main as scaling_main
+
+        return scaling_main(sys.argv[2:])
+    from bench.runner import main as runner_main
+
+    return runner_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,487 @@
+"""The side-by-side comparison: ``python -m bench [options]``.
+
+For every round, mode and target (targets alternate order from round to round) a fresh
+tracker is started on free ports and pinned to CPU 1 (the generator runs on CPU 0), the
+workload's swarms are filled (one ``started`` announce per pair, by UDP when the tracker
+speaks it), the mix is replayed for ``--warmup`` seconds and then measured for
+``--duration`` seconds with as many requests in flight as the generator keeps, then for
+``--latency-duration`` seconds paced at half the rate just measured (the latency a
+tracker shows when it is not saturated), and the tracker is stopped.
+
+The figure to compare is responses per tracker CPU-second: it stays fair when the
+generator, not the tracker, is the limit (a C tracker on loopback usually outruns one
+Python generator core). Medians over the rounds are printed as a markdown table with
+the Shoal/opentracker ratio per mode, written to ``<out>/latest.md``, and appended as
+JSON lines to ``<out>/results.jsonl`` with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.http_load import HttpLoad, HttpOps, encode_http_ops
+from bench.stats import LoadStats
+from bench.targets import (
+    REPO_ROOT,
+    TARGET_NAMES,
+    RunningTarget,
+    TargetError,
+    generator_cpu,
+    opentracker_available,
+    own_cpu_seconds,
+    start_target,
+    tracker_cpu,
+)
+from bench.udp_load import UdpLoad, UdpOps, encode_udp_ops
+from bench.workload import Workload, WorkloadConfig
+
+MODES = ("udp", "http-keepalive", "http-close")
+DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+# The issue's targets, as Shoal / opentracker in responses per tracker CPU-second.
+TARGET_RATIOS = {"udp": 0.8, "http-keepalive": 2.0, "http-close": 0.8}
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed, else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def event_loop_name() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    return f"uvloop {uvloop.__version__}"
+
+
+def pin_generator() -> None:
+    """Pin this process (the load generator) to CPU 0 when there is more than one CPU."""
+    cpu = generator_cpu()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _command_output(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def machine_info() -> dict[str, object]:
+    """The machine and software the figures came from."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "nproc": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "event_loop": event_loop_name(),
+        "opentracker": _command_output(["dpkg-query", "-W", "-f=${Version}", "opentracker"]),
+        "shoal_commit": _command_output(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"]
+        ),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+    }
+
+
+@dataclass
+class Measurement:
+    """One (round, target, mode) run."""
+
+    target: str
+    mode: str
+    round: int
+    responses_per_s: float = 0.0
+    tracker_cpu_s: float = 0.0
+    responses_per_cpu_s: float = 0.0
+    generator_cpu_share: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0
+    timeouts: int = 0
+    peak_rss_kib: int = 0
+    rss_before_kib: int = 0
+    rss_after_kib: int = 0
+    paced_rate: float = 0.0
+    paced_p50_ms: float | None = None
+    paced_p99_ms: float | None = None
+    paced_errors: int = 0
+    fill_s: float = 0.0
+    fill_errors: int = 0
+    fill_protocol: str = ""
+    skipped: str = ""
+    load: dict[str, object] = field(default_factory=dict)
+    fill: dict[str, object] = field(default_factory=dict)
+
+
+class EncodedWorkload:
+    """The workload's requests encoded once per protocol, on first use."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self._udp: dict[str, UdpOps] = {}
+        self._http: dict[tuple[str, bool], HttpOps] = {}
+
+    def udp(self, part: str) -> UdpOps:
+        if part not in self._udp:
+            self._udp[part] = encode_udp_ops(getattr(self.workload, part))
+        return self._udp[part]
+
+    def http(self, part: str, close: bool) -> HttpOps:
+        key = (part, close)
+        if key not in self._http:
+            self._http[key] = encode_http_ops(getattr(self.workload, part), close=close)
+        return self._http[key]
+
+
+Generator = UdpLoad | HttpLoad
+
+
+def make_generator(mode: str, port: int, args: argparse.Namespace) -> Generator:
+    if mode == "udp":
+        return UdpLoad(
+            "127.0.0.1", port, clients=args.udp_clients, window=args.udp_window, seed=args.seed
+        )
+    return HttpLoad(
+        "127.0.0.1",
+        port,
+        "keepalive" if mode == "http-keepalive" else "close",
+        connections=args.http_connections,
+    )
+
+
+async def _load(
+    gen: Generator, encoded: EncodedWorkload, mode: str, part: str, **kw: Any
+) -> LoadStats:
+    if isinstance(gen, UdpLoad):
+        return await gen.run(encoded.udp(part), **kw)
+    return await gen.run(encoded.http(part, close=mode == "http-close"), **kw)
+
+
+async def fill_target(
+    target: RunningTarget, encoded: EncodedWorkload, args: argparse.Namespace
+) -> tuple[LoadStats, str]:
+    """Announce every (peer, torrent) pair once, by UDP when the tracker has it."""
+    n = len(encoded.workload.fill)
+    gen: Generator
+    if target.udp:
+        # 128 in flight: more can overflow a tracker's default socket receive buffer.
+        gen = UdpLoad("127.0.0.1", target.port, clients=32, window=4, seed=args.seed + 1)
+        stats = await gen.run(encoded.udp("fill"), count=n, limit=args.fill_limit)
+        gen.close()
+        return stats, "udp"
+    gen = HttpLoad("127.0.0.1", target.port, "keepalive", connections=32)
+    stats = await gen.run(encoded.http("fill", close=False), count=n, limit=args.fill_limit)
+    gen.close()
+    return stats, "http"
+
+
+async def measure(
+    name: str, mode: str, rnd: int, encoded: EncodedWorkload, args: argparse.Namespace
+) -> Measurement:
+    """Start ``name``, fill it, warm up, measure ``mode``, stop it."""
+    m = Measurement(name, mode, rnd)
+    target = start_target(
+        name, encoded.workload.info_hashes, shoal_settings=args.shoal_set, want_udp=True
+    )
+    gen: Generator | None = None
+    try:
+        if mode == "udp" and not target.udp:
+            m.skipped = "no UDP answer"
+            return m
+        fill, m.fill_protocol = await fill_target(target, encoded, args)
+        m.fill_s = round(fill.elapsed, 2)
+        m.fill_errors = fill.errors + fill.timeouts
+        m.fill = fill.summary()
+        gen = make_generator(mode, target.port, args)
+        if args.warmup > 0:
+            await _load(gen, encoded, mode, "mix", duration=args.warmup)
+        m.rss_before_kib = target.memory_kib()["VmRSS"]
+        cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        stats = await _load(gen, encoded, mode, "mix", duration=args.duration, record=True)
+        cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        memory = target.memory_kib()
+        m.rss_after_kib, m.peak_rss_kib = memory["VmRSS"], memory["VmHWM"]
+        m.responses_per_s = round(stats.rate(), 1)
+        m.tracker_cpu_s = round(cpu1 - cpu0, 2)
+        m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
+        m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
+        m.p50_ms, m.p99_ms = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
+        m.errors, m.timeouts = stats.errors, stats.timeouts
+        m.load = stats.summary()
+        if args.latency_duration > 0 and stats.responses:
+            m.paced_rate = round(stats.rate() / 2, 1)
+            paced = await _load(
+                gen,
+                encoded,
+                mode,
+                "mix",
+                duration=args.latency_duration,
+                record=True,
+                rate=m.paced_rate,
+            )
+            m.paced_p50_ms, m.paced_p99_ms = paced.percentile_ms(0.5), paced.percentile_ms(0.99)
+            m.paced_errors = paced.errors + paced.timeouts + paced.skipped
+        if not target.alive():
+            m.skipped = f"tracker died: {target.log_tail()}"
+    finally:
+        if gen is not None:
+            gen.close()
+        target.stop()
+    return m
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(ms: list[Measurement]) -> dict[str, Any]:
+    """Medians over rounds of one (target, mode)."""
+    ok = [m for m in ms if not m.skipped]
+    out: dict[str, Any] = {"target": ms[0].target, "mode": ms[0].mode, "rounds": len(ok)}
+    for key in (
+        "responses_per_s",
+        "tracker_cpu_s",
+        "responses_per_cpu_s",
+        "generator_cpu_share",
+        "p50_ms",
+        "p99_ms",
+        "peak_rss_kib",
+        "rss_before_kib",
+        "rss_after_kib",
+        "paced_rate",
+        "paced_p50_ms",
+        "paced_p99_ms",
+        "fill_s",
+    ):
+        out[key] = median([getattr(m, key) for m in ok])
+    out["errors"] = sum(m.errors for m in ok)
+    out["timeouts"] = sum(m.timeouts for m in ok)
+    out["fill_errors"] = sum(m.fill_errors for m in ok)
+    out["paced_errors"] = sum(m.paced_errors for m in ok)
+    out["skipped"] = sorted({m.skipped for m in ms if m.skipped})
+    return out
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def markdown_table(summaries: list[dict[str, Any]]) -> str:
+    """The per-target, per-mode table of medians."""
+    lines = [
+        "| target | mode | responses/s | tracker CPU s | responses per tracker CPU-s "
+        "| generator CPU | p50 ms | p99 ms | p99 ms at 50% rate | errors | timeouts "
+        "| peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        if not s["rounds"]:
+            lines.append(f"| {s['target']} | {s['mode']} | skipped: {'; '.join(s['skipped'])} |")
+            continue
+        share = s["generator_cpu_share"]
+        rss = s["peak_rss_kib"]
+        lines.append(
+            f"| {s['target']} | {s['mode']} | {_fmt(s['responses_per_s'])} "
+            f"| {_fmt(s['tracker_cpu_s'], 2)} | **{_fmt(s['responses_per_cpu_s'])}** "
+            f"| {_fmt(share * 100 if share is not None else None)}% "
+            f"| {_fmt(s['p50_ms'], 2)} | {_fmt(s['p99_ms'], 2)} | {_fmt(s['paced_p99_ms'], 2)} "
+            f"| {s['errors']} | {s['timeouts']} "
+            f"| {_fmt(rss / 1024 if rss is not None else None, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def ratio_table(summaries: list[dict[str, Any]]) -> str:
+    """Shoal / opentracker in responses per tracker CPU-second, per mode."""
+    by_key = {(s["target"], s["mode"]): s for s in summaries}
+    lines = [
+        "| mode | Shoal resp/CPU-s | opentracker resp/CPU-s | Shoal / opentracker | goal |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        shoal, ot = by_key.get(("shoal", mode)), by_key.get(("opentracker", mode))
+        if not shoal or not ot:
+            continue
+        a, b = shoal["responses_per_cpu_s"], ot["responses_per_cpu_s"]
+        ratio = a / b if a and b else None
+        goal = TARGET_RATIOS[mode]
+        verdict = "-" if ratio is None else ("met" if ratio >= goal else "not met")
+        lines.append(
+            f"| {mode} | {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x | >= {goal}x ({verdict}) |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def progress_line(m: Measurement, rounds: int) -> str:
+    """One line per run, printed as the runs go."""
+    head = f"round {m.round + 1}/{rounds} {m.target:11} {m.mode:14} "
+    if m.skipped:
+        return head + f"skipped ({m.skipped})"
+    return head + (
+        f"{m.responses_per_s:>9,.0f} resp/s  cpu {m.tracker_cpu_s:5.2f} s  "
+        f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  gen {m.generator_cpu_share:.0%}  "
+        f"p99 {_fmt(m.p99_ms, 2)} ms (at 50%: {_fmt(m.paced_p99_ms, 2)} ms)  "
+        f"errors {m.errors}+{m.timeouts} timeouts  fill {m.fill_s} s by {m.fill_protocol}"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Shoal against opentracker, side by side (see bench/runner.py). "
+        "`python -m bench scaling --help` for the scaling series.",
+    )
+    p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
+    p.add_argument("--duration", type=float, default=12.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=4.0, help="warm-up seconds per run")
+    p.add_argument(
+        "--latency-duration",
+        type=float,
+        default=4.0,
+        help="seconds paced at half the measured rate, for latency (0: skip)",
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--torrents", type=int, default=10_000)
+    p.add_argument("--peers", type=int, default=100_000)
+    p.add_argument("--mix-length", type=int, default=100_000, help="mix operations replayed")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    p.add_argument("--udp-clients", type=int, default=32)
+    p.add_argument("--udp-window", type=int, default=4, help="requests in flight per client")
+    p.add_argument("--http-connections", type=int, default=64)
+    p.add_argument("--fill-limit", type=float, default=300.0, help="most seconds for a fill")
+    p.add_argument(
+        "--shoal-set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra Shoal setting (repeatable)",
+    )
+    p.add_argument("--no-save", action="store_true", help="print only; write no results")
+    p.add_argument("--quick", action="store_true", help="tiny fast run (checks the harness)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.torrents, args.peers, args.mix_length = 200, 2_000, 5_000
+        args.duration, args.warmup, args.latency_duration, args.rounds = 2.0, 0.5, 1.0, 1
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.modes = [m for m in args.modes.split(",") if m]
+    for t in args.targets:
+        if t not in TARGET_NAMES:
+            p.error(f"unknown target {t!r}")
+    for m in args.modes:
+        if m not in MODES:
+            p.error(f"unknown mode {m!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = print) -> int:
+    args = parse_args(argv)
+    pin_generator()
+    targets = list(args.targets)
+    if "opentracker" in targets and not opentracker_available():
+        log("opentracker is not installed (bash scripts/install-bench-deps.sh): Shoal only")
+        targets.remove("opentracker")
+    if not targets:
+        log("no target to run")
+        return 2
+    config = WorkloadConfig(
+        torrents=args.torrents, peers=args.peers, seed=args.seed, mix_length=args.mix_length
+    )
+    t0 = time.monotonic()
+    workload = Workload.build(config)
+    log(f"workload: {workload.describe()} (built in {time.monotonic() - t0:.1f} s)")
+    log(f"tracker on CPU {tracker_cpu()}, generator on CPU {generator_cpu()}, {event_loop_name()}")
+    encoded = EncodedWorkload(workload)
+    results: dict[tuple[str, str], list[Measurement]] = {}
+    for rnd in range(args.rounds):
+        order = targets if rnd % 2 == 0 else targets[::-1]
+        for mode in args.modes:
+            for name in order:
+                try:
+                    m = run_async(measure(name, mode, rnd, encoded, args))
+                except TargetError as exc:
+                    m = Measurement(name, mode, rnd, skipped=str(exc).splitlines()[0])
+                    log(f"  {name}: {exc}")
+                results.setdefault((name, mode), []).append(m)
+                log(progress_line(m, args.rounds))
+    summaries = [
+        summarize(results[(name, mode)])
+        for mode in args.modes
+        for name in targets
+        if (name, mode) in results
+    ]
+    machine = machine_info()
+    table = markdown_table(summaries)
+    ratios = ratio_table(summaries)
+    header = (
+        f"Medians of {args.rounds} round(s); {args.duration:g} s measured after {args.warmup:g} s "
+        f"warm-up; {args.torrents:,} torrents, {args.peers:,} peers "
+        f"({len(workload.fill):,} peer-torrent pairs), seed {args.seed}.\n"
+        f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, Python {machine['python']}, "
+        f"{machine['event_loop']}, opentracker {machine['opentracker'] or '-'}, "
+        f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
+        f"Command: `{machine['command']}`"
+    )
+    report = f"{header}\n\n{table}\n"
+    if ratios:
+        report += f"\n{ratios}\n"
+    log("")
+    log(report)
+    if not args.no_save:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "latest.md").write_text(report)
+        with open(args.out / "results.jsonl", "a") as f:
+            for s in summaries:
+                raw = [asdict(m) for m in results[(s["target"], s["mode"])]]
+                record = {
+                    "kind": "comparison",
+                    **s,
+                    "runs": raw,
+                    "workload": workload.describe(),
+                    "settings": {
+                        k: v for k, v in vars(args).items() if k not in ("out", "targets", "modes")
+                    },
+                    "machine": machine,
+                }
+                f.write(json.dumps(record, default=str) + "\n")
+        log(f"written: {args.out / 'latest.md'}, appended to {args.out / 'results.jsonl'}")
+    failed = any(s["errors"] for s in summaries)
+    return 1 if failed else 0

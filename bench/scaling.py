@@ -1,0 +1,464 @@
+"""How cost grows: ``python -m bench scaling [options]``.
+
+Series, each for Shoal and opentracker (fills and loads go by UDP when the tracker has
+it, HTTP keep-alive otherwise):
+
+* ``swarm``: announce cost against swarm size. One torrent is filled to 1, 10, 100,
+  1,000, 10,000 and 100,000 peers (a quarter seeders); at each size regular announces
+  (numwant 50) from the swarm's own peers are measured for ``--point-duration`` seconds
+  after a short warm-up, as responses per tracker CPU-second. The curve must stay flat:
+  answering picks at most numwant peers, whatever the swarm holds. The swarm size the
+  tracker reports (by scrape) is recorded too: opentracker tells peers apart by address
+  and port only, and all bench peers share 127.0.0.1, so it holds at most 64,512 of them.
+* ``memory``: resident memory against peers. Peers are added, ten per torrent, up to
+  100,000 torrents and 1,000,000 peers; at 1,000, 10,000, 100,000, 300,000 and 1,000,000
+  the tracker's RSS minus its RSS before the first announce gives bytes per peer.
+* ``steady``: after the memory fill, regular announces of the filled peers for
+  ``--steady-seconds`` (RSS sampled every few seconds): the swarm does not grow, so
+  neither should memory.
+* Sweep cost (expiring silent peers) is not measured yet: opentracker's peer timeout is
+  compiled in, and Shoal's sweep needs a run with a short ``tracker.peer_timeout``.
+
+``--max-peers`` bounds both series. A markdown table goes to ``<out>/scaling.md``, a PNG
+per series next to it (when matplotlib is installed), and JSON lines to
+``<out>/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import struct
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.http_load import HttpLoad, encode_http_ops
+from bench.runner import DEFAULT_OUT, machine_info, pin_generator, run_async
+from bench.stats import LoadStats
+from bench.targets import (
+    TARGET_NAMES,
+    RunningTarget,
+    TargetError,
+    opentracker_available,
+    scrape_counts,
+    start_target,
+)
+from bench.udp_load import ACTION_ANNOUNCE, UdpLoad, UdpOps
+from bench.workload import Announce, Event, info_hash_for, key_for, peer_id_for, port_for
+
+SWARM_SIZES = (1, 10, 100, 1_000, 10_000, 100_000)
+MEMORY_POINTS = (1_000, 10_000, 100_000, 300_000, 1_000_000)
+PEERS_PER_TORRENT = 10
+MAX_TORRENTS = 100_000
+CHUNK = 50_000
+_BODY = struct.Struct("!20s20sQQQIIIiH")
+_LEECHER_LEFT = 1_000_000
+
+
+def _left(peer: int) -> int:
+    return 0 if peer % 4 == 0 else _LEECHER_LEFT
+
+
+def udp_announces(
+    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event
+) -> UdpOps:
+    """Announce bodies for ``peers`` (peer index -> torrent index by ``torrent_of``)."""
+    pack = _BODY.pack
+    bodies = [
+        pack(
+            info_hash_for(seed, torrent_of(p)),
+            peer_id_for(p),
+            0,
+            _left(p),
+            0,
+            int(event),
+            0,
+            key_for(seed, p),
+            50,
+            port_for(p),
+        )
+        for p in peers
+    ]
+    return UdpOps([ACTION_ANNOUNCE] * len(bodies), bodies, [20 + 6 * 50] * len(bodies))
+
+
+def announce_records(
+    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event
+) -> list[Announce]:
+    """The same announces as records, for HTTP encoding."""
+    return [
+        Announce(
+            info_hash=info_hash_for(seed, torrent_of(p)),
+            peer_id=peer_id_for(p),
+            port=port_for(p),
+            key=key_for(seed, p),
+            uploaded=0,
+            downloaded=0,
+            left=_left(p),
+            event=event,
+            numwant=50,
+        )
+        for p in peers
+    ]
+
+
+class Announcer:
+    """Sends announces of given peers to one target, by UDP when it can."""
+
+    def __init__(self, target: RunningTarget, seed: int) -> None:
+        self.target = target
+        self.seed = seed
+        self.udp = UdpLoad("127.0.0.1", target.port, clients=32, window=4, seed=seed)
+        self.http = HttpLoad("127.0.0.1", target.port, "keepalive", connections=32)
+
+    @property
+    def protocol(self) -> str:
+        return "udp" if self.target.udp else "http"
+
+    async def send(
+        self,
+        peers: Sequence[int],
+        torrent_of: Callable[[int], int],
+        event: Event,
+        *,
+        duration: float | None = None,
+        record: bool = False,
+    ) -> LoadStats:
+        """Announce each of ``peers`` once (``duration`` None) or cycle for ``duration``."""
+        count = None if duration is not None else len(peers)
+        if self.target.udp:
+            ops = udp_announces(self.seed, peers, torrent_of, event)
+            return await self.udp.run(ops, count=count, duration=duration, record=record)
+        records = announce_records(self.seed, peers, torrent_of, event)
+        http_ops = encode_http_ops(records, close=False)
+        return await self.http.run(http_ops, count=count, duration=duration, record=record)
+
+    async def fill(
+        self, first: int, end: int, torrent_of: Callable[[int], int]
+    ) -> tuple[int, float]:
+        """Start peers ``first..end-1`` in chunks; return (lost or failed, seconds)."""
+        bad = 0
+        t0 = time.monotonic()
+        for lo in range(first, end, CHUNK):
+            stats = await self.send(range(lo, min(end, lo + CHUNK)), torrent_of, Event.STARTED)
+            bad += stats.errors + stats.timeouts
+        return bad, time.monotonic() - t0
+
+    def close(self) -> None:
+        self.udp.close()
+        self.http.close()
+
+
+async def swarm_series(
+    name: str, args: argparse.Namespace, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Announce cost at each swarm size, one torrent, one tracker instance."""
+    sizes = [n for n in SWARM_SIZES if n <= args.max_peers]
+    target = start_target(name, [info_hash_for(args.seed, 0)], shoal_settings=args.shoal_set)
+    announcer = Announcer(target, args.seed)
+    rng = random.Random(args.seed)
+    rows: list[dict[str, Any]] = []
+    filled = 0
+    try:
+        for n in sizes:
+            bad, fill_s = await announcer.fill(filled, n, lambda p: 0)
+            filled = n
+            sample = [rng.randrange(n) for _ in range(min(n * 4, 20_000))]
+            await announcer.send(sample, lambda p: 0, Event.NONE, duration=args.point_warmup)
+            cpu0 = target.cpu_seconds()
+            stats = await announcer.send(
+                sample, lambda p: 0, Event.NONE, duration=args.point_duration, record=True
+            )
+            cpu = target.cpu_seconds() - cpu0
+            counts = scrape_counts(target.port, info_hash_for(args.seed, 0))
+            row = {
+                "kind": "scaling-swarm",
+                "target": name,
+                "protocol": announcer.protocol,
+                "swarm_peers": n,
+                "tracker_swarm": sum(counts) if counts else None,
+                "responses": stats.responses,
+                "responses_per_s": round(stats.rate(), 1),
+                "tracker_cpu_s": round(cpu, 2),
+                "responses_per_cpu_s": round(stats.responses / cpu, 1) if cpu > 0 else None,
+                "p50_ms": stats.percentile_ms(0.5),
+                "p99_ms": stats.percentile_ms(0.99),
+                "errors": stats.errors + bad,
+                "timeouts": stats.timeouts,
+                "fill_s": round(fill_s, 2),
+            }
+            rows.append(row)
+            log(
+                f"swarm {name:11} {n:>8,} peers (tracker says {row['tracker_swarm']}): "
+                f"{_fmt(row['responses_per_cpu_s'])} resp/cpu-s, "
+                f"{_fmt(row['responses_per_s'])} resp/s, p99 {_fmt(row['p99_ms'], 2)} ms, "
+                f"errors {row['errors']}+{row['timeouts']}"
+            )
+    finally:
+        announcer.close()
+        target.stop()
+    return rows
+
+
+async def memory_series(
+    name: str, args: argparse.Namespace, log: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """RSS against peers (ten per torrent), then RSS over a steady announce load."""
+    points = [n for n in MEMORY_POINTS if n <= args.max_peers] or [args.max_peers]
+    n_torrents = min(MAX_TORRENTS, max(1, -(-points[-1] // PEERS_PER_TORRENT)))
+    info_hashes = [info_hash_for(args.seed, t) for t in range(n_torrents)]
+    target = start_target(name, info_hashes, shoal_settings=args.shoal_set)
+    announcer = Announcer(target, args.seed)
+
+    def torrent_of(p: int) -> int:
+        return (p // PEERS_PER_TORRENT) % n_torrents
+
+    rows: list[dict[str, Any]] = []
+    steady: list[dict[str, Any]] = []
+    try:
+        await asyncio.sleep(1.0)
+        baseline = target.memory_kib()["VmRSS"]
+        filled = 0
+        for n in points:
+            bad, fill_s = await announcer.fill(filled, n, torrent_of)
+            filled = n
+            await asyncio.sleep(args.settle)
+            rss = target.memory_kib()["VmRSS"]
+            row = {
+                "kind": "scaling-memory",
+                "target": name,
+                "protocol": announcer.protocol,
+                "peers": n,
+                "torrents": min(n_torrents, -(-n // PEERS_PER_TORRENT)),
+                "baseline_rss_kib": baseline,
+                "rss_kib": rss,
+                "bytes_per_peer": round((rss - baseline) * 1024 / n, 1),
+                "fill_s": round(fill_s, 2),
+                "fill_rate": round((n - (rows[-1]["peers"] if rows else 0)) / fill_s, 1),
+                "errors": bad,
+            }
+            rows.append(row)
+            log(
+                f"memory {name:11} {n:>9,} peers: RSS {rss / 1024:,.1f} MiB "
+                f"(baseline {baseline / 1024:,.1f}), {row['bytes_per_peer']:,.0f} bytes/peer, "
+                f"fill {fill_s:.1f} s, lost/failed {bad}"
+            )
+        if args.steady_seconds > 0:
+            rng = random.Random(args.seed)
+            sample = [rng.randrange(filled) for _ in range(min(filled, 100_000))]
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < args.steady_seconds:
+                stats = await announcer.send(
+                    sample, torrent_of, Event.NONE, duration=args.steady_step
+                )
+                mem = target.memory_kib()
+                steady.append(
+                    {
+                        "kind": "scaling-steady",
+                        "target": name,
+                        "peers": filled,
+                        "t_s": round(time.monotonic() - t0, 1),
+                        "rss_kib": mem["VmRSS"],
+                        "responses": stats.responses,
+                        "errors": stats.errors + stats.timeouts,
+                    }
+                )
+            first, last = steady[0]["rss_kib"], steady[-1]["rss_kib"]
+            log(
+                f"steady {name:11} {filled:>9,} peers, {steady[-1]['t_s']:.0f} s of announces: "
+                f"RSS {first / 1024:,.1f} -> {last / 1024:,.1f} MiB"
+            )
+    finally:
+        announcer.close()
+        target.stop()
+    return rows, steady
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def tables(
+    swarm: list[dict[str, Any]], memory: list[dict[str, Any]], steady: list[dict[str, Any]]
+) -> str:
+    out: list[str] = []
+    if swarm:
+        out += [
+            "Announce cost against swarm size (one torrent, regular announces, numwant 50):",
+            "",
+            "| target | swarm peers | tracker's count | responses/s | responses per tracker "
+            "CPU-s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in swarm:
+            out.append(
+                f"| {r['target']} | {r['swarm_peers']:,} | {_fmt(r['tracker_swarm'])} "
+                f"| {_fmt(r['responses_per_s'])} | **{_fmt(r['responses_per_cpu_s'])}** "
+                f"| {_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} "
+                f"| {r['errors'] + r['timeouts']} |"
+            )
+        out.append("")
+    if memory:
+        out += [
+            f"Memory against peers ({PEERS_PER_TORRENT} peers per torrent, at most "
+            f"{MAX_TORRENTS:,} torrents; RSS minus the empty tracker's):",
+            "",
+            "| target | peers | torrents | RSS MiB | baseline MiB | bytes per peer "
+            "| fill announces/s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in memory:
+            out.append(
+                f"| {r['target']} | {r['peers']:,} | {r['torrents']:,} "
+                f"| {r['rss_kib'] / 1024:,.1f} | {r['baseline_rss_kib'] / 1024:,.1f} "
+                f"| **{r['bytes_per_peer']:,.0f}** | {_fmt(r['fill_rate'])} |"
+            )
+        out.append("")
+    if steady:
+        out += [
+            "Memory under steady announces after the fill (no new peers):",
+            "",
+            "| target | peers | seconds | RSS MiB at start | RSS MiB at end | growth |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in dict.fromkeys(r["target"] for r in steady):
+            rs = [r for r in steady if r["target"] == name]
+            a, b = rs[0]["rss_kib"], rs[-1]["rss_kib"]
+            out.append(
+                f"| {name} | {rs[0]['peers']:,} | {rs[-1]['t_s']:.0f} | {a / 1024:,.1f} "
+                f"| {b / 1024:,.1f} | {(b - a) / 1024:+,.1f} MiB |"
+            )
+        out.append("")
+    out.append(
+        "Sweep cost (expiring silent peers) is not measured yet: opentracker's peer timeout "
+        "is compiled in; Shoal's needs a run with a short tracker.peer_timeout."
+    )
+    return "\n".join(out)
+
+
+def plots(swarm: list[dict[str, Any]], memory: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per series; nothing (and a note) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written: list[Path] = []
+    for rows, x_key, y_key, title, ylabel, name in (
+        (
+            swarm,
+            "swarm_peers",
+            "responses_per_cpu_s",
+            "Announce cost against swarm size (higher is cheaper)",
+            "responses per tracker CPU-second",
+            "scaling-swarm.png",
+        ),
+        (
+            memory,
+            "peers",
+            "bytes_per_peer",
+            "Memory per peer (RSS minus empty tracker)",
+            "bytes per peer",
+            "scaling-memory.png",
+        ),
+    ):
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for target in dict.fromkeys(r["target"] for r in rows):
+            pts = [(r[x_key], r[y_key]) for r in rows if r["target"] == target and r[y_key]]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=target)
+        ax.set_xscale("log")
+        ax.set_xlabel(x_key.replace("_", " "))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench scaling",
+        description="How cost grows with swarm size and with peers (see bench/scaling.py).",
+    )
+    p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
+    p.add_argument(
+        "--series", default="swarm,memory", help="comma-separated: swarm, memory (with steady)"
+    )
+    p.add_argument("--max-peers", type=int, default=1_000_000, help="bounds both series")
+    p.add_argument("--point-duration", type=float, default=4.0, help="measured s per swarm size")
+    p.add_argument("--point-warmup", type=float, default=1.0)
+    p.add_argument("--steady-seconds", type=float, default=30.0, help="0: skip the steady run")
+    p.add_argument("--steady-step", type=float, default=5.0, help="seconds between RSS samples")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds before reading RSS")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--shoal-set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--no-save", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny fast run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.max_peers = min(args.max_peers, 1_000)
+        args.point_duration, args.point_warmup = 1.0, 0.2
+        args.steady_seconds, args.steady_step, args.settle = 2.0, 1.0, 0.2
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.series = [s for s in args.series.split(",") if s]
+    return args
+
+
+def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = print) -> int:
+    args = parse_args(argv)
+    pin_generator()
+    targets = list(args.targets)
+    if "opentracker" in targets and not opentracker_available():
+        log("opentracker is not installed (bash scripts/install-bench-deps.sh): Shoal only")
+        targets.remove("opentracker")
+    swarm: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    steady: list[dict[str, Any]] = []
+    for name in targets:
+        try:
+            if "swarm" in args.series:
+                swarm += run_async(swarm_series(name, args, log))
+            if "memory" in args.series:
+                rows, st = run_async(memory_series(name, args, log))
+                memory += rows
+                steady += st
+        except TargetError as exc:
+            log(f"{name}: {exc}")
+    machine = machine_info()
+    report = (
+        f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, Python {machine['python']}, "
+        f"{machine['event_loop']}, opentracker {machine['opentracker'] or '-'}, "
+        f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
+        f"Command: `{machine['command']}`\n\n" + tables(swarm, memory, steady)
+    )
+    log("")
+    log(report)
+    if not args.no_save:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scaling.md").write_text(report + "\n")
+        with open(args.out / "results.jsonl", "a") as f:
+            for row in swarm + memory + steady:
+                f.write(json.dumps({**row, "machine": machine}) + "\n")
+        written = plots(swarm, memory, args.out)
+        if not written and (swarm or memory):
+            log("matplotlib is not installed: no plots (bash scripts/install-bench-deps.sh)")
+        for path in written:
+            log(f"plot: {path}")
+        log(f"written: {args.out / 'scaling.md'}, appended to {args.out / 'results.jsonl'}")
+    return 0
