@@ -387,6 +387,7 @@ class Tracker:
         self.registry = registry
         self.hosts = list(hosts)
         self.port = free_port()
+        self.admin_port = free_port()
         self.log = workdir / "tracker.log"
         self.proc: ManagedProcess | None = None
 
@@ -396,9 +397,12 @@ class Tracker:
             argv += ["--host", host]
         argv += ["--http-port", str(self.port), "--udp-port", str(self.port)]
         argv += ["--log-level", "INFO"]
+        # The admin server's default port is fixed; give each tracker a free one.
+        argv += ["--set", f"admin.port={self.admin_port}"]
         for setting in settings:
             argv += ["--set", setting]
         self.proc = self.registry.spawn("tracker", argv, self.log, cwd=REPO_ROOT)
+        self.registry.add_diagnostic("tracker /stats", self.stats)
         proc = self.proc
 
         def ready() -> bool:
@@ -406,6 +410,12 @@ class Tracker:
             return all(tcp_accepts(host, self.port) for host in self.hosts)
 
         wait_until("the tracker to accept TCP connections", ready, timeout=20, interval=0.2)
+
+    def stats(self) -> str:
+        """The admin server's /stats page, as text (for failure reports)."""
+        url = f"http://127.0.0.1:{self.admin_port}/stats"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read(4000).decode(errors="replace"))
 
     def http_announce_url(self, host: str) -> str:
         return f"http://{url_host(host)}:{self.port}/announce"

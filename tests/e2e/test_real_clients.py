@@ -34,8 +34,15 @@ pytestmark = [pytest.mark.realclient, pytest.mark.timeout(300)]
 PAYLOAD_SIZE = 4 * 1024 * 1024 + 12345  # a few MiB, with a short last piece
 SWARM_TIMEOUT = 90.0  # seconds for the leecher to hold a complete, correct copy
 ANNOUNCE_TIMEOUT = 45.0  # seconds for an announce to show in the scrape counts
-# Short intervals make clients re-announce within the test's time bounds.
-TRACKER_SETTINGS = ("tracker.interval=30", "tracker.min_interval=5")
+# Short intervals without jitter make clients re-announce within the test's time bounds
+# (a seeder learns of a leecher only from its next announce); the access log shows what
+# the clients sent when a test fails.
+TRACKER_SETTINGS = (
+    "tracker.interval=30",
+    "tracker.min_interval=5",
+    "tracker.interval_jitter=0",
+    "http.access_log=true",
+)
 
 
 class Client(Protocol):
