@@ -4,6 +4,10 @@ It shares the store with HTTP, so peers meet whichever protocol they announce ov
 reply is ever larger than the datagram that caused it unless the datagram carried a valid
 connection id (which proves the sender receives at its address), so the tracker cannot be
 used to reflect traffic at a spoofed victim.
+
+The reply's address family follows the client's address, not the socket's: on a dual-stack
+socket an IPv4 client arrives as ``::ffff:a.b.c.d`` and is treated (stored, answered with
+6-byte peers, bound into its connection id) as the IPv4 client it is.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from shoal.types import AnnounceResult
 log = logging.getLogger("shoal.udp")
 
 _EXPIRED = "connection id expired"
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+_FAMILY = {4: "ipv4", 16: "ipv6"}
+_MAX_PEERS = {4: codec.max_peers(6), 16: codec.max_peers(18)}
+_PEER_BYTES_V4 = _MAX_PEERS[4] * 6
+_PEER_BYTES_V6 = _MAX_PEERS[16] * 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +48,7 @@ class UdpOptions:
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket (one address family)."""
+    """One bound UDP socket; ``family`` is the socket's, each reply follows its client's."""
 
     def __init__(
         self,
@@ -56,8 +65,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.options = options
         self.transport: asyncio.DatagramTransport | None = None
         self.family = "ipv4"
-        self._af = socket.AF_INET
-        self._max_peers = codec.max_peers(6)
+        self._v6 = False
         self._pending: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,8 +73,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family == socket.AF_INET6:
             self.family = "ipv6"
-            self._af = socket.AF_INET6
-            self._max_peers = codec.max_peers(18)
+            self._v6 = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -80,7 +87,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         counters.bytes_in["udp"] += len(data)
         started = time.perf_counter()
         try:
-            ip = socket.inet_pton(self._af, addr[0])
+            if not self._v6:
+                ip = socket.inet_pton(socket.AF_INET, addr[0])
+            else:
+                # A link-local client's address carries its zone ("fe80::1%eth0").
+                ip = socket.inet_pton(socket.AF_INET6, addr[0].partition("%")[0])
+                if ip[:12] == _V4_MAPPED:
+                    ip = ip[12:]
             source = ip + addr[1].to_bytes(2, "big")
             reply = self._answer(data, ip, source, addr)
         except Exception:
@@ -100,27 +113,27 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self, data: bytes, ip: bytes, source: bytes, addr: tuple[Any, ...]
     ) -> bytes | None:
         counters = self.counters
-        family = self.family
+        family = _FAMILY[len(ip)]
         parsed = codec.parse_request(data)
         now = self.clock.now
         if isinstance(parsed, codec.AnnounceRequestUdp):
             counters.requests["udp", family, "announce"] += 1
             if not self.ids.valid(parsed.connection_id, source, now):
                 return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
-            if self.options.allow_ip_param and parsed.ip and family == "ipv4":
-                ip = parsed.ip.to_bytes(4, "big")
             opts = self.options
+            if opts.allow_ip_param and parsed.ip and len(ip) == 4:
+                ip = parsed.ip.to_bytes(4, "big")
             asked = parsed.num_want if parsed.num_want > 0 else opts.default_numwant
-            numwant = min(asked, opts.max_numwant, self._max_peers)
+            numwant = min(asked, opts.max_numwant, _MAX_PEERS[len(ip)])
             request = codec.to_announce_request(parsed, ip, numwant)
             tid = parsed.transaction_id
             try:
                 found = self.store.announce(request, now)
             except ClientError as exc:
-                return self._error(tid, exc.reason)
+                return self._error(tid, exc.reason, family)
             if isinstance(found, AnnounceResult):
-                return self._announce_reply(tid, found)
-            self._later(found, tid, addr)
+                return self._announce_reply(tid, found, len(ip) == 16)
+            self._later(found, tid, addr, family)
             return None
         if isinstance(parsed, codec.ConnectRequest):
             counters.requests["udp", family, "connect"] += 1
@@ -129,10 +142,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             counters.requests["udp", family, "scrape"] += 1
             if not self.ids.valid(parsed.connection_id, source, now):
                 return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
-            counts = self.store.scrape(parsed.info_hashes)
+            try:
+                counts = self.store.scrape(parsed.info_hashes)
+            except ClientError as exc:
+                return self._error(parsed.transaction_id, exc.reason, family)
             if isinstance(counts, list):
                 return codec.encode_scrape(parsed.transaction_id, counts)
-            self._later(counts, parsed.transaction_id, addr)
+            self._later(counts, parsed.transaction_id, addr, family)
             return None
         # Malformed: answer only when that is safe (see the module docstring).
         counters.requests["udp", family, "error"] += 1
@@ -145,13 +161,15 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return None
         return codec.encode_error(parsed.transaction_id, parsed.message)
 
-    def _announce_reply(self, tid: int, found: AnnounceResult) -> bytes:
-        peers = found.peers6 if self.family == "ipv6" else found.peers4
+    @staticmethod
+    def _announce_reply(tid: int, found: AnnounceResult, v6: bool) -> bytes:
+        # One family only, and never past one datagram's budget whatever a store returned.
+        peers = found.peers6[:_PEER_BYTES_V6] if v6 else found.peers4[:_PEER_BYTES_V4]
         return codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
 
-    def _error(self, tid: int, reason: str) -> bytes:
+    def _error(self, tid: int, reason: str, family: str) -> bytes:
         self.counters.failures[reason] += 1
-        self.counters.requests["udp", self.family, "error"] += 1
+        self.counters.requests["udp", family, "error"] += 1
         return codec.encode_error(tid, reason)
 
     def _refuse(self, tid: int, message: str, size: int) -> bytes | None:
@@ -160,19 +178,21 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         reply = codec.encode_error(tid, message)
         return reply if len(reply) <= size else None
 
-    def _later(self, awaitable: Awaitable[Any], tid: int, addr: tuple[Any, ...]) -> None:
+    def _later(
+        self, awaitable: Awaitable[Any], tid: int, addr: tuple[Any, ...], family: str
+    ) -> None:
         async def answer() -> None:
             try:
                 result = await awaitable
             except ClientError as exc:
-                self._send(self._error(tid, exc.reason), addr)
+                self._send(self._error(tid, exc.reason, family), addr)
                 return
             except Exception:
                 log.exception("internal error answering a UDP datagram")
                 self.counters.internal_errors += 1
                 return
             if isinstance(result, AnnounceResult):
-                self._send(self._announce_reply(tid, result), addr)
+                self._send(self._announce_reply(tid, result, family == "ipv6"), addr)
             else:
                 self._send(codec.encode_scrape(tid, result), addr)
 
