@@ -54,6 +54,25 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 # The targets, as Shoal / opentracker in responses per tracker CPU-second.
 TARGET_RATIOS = {"udp": 0.8, "http-keepalive": 2.0, "http-close": 0.8}
 
+DEFAULTS: dict[str, float] = {
+    "duration": 12.0,
+    "warmup": 4.0,
+    "latency_duration": 4.0,
+    "rounds": 3,
+    "torrents": 10_000,
+    "peers": 100_000,
+    "mix_length": 100_000,
+}
+QUICK_DEFAULTS: dict[str, float] = {
+    "duration": 2.0,
+    "warmup": 0.5,
+    "latency_duration": 1.0,
+    "rounds": 1,
+    "torrents": 200,
+    "peers": 2_000,
+    "mix_length": 5_000,
+}
+
 T = TypeVar("T")
 
 
@@ -370,18 +389,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
-    p.add_argument("--duration", type=float, default=12.0, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=4.0, help="warm-up seconds per run")
+    p.add_argument("--duration", type=float, help="measured seconds per run (12; quick 2)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per run (4; quick 0.5)")
     p.add_argument(
         "--latency-duration",
         type=float,
-        default=4.0,
-        help="seconds paced at half the measured rate, for latency (0: skip)",
+        help="seconds paced at half the measured rate, for latency; 0 skips (4; quick 1)",
     )
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--torrents", type=int, default=10_000)
-    p.add_argument("--peers", type=int, default=100_000)
-    p.add_argument("--mix-length", type=int, default=100_000, help="mix operations replayed")
+    p.add_argument("--rounds", type=int, help="rounds, targets interleaved (3; quick 1)")
+    p.add_argument("--torrents", type=int, help="torrents in the mix (10,000; quick 200)")
+    p.add_argument("--peers", type=int, help="distinct peers (100,000; quick 2,000)")
+    p.add_argument("--mix-length", type=int, help="mix operations replayed (100,000; quick 5,000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     p.add_argument("--udp-clients", type=int, default=32)
@@ -396,11 +414,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="extra Shoal setting (repeatable)",
     )
     p.add_argument("--no-save", action="store_true", help="print only; write no results")
-    p.add_argument("--quick", action="store_true", help="tiny fast run (checks the harness)")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny fast run (checks the harness, not speed)"
+    )
     args = p.parse_args(argv)
-    if args.quick:
-        args.torrents, args.peers, args.mix_length = 200, 2_000, 5_000
-        args.duration, args.warmup, args.latency_duration, args.rounds = 2.0, 0.5, 1.0, 1
+    for key, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
