@@ -191,18 +191,25 @@ class Swarm:
         return removed
 
     def _expire_some(self, before: int) -> None:
-        """Lazy expiry: check a couple of peers at a rolling cursor on each announce."""
+        """Lazy expiry: check a couple of peers at a rolling cursor on each announce.
+
+        The cursor runs over seeders and leechers as one sequence, one peer at a time, so
+        in a steady swarm every peer is checked once in about ``len / _CURSOR_STEP``
+        announces (a run clipped at the seeder/leecher boundary would skip some for good).
+        """
         for fam in (self.v4, self.v6):
-            if fam is None or not fam.index:
+            if fam is None:
                 continue
-            n_seed = len(fam.seeders)
-            total = n_seed + len(fam.leechers)
-            pos = self.cursor % total
-            if pos < n_seed:
-                fam.expire(before, fam.seeders, 1, pos, pos + _CURSOR_STEP)
-            else:
-                pos -= n_seed
-                fam.expire(before, fam.leechers, 0, pos, pos + _CURSOR_STEP)
+            for step in range(_CURSOR_STEP):
+                n_seed = len(fam.seeders)
+                total = n_seed + len(fam.leechers)
+                if not total:
+                    break
+                pos = (self.cursor + step) % total
+                if pos < n_seed:
+                    fam.expire(before, fam.seeders, 1, pos, pos + 1)
+                else:
+                    fam.expire(before, fam.leechers, 0, pos - n_seed, pos - n_seed + 1)
         self.cursor += _CURSOR_STEP
 
     def announce(
@@ -243,8 +250,7 @@ class Swarm:
                 registered = lst.keys[slot]
                 if registered == NO_KEY or registered != key:
                     raise ClientError(
-                        "peer_id is already in this swarm from another address; "
-                        "announce with the same key to move it"
+                        "peer_id is in use from another address; send its key"
                     )
                 lst.addrs[slot * w : slot * w + w] = addr
             if request.event == Event.STOPPED:
@@ -255,8 +261,9 @@ class Swarm:
                 lst.keys[slot] = key
             seeder = request.left == 0
             if seeder != bool(code & 1):
+                registered = lst.keys[slot]  # the peer keeps its key in its new role
                 fam.remove(code)
-                code = fam.insert(peer_id, addr, now, key, seeder)
+                code = fam.insert(peer_id, addr, now, registered, seeder)
                 if seeder:
                     self.completed += 1
         elif request.event == Event.STOPPED:
@@ -273,7 +280,11 @@ class Swarm:
             remaining = numwant - len(own) // len(addr)
             other_fam = self.v4 if is_v6 else self.v6
             if remaining > 0 and other_fam is not None:
-                other, other_ids = _pick(other_fam, remaining, -1, want_seeders, rng, with_ids)
+                # The same client over the other family is still the requester.
+                other_code = other_fam.index.get(peer_id, -1)
+                other, other_ids = _pick(
+                    other_fam, remaining, other_code, want_seeders, rng, with_ids
+                )
         if code is None:
             fam.insert(peer_id, addr, now, key, request.left == 0)
         if is_v6:
