@@ -9,8 +9,10 @@ path free of per-request tasks.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol, TypeAlias, TypeVar
 
 from shoal.engine.policy import Policy
@@ -62,6 +64,14 @@ class PeerStore(Protocol):
 
     def totals(self) -> MaybeAwaitable[StoreTotals]:
         """Whole-store figures."""
+        ...
+
+    def top_swarms(self, count: int) -> MaybeAwaitable[list[tuple[bytes, SwarmCounts]]]:
+        """The ``count`` largest swarms by peers, largest first (for stats, not announces)."""
+        ...
+
+    def sample_peer_ids(self, limit: int) -> MaybeAwaitable[list[bytes]]:
+        """Up to ``limit`` peer ids spread over the swarms, for a picture of the client mix."""
         ...
 
 
@@ -151,3 +161,29 @@ class MemoryStore:
             leechers += le
             completed += swarm.completed
         return StoreTotals(len(self.swarms), seeders, leechers, completed)
+
+    def top_swarms(self, count: int) -> list[tuple[bytes, SwarmCounts]]:
+        largest = heapq.nlargest(count, self.swarms.items(), key=lambda item: len(item[1]))
+        out = []
+        for info_hash, swarm in largest:
+            seeders, leechers = swarm.counts()
+            out.append((info_hash, SwarmCounts(seeders, leechers, swarm.completed)))
+        return out
+
+    def sample_peer_ids(self, limit: int) -> list[bytes]:
+        """At most an even share of ``limit`` from each swarm, so one huge swarm does not
+        stand for the whole tracker; costs O(torrents + limit)."""
+        if limit <= 0 or not self.swarms:
+            return []
+        share = max(1, limit // len(self.swarms))
+        out: list[bytes] = []
+        for swarm in self.swarms.values():
+            left = share
+            for fam in (swarm.v4, swarm.v6):
+                if fam is not None and left > 0:
+                    taken = list(islice(fam.index, min(left, limit - len(out))))
+                    out.extend(taken)
+                    left -= len(taken)
+            if len(out) >= limit:
+                break
+        return out

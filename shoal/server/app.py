@@ -17,6 +17,7 @@ from shoal.config import Settings
 from shoal.engine.policy import Policy
 from shoal.engine.store import MemoryStore, PeerStore, SweepProgress
 from shoal.protocol.connid import ConnectionIds
+from shoal.server.admin import AdminOptions, AdminServer, listener_health
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
 from shoal.server.stats import Counters
@@ -129,6 +130,8 @@ class Tracker:
         self._transports: list[asyncio.BaseTransport] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None
+        self.admin: AdminServer | None = None
+        self.admin_listener: Listener | None = None
 
     async def start(self) -> None:
         """Bind every listener and start the background tasks."""
@@ -170,6 +173,30 @@ class Tracker:
             event_loop_name(),
             parser_name(True),
         )
+        if self.settings.admin.enabled:
+            await self._start_admin()
+
+    async def _start_admin(self) -> None:
+        """Serve metrics, stats, health and the dashboard. Tracking goes on without them when
+        the admin port cannot be bound; the error is logged (and /health stays unreachable)."""
+        a = self.settings.admin
+        try:
+            sock = bind_socket(a.host, a.port, socket.SOCK_STREAM)
+        except OSError as exc:
+            log.error("admin: cannot listen on %s:%d: %s; running without the admin listener",
+                      a.host, a.port, exc.strerror)
+            return
+        self.admin_listener = Listener("admin", a.host, sock.getsockname()[1])
+        self.admin = AdminServer(self, AdminOptions(dashboard=a.dashboard, metrics=a.metrics))
+        await self.admin.start(sock)
+        host = f"[{a.host}]" if ":" in a.host else a.host
+        log.info("admin listening on http://%s:%d/ (dashboard %s, metrics %s)", host,
+                 self.admin_listener.port, "on" if a.dashboard else "off",
+                 "on" if a.metrics else "off")
+
+    def listener_health(self) -> list[tuple[Listener, bool]]:
+        """Each HTTP and UDP listener and whether it still serves (for /health)."""
+        return listener_health(self.listeners, self._servers, self._transports)
 
     def _bind(
         self, host: str, port: int, kind: int, name: str, explicit: list[str]
@@ -249,6 +276,9 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.admin is not None:  # last, so /health answers 503 while the rest closes
+            await self.admin.close()
+            self.admin = None
         log.info("stopped")
 
     async def serve(self) -> None:

@@ -1,0 +1,487 @@
+"""The admin listener: Prometheus metrics, JSON stats, a health probe and the dashboard.
+
+It listens apart from the tracker (loopback by default) and reads the plain counters the
+frontends keep, plus the store's figures, only when asked, so the announce path does no
+work for it. The HTTP handling is deliberately small: GET and HEAD only, one request per
+connection, a bounded request head, a deadline, and a cap on open connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from shoal import __version__
+from shoal.server.dashboard import (
+    PROTOCOLS,
+    RequestHistory,
+    client_mix,
+    load_assets,
+)
+from shoal.server.stats import LATENCY_BUCKETS, Counters
+from shoal.types import StoreTotals, SwarmCounts
+
+if TYPE_CHECKING:
+    from shoal.server.app import Listener, Tracker
+
+log = logging.getLogger("shoal.admin")
+
+T = TypeVar("T")
+
+FAMILIES = ("ipv4", "ipv6")
+KINDS = {"http": ("announce", "scrape", "error"), "udp": ("connect", "announce", "scrape", "error")}
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_SECURITY_HEADERS = (
+    "X-Content-Type-Options: nosniff\r\n"
+    "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'\r\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminOptions:
+    """What the admin listener serves and its limits."""
+
+    dashboard: bool = True
+    metrics: bool = True
+    sample_period: float = 10.0
+    history_size: int = 360
+    top_swarms: int = 10
+    client_sample: int = 5000
+    detail_ttl: float = 5.0
+    max_connections: int = 64
+    request_timeout: float = 5.0
+    max_head_bytes: int = 8192
+
+
+async def _resolve(value: T | Awaitable[T]) -> T:
+    if isinstance(value, Awaitable):
+        result: T = await value
+        return result
+    return value
+
+
+def _bound(datagram: bool, address: Any) -> tuple[bool, str, int]:
+    host = str(address[0]).split("%")[0]
+    with contextlib.suppress(ValueError):
+        host = ipaddress.ip_address(host).compressed
+    return datagram, host, int(address[1])
+
+
+def listener_health(
+    listeners: list[Listener],
+    servers: list[asyncio.Server],
+    transports: list[asyncio.BaseTransport],
+) -> list[tuple[Listener, bool]]:
+    """Each listener and whether a serving TCP server or an open UDP socket is bound to its
+    address (a closed server has no sockets, a closed transport is closing)."""
+    live: set[tuple[bool, str, int]] = set()
+    for server in servers:
+        if server.is_serving():
+            live.update(_bound(False, sock.getsockname()) for sock in server.sockets)
+    for transport in transports:
+        sockname = transport.get_extra_info("sockname")
+        if not transport.is_closing() and sockname:
+            live.add(_bound(True, sockname))
+    return [(x, _bound(x.kind == "udp", (x.host, x.port)) in live) for x in listeners]
+
+
+def listener_address(listener: Listener) -> str:
+    host = f"[{listener.host}]" if ":" in listener.host else listener.host
+    return f"{host}:{listener.port}"
+
+
+def latency_quantile(counts: list[int], q: float) -> float | None:
+    """Upper bound of the histogram bucket holding quantile ``q`` (``None``: past the last
+    bucket, or no requests yet)."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
+        seen += count
+        if seen >= rank:
+            return bound
+    return None
+
+
+class TrackerCollector(Collector):
+    """Prometheus metrics built from the counters and store totals at scrape time."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.totals = StoreTotals(0, 0, 0, 0)  # set by the admin server before each scrape
+
+    def collect(self) -> Iterator[Metric]:
+        tracker = self.tracker
+        c: Counters = tracker.counters
+        info = GaugeMetricFamily("shoal_info", "Shoal version.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "shoal_start_time_seconds", "Start time, seconds since the epoch.",
+            value=tracker.started_at,
+        )
+
+        requests = CounterMetricFamily(
+            "shoal_requests", "Requests answered or refused, by protocol, address family and "
+            "kind (announce, scrape, connect, error).", labels=["protocol", "family", "kind"],
+        )
+        seen = dict(c.requests)
+        for protocol in PROTOCOLS:
+            for family in FAMILIES:
+                for kind in KINDS[protocol]:
+                    seen.setdefault((protocol, family, kind), 0)
+        for (protocol, family, kind), count in sorted(seen.items()):
+            requests.add_metric([protocol, family, kind], count)
+        yield requests
+
+        yield _labelled_counter(
+            "shoal_failures", "Failure replies, by reason.", "reason", c.failures
+        )
+        yield _labelled_counter(
+            "shoal_dropped", "Requests or packets given no reply, by cause.", "cause", c.dropped
+        )
+        yield CounterMetricFamily(
+            "shoal_internal_errors", "Requests that hit an internal error.",
+            value=c.internal_errors,
+        )
+        yield _labelled_counter(
+            "shoal_received_bytes", "Bytes received, by protocol.", "protocol",
+            {p: c.bytes_in.get(p, 0) for p in {*PROTOCOLS, *c.bytes_in}},
+        )
+        yield _labelled_counter(
+            "shoal_sent_bytes", "Bytes sent, by protocol.", "protocol",
+            {p: c.bytes_out.get(p, 0) for p in {*PROTOCOLS, *c.bytes_out}},
+        )
+        yield GaugeMetricFamily(
+            "shoal_http_connections_open", "HTTP connections open now.",
+            value=c.connections_open,
+        )
+        yield CounterMetricFamily(
+            "shoal_http_connections", "HTTP connections accepted.", value=c.connections_total
+        )
+
+        latency = HistogramMetricFamily(
+            "shoal_request_duration_seconds", "Time from a complete request to its reply."
+        )
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(LATENCY_BUCKETS, c.latency_counts, strict=False):
+            cumulative += count
+            buckets.append((repr(bound), cumulative))
+        buckets.append(("+Inf", sum(c.latency_counts)))
+        latency.add_metric([], buckets, c.latency_sum)
+        yield latency
+
+        yield SummaryMetricFamily(
+            "shoal_sweep_duration_seconds", "Passes expiring silent peers, and their time.",
+            count_value=c.sweeps, sum_value=c.sweep_seconds,
+        )
+        yield GaugeMetricFamily(
+            "shoal_last_sweep_duration_seconds", "Duration of the latest sweep pass.",
+            value=c.last_sweep_seconds,
+        )
+
+        t = self.totals
+        yield GaugeMetricFamily("shoal_torrents", "Torrents tracked.", value=t.torrents)
+        yield GaugeMetricFamily(
+            "shoal_peers", "Peers in all swarms.", value=t.seeders + t.leechers
+        )
+        yield GaugeMetricFamily("shoal_seeders", "Seeders in all swarms.", value=t.seeders)
+        yield GaugeMetricFamily("shoal_leechers", "Leechers in all swarms.", value=t.leechers)
+        yield GaugeMetricFamily(
+            "shoal_completed", "Completed downloads, summed over the torrents tracked now.",
+            value=t.completed,
+        )
+
+        up = GaugeMetricFamily(
+            "shoal_listener_up", "1 while a tracker listener serves, else 0.",
+            labels=["kind", "address"],
+        )
+        for listener, serving in tracker.listener_health():
+            up.add_metric([listener.kind, listener_address(listener)], int(serving))
+        yield up
+
+
+def _labelled_counter(
+    name: str, doc: str, label: str, values: dict[str, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, count in sorted(values.items()):
+        family.add_metric([key], count)
+    return family
+
+
+class AdminServer:
+    """Serves ``/metrics``, ``/stats``, ``/health`` and the dashboard for one tracker."""
+
+    def __init__(self, tracker: Tracker, options: AdminOptions | None = None) -> None:
+        self.tracker = tracker
+        self.options = options or AdminOptions()
+        opts = self.options
+        self.history = RequestHistory(tracker.counters, opts.sample_period, opts.history_size)
+        self.assets = load_assets() if opts.dashboard else {}
+        self.collector: TrackerCollector | None = None
+        self.registry: CollectorRegistry | None = None
+        if opts.metrics:
+            self.registry = CollectorRegistry()
+            self.collector = TrackerCollector(tracker)
+            self.registry.register(self.collector)
+            ProcessCollector(registry=self.registry)
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._clients: set[asyncio.Task[Any]] = set()
+        self._details: dict[str, Any] | None = None
+        self._details_at = 0.0
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on a bound listening socket; sample the request history for the chart."""
+        self._server = await asyncio.start_server(
+            self._accept, sock=sock, limit=self.options.max_head_bytes
+        )
+        if self.options.dashboard:
+            self._tasks.append(asyncio.ensure_future(self.history.run()))
+
+    def is_serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in [*self._tasks, *self._clients]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._clients, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._tasks.clear()
+
+    # figures
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        states = self.tracker.listener_health()
+        healthy = bool(states) and all(serving for _, serving in states)
+        return healthy, {
+            "status": "ok" if healthy else "unavailable",
+            "listeners": [
+                {"kind": x.kind, "address": listener_address(x), "serving": serving}
+                for x, serving in states
+            ],
+        }
+
+    async def details(self) -> dict[str, Any]:
+        """Top swarms and client mix: O(torrents) to gather, so kept for ``detail_ttl``."""
+        now = time.monotonic()
+        if self._details is not None and now - self._details_at < self.options.detail_ttl:
+            return self._details
+        store = self.tracker.store
+        top: list[tuple[bytes, SwarmCounts]] = await _resolve(
+            store.top_swarms(self.options.top_swarms)
+        )
+        ids: list[bytes] = await _resolve(store.sample_peer_ids(self.options.client_sample))
+        self._details = {
+            "top_swarms": [
+                {
+                    "info_hash": info_hash.hex(),
+                    "peers": counts.complete + counts.incomplete,
+                    "seeders": counts.complete,
+                    "leechers": counts.incomplete,
+                    "completed": counts.downloaded,
+                }
+                for info_hash, counts in top
+            ],
+            "clients": {"sampled_peers": len(ids), "mix": client_mix(ids)},
+        }
+        self._details_at = now
+        return self._details
+
+    async def stats(self) -> dict[str, Any]:
+        """Every figure as one JSON-ready dict (what ``/stats`` serves)."""
+        tracker = self.tracker
+        c = tracker.counters
+        totals: StoreTotals = await _resolve(tracker.store.totals())
+        now = time.time()
+        requests = dict(c.requests)
+        by: dict[str, dict[str, int]] = {"protocol": {}, "family": {}, "kind": {}}
+        for protocol in PROTOCOLS:
+            by["protocol"][protocol] = 0
+        for family in FAMILIES:
+            by["family"][family] = 0
+        for (protocol, family, kind), count in requests.items():
+            by["protocol"][protocol] = by["protocol"].get(protocol, 0) + count
+            by["family"][family] = by["family"].get(family, 0) + count
+            by["kind"][kind] = by["kind"].get(kind, 0) + count
+        healthy, health = self.health()
+        latency_count = sum(c.latency_counts)
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(LATENCY_BUCKETS, c.latency_counts, strict=False):
+            cumulative += count
+            buckets.append([bound, cumulative])
+        p50 = latency_quantile(c.latency_counts, 0.5)
+        p99 = latency_quantile(c.latency_counts, 0.99)
+        return {
+            "version": __version__,
+            "time": round(now, 3),
+            "started_at": round(tracker.started_at, 3),
+            "uptime_seconds": round(now - tracker.started_at, 3),
+            "healthy": healthy,
+            "listeners": health["listeners"],
+            "totals": {
+                "torrents": totals.torrents,
+                "peers": totals.seeders + totals.leechers,
+                "seeders": totals.seeders,
+                "leechers": totals.leechers,
+                "completed": totals.completed,
+            },
+            "requests": {
+                "total": sum(requests.values()),
+                "by_protocol": by["protocol"],
+                "by_family": by["family"],
+                "by_kind": by["kind"],
+                "detail": [
+                    {"protocol": p, "family": f, "kind": k, "count": n}
+                    for (p, f, k), n in sorted(requests.items())
+                ],
+            },
+            "failures": dict(sorted(c.failures.items(), key=lambda kv: -kv[1])),
+            "dropped": dict(sorted(c.dropped.items(), key=lambda kv: -kv[1])),
+            "internal_errors": c.internal_errors,
+            "bytes": {"received": dict(c.bytes_in), "sent": dict(c.bytes_out)},
+            "http_connections": {"open": c.connections_open, "total": c.connections_total},
+            "latency": {
+                "count": latency_count,
+                "sum_seconds": c.latency_sum,
+                "mean_seconds": c.latency_sum / latency_count if latency_count else None,
+                "p50_seconds": p50,
+                "p99_seconds": p99,
+                "buckets": buckets,
+            },
+            "sweep": {
+                "count": c.sweeps,
+                "seconds_total": c.sweep_seconds,
+                "last_seconds": c.last_sweep_seconds,
+            },
+            "history": self.history.series(now),
+            **await self.details(),
+        }
+
+    async def metrics(self) -> bytes:
+        assert self.registry is not None and self.collector is not None
+        self.collector.totals = await _resolve(self.tracker.store.totals())
+        return generate_latest(self.registry)
+
+    # HTTP
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._clients) >= self.options.max_connections or task is None:
+            writer.close()
+            return
+        self._clients.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("admin: internal error")
+            with contextlib.suppress(Exception):
+                writer.write(_response(500, b"internal error\n", "text/plain"))
+        finally:
+            self._clients.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(
+                reader.readuntil(b"\r\n\r\n"), self.options.request_timeout
+            )
+        except asyncio.LimitOverrunError:
+            writer.write(_response(431, b"request head too large\n", "text/plain"))
+            return
+        except TimeoutError:
+            writer.write(_response(408, b"request timeout\n", "text/plain"))
+            return
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            writer.write(_response(400, b"bad request\n", "text/plain"))
+            return
+        method, target, _ = parts
+        if method not in ("GET", "HEAD"):
+            allow = "Allow: GET, HEAD\r\n"
+            writer.write(_response(405, b"only GET and HEAD\n", "text/plain", allow))
+            return
+        status, body, content_type = await self.route(target.split("?", 1)[0])
+        writer.write(_response(status, body, content_type, head_only=method == "HEAD"))
+        await writer.drain()
+
+    async def route(self, path: str) -> tuple[int, bytes, str]:
+        """Status, body and content type for a GET of ``path``."""
+        if path == "/health":
+            healthy, health = self.health()
+            return (200 if healthy else 503), _json(health), "application/json"
+        if path == "/stats":
+            return 200, _json(await self.stats()), "application/json"
+        if path == "/metrics" and self.registry is not None:
+            return 200, await self.metrics(), CONTENT_TYPE_LATEST
+        if path == "/index.html":
+            path = "/"
+        asset = self.assets.get(path)
+        if asset is not None:
+            return 200, asset[0], asset[1]
+        links = ["/stats", "/health"]
+        if self.registry is not None:
+            links.append("/metrics")
+        if self.assets:
+            links.append("/")
+        return 404, f"not found: try {', '.join(links)}\n".encode(), "text/plain"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _response(
+    status: int, body: bytes, content_type: str, extra: str = "", head_only: bool = False
+) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n"
+        f"{_SECURITY_HEADERS}{extra}\r\n"
+    )
+    return head.encode("latin-1") + (b"" if head_only else body)
