@@ -21,6 +21,7 @@ from shoal.types import (
     ZERO_COUNTS,
     AnnounceRequest,
     AnnounceResult,
+    Event,
     StoreTotals,
     SwarmCounts,
 )
@@ -88,6 +89,8 @@ class MemoryStore:
         policy = self.policy
         swarm = self.swarms.get(request.info_hash)
         if swarm is None:
+            if request.event == Event.STOPPED:  # a stop for a torrent we never saw leaves no trace
+                return AnnounceResult(0, 0, 0, policy.next_interval(), policy.min_interval)
             swarm = self.swarms[request.info_hash] = Swarm()
         peers4, peers6, ids4, ids6 = swarm.announce(
             request, now, policy.numwant(request.numwant), policy.peer_timeout, policy.rng
