@@ -105,6 +105,12 @@
     return `\u2212${Math.round(seconds / 60)} min`;
   }
 
+  function windowLabel(span) {
+    if (span >= HOUR) return "last hour";
+    if (span >= 120) return `last ${Math.round(span / 60)} minutes`;
+    return `last ${Math.round(span)} seconds`;
+  }
+
   function drawChart(stats) {
     const canvas = byId("chart");
     const box = canvas.parentElement.getBoundingClientRect();
@@ -122,15 +128,14 @@
     const now = stats.time;
     const first = points.length ? points[0][0] : now;
     const span = Math.min(HOUR, Math.max(MIN_WINDOW, now - first));
-    byId("chart-window").textContent =
-      span >= HOUR ? "last hour" : `since start \u00b7 ${uptime(span)}`;
+    byId("chart-window").textContent = windowLabel(span);
 
     const pad = { left: 48, right: 12, top: 10, bottom: 26 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
     const protocols = stats.history.columns.slice(1);
     let max = 0;
-    for (const row of series) for (const p of protocols) max = Math.max(max, row[p]);
+    for (const row of series) max = Math.max(max, protocols.reduce((sum, p) => sum + row[p], 0));
     const step = niceStep(Math.max(max, 1), 4);
     const top = Math.max(step, Math.ceil(max / step) * step);
     const x = (t) => pad.left + plotW * (1 - (now - t) / span);
@@ -165,38 +170,40 @@
       ctx.fillText("Collecting samples\u2026", pad.left + plotW / 2, pad.top + plotH / 2);
       return;
     }
+    // Stacked areas: each protocol's band sits on the ones before it, so the top is the total.
     const visible = series.filter((row) => now - row.t <= span);
+    const base = visible.map(() => 0);
     for (const p of protocols) {
       const color = cssVar("--" + p) || muted;
+      const topLine = visible.map((row, i) => base[i] + row[p]);
       ctx.beginPath();
       visible.forEach((row, i) => {
-        if (i === 0) ctx.moveTo(x(row.t), y(row[p]));
-        else ctx.lineTo(x(row.t), y(row[p]));
+        if (i === 0) ctx.moveTo(x(row.t), y(topLine[i]));
+        else ctx.lineTo(x(row.t), y(topLine[i]));
       });
-      if (visible.length > 1) {
-        ctx.save();
-        ctx.lineTo(x(visible[visible.length - 1].t), y(0));
-        ctx.lineTo(x(visible[0].t), y(0));
-        ctx.closePath();
-        ctx.globalAlpha = 0.1;
-        ctx.fillStyle = color;
-        ctx.fill();
-        ctx.restore();
-        ctx.beginPath();
-        visible.forEach((row, i) => {
-          if (i === 0) ctx.moveTo(x(row.t), y(row[p]));
-          else ctx.lineTo(x(row.t), y(row[p]));
-        });
-      }
+      for (let i = visible.length - 1; i >= 0; i -= 1) ctx.lineTo(x(visible[i].t), y(base[i]));
+      ctx.closePath();
+      ctx.save();
+      ctx.globalAlpha = 0.18;
+      ctx.fillStyle = color;
+      ctx.fill();
+      ctx.restore();
+      ctx.beginPath();
+      visible.forEach((row, i) => {
+        if (i === 0) ctx.moveTo(x(row.t), y(topLine[i]));
+        else ctx.lineTo(x(row.t), y(topLine[i]));
+      });
       ctx.strokeStyle = color;
-      ctx.lineWidth = 2;
+      ctx.lineWidth = 1.75;
       ctx.lineJoin = "round";
       ctx.stroke();
-      const last = visible[visible.length - 1];
-      ctx.fillStyle = color;
-      ctx.beginPath();
-      ctx.arc(x(last.t), y(last[p]), 3, 0, 2 * Math.PI);
-      ctx.fill();
+      if (visible.length === 1) {
+        ctx.fillStyle = color;
+        ctx.beginPath();
+        ctx.arc(x(visible[0].t), y(topLine[0]), 3, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+      topLine.forEach((v, i) => { base[i] = v; });
     }
   }
 
