@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Protocol, TypeAlias, TypeVar
 
 from shoal.engine.policy import Policy
@@ -104,8 +103,8 @@ class MemoryStore:
             min_interval=policy.min_interval,
             peers4=peers4,
             peers6=peers6,
-            peer_ids4=b"".join(ids4),
-            peer_ids6=b"".join(ids6),
+            peer_ids4=ids4,
+            peer_ids6=ids6,
         )
 
     def scrape(self, info_hashes: Sequence[bytes]) -> list[SwarmCounts]:
@@ -181,12 +180,7 @@ class MemoryStore:
         share = max(1, limit // len(self.swarms))
         out: list[bytes] = []
         for swarm in self.swarms.values():
-            left = share
-            for fam in (swarm.v4, swarm.v6):
-                if fam is not None and left > 0:
-                    taken = list(islice(fam.index, min(left, limit - len(out))))
-                    out.extend(taken)
-                    left -= len(taken)
+            out.extend(swarm.peer_ids(min(share, limit - len(out))))
             if len(out) >= limit:
                 break
         return out

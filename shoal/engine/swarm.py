@@ -1,13 +1,20 @@
 """One torrent's swarm: who is in it, who is seeding, and which peers to hand out.
 
-Peers are kept per address family, and within a family seeders apart from leechers, so a
-seeder is answered from the leechers alone and a reply never mixes families by accident.
-Each :class:`PeerList` stores its peers' compact addresses back to back in one bytearray
-(the bytes the reply is made of), with the peer ids, last-announce times and keys in
-parallel arrays at the same slot. Removal moves the last peer into the hole, so slots stay
-dense, and a reply is a random contiguous run of slots: picking N peers costs O(N), never
-O(swarm). (Written by hand rather than with a container library because this is the
-announce hot path and the memory per peer is a published target.)
+Peers are kept per address family (:class:`FamilyPeers`), so a reply never mixes families by
+accident. Within a family, every peer has a slot, and the slots are dense: seeders fill
+slots ``0 .. seeders-1`` and leechers the rest. Each slot's compact address lives back to
+back in one bytearray (the bytes a reply is made of), its 20-byte peer id in another, and
+its last-announce time and key in an array of 32-bit words. So:
+
+- a reply is a random contiguous run of slots from the seeder or the leecher region, copied
+  as one or two slices: picking N peers costs O(N), never O(swarm);
+- a seeder is answered from the leecher region alone, at no cost;
+- a peer costs about 34 bytes plus, in swarms larger than ``INDEX_MIN``, a dict entry from
+  its id to its slot; smaller swarms find an id by searching the id bytearray, which is
+  faster than hashing at that size and saves the dict.
+
+(Written by hand rather than with a container library because this is the announce hot
+path, and the memory per peer is a published target; see bench/.)
 """
 
 from __future__ import annotations
@@ -16,75 +23,173 @@ import random
 from array import array
 
 from shoal.errors import ClientError
-from shoal.types import AnnounceRequest, Event
+from shoal.types import PEER_ID_LENGTH, AnnounceRequest, Event
 
-NO_KEY = -1
-_CURSOR_STEP = 2  # peers checked for expiry on each announce to a swarm
+NO_KEY = 0  # BEP 7 keys are 32 bits; a key of 0 is taken as "no key"
+INDEX_MIN = 24  # families larger than this keep a dict from peer id to slot
+_ID = PEER_ID_LENGTH
+_KEY_MASK = 0xFFFFFFFF
 
 
-class PeerList:
-    """Peers of one role (seeders or leechers) and one address family, in dense slots."""
+class FamilyPeers:
+    """The peers of one address family in a swarm, in dense slots, seeders first.
 
-    __slots__ = ("addrs", "ids", "keys", "seen", "width")
+    ``meta`` holds two 32-bit words per slot: last announce time (whole seconds) and key.
+    """
+
+    __slots__ = ("addrs", "ids", "index", "meta", "seeders", "width")
 
     def __init__(self, width: int) -> None:
         self.width = width
         self.addrs = bytearray()
-        self.ids: list[bytes] = []
-        self.seen = array("q")
-        self.keys = array("q")
+        self.ids = bytearray()
+        self.meta = array("I")
+        self.seeders = 0
+        self.index: dict[bytes, int] | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.ids) // _ID
+
+    @property
+    def leechers(self) -> int:
+        return len(self.ids) // _ID - self.seeders
+
+    def find(self, peer_id: bytes) -> int:
+        """The slot of ``peer_id``, or -1."""
+        if self.index is not None:
+            return self.index.get(peer_id, -1)
+        ids = self.ids
+        pos = ids.find(peer_id)
+        while pos > 0 and pos % _ID:
+            pos = ids.find(peer_id, pos + 1)
+        return pos // _ID if pos >= 0 else -1
+
+    def peer_id(self, slot: int) -> bytes:
+        return bytes(self.ids[slot * _ID : slot * _ID + _ID])
 
     def addr(self, slot: int) -> bytes:
         w = self.width
         return bytes(self.addrs[slot * w : slot * w + w])
 
-    def append(self, peer_id: bytes, addr: bytes, now: int, key: int) -> int:
-        slot = len(self.ids)
+    def seen(self, slot: int) -> int:
+        return self.meta[2 * slot]
+
+    def key(self, slot: int) -> int:
+        return self.meta[2 * slot + 1]
+
+    def is_seeder(self, slot: int) -> bool:
+        return slot < self.seeders
+
+    def insert(self, peer_id: bytes, addr: bytes, now: int, key: int, seeder: bool) -> int:
+        """Add a peer; return its slot."""
+        slot = len(self.ids) // _ID
         self.addrs += addr
-        self.ids.append(peer_id)
-        self.seen.append(now)
-        self.keys.append(key)
+        self.ids += peer_id
+        self.meta.append(now)
+        self.meta.append(key)
+        if self.index is not None:
+            self.index[peer_id] = slot
+        elif slot >= INDEX_MIN:
+            self._build_index()
+        if seeder:
+            first_leecher = self.seeders
+            self.seeders += 1
+            if first_leecher != slot:
+                self._swap(slot, first_leecher)
+            slot = first_leecher
         return slot
 
-    def remove(self, slot: int) -> bytes | None:
-        """Remove the peer at ``slot``; return the id of the peer moved into it, if any."""
-        last = len(self.ids) - 1
-        w = self.width
-        moved: bytes | None = None
+    def remove(self, slot: int) -> None:
+        """Remove the peer in ``slot``, keeping slots dense and seeders first."""
+        last = len(self.ids) // _ID - 1
+        if self.index is not None:
+            del self.index[self.peer_id(slot)]
+        if slot < self.seeders:
+            last_seeder = self.seeders - 1
+            if slot != last_seeder:
+                self._copy(last_seeder, slot)
+            slot = last_seeder
+            self.seeders -= 1
         if slot != last:
-            self.addrs[slot * w : slot * w + w] = self.addrs[last * w :]
-            moved = self.ids[slot] = self.ids[last]
-            self.seen[slot] = self.seen[last]
-            self.keys[slot] = self.keys[last]
+            self._copy(last, slot)
+        w = self.width
         del self.addrs[last * w :]
-        self.ids.pop()
-        self.seen.pop()
-        self.keys.pop()
-        return moved
+        del self.ids[last * _ID :]
+        del self.meta[2 * last :]
+        if self.index is not None and last < INDEX_MIN // 2:
+            self.index = None
+
+    def set_role(self, slot: int, seeder: bool) -> int:
+        """Move a peer between the seeder and leecher regions; return its new slot."""
+        if seeder and slot >= self.seeders:
+            target = self.seeders
+            self.seeders += 1
+        elif not seeder and slot < self.seeders:
+            self.seeders -= 1
+            target = self.seeders
+        else:
+            return slot
+        if target != slot:
+            self._swap(slot, target)
+        return target
+
+    def update(self, slot: int, addr: bytes, now: int, key: int) -> None:
+        w = self.width
+        self.addrs[slot * w : slot * w + w] = addr
+        self.meta[2 * slot] = now
+        self.meta[2 * slot + 1] = key
+
+    def _build_index(self) -> None:
+        ids = bytes(self.ids)
+        self.index = {ids[i : i + _ID]: i // _ID for i in range(0, len(ids), _ID)}
+
+    def _copy(self, src: int, dst: int) -> None:
+        """Copy slot ``src`` over slot ``dst`` (whose peer is being dropped)."""
+        w = self.width
+        self.addrs[dst * w : dst * w + w] = self.addrs[src * w : src * w + w]
+        moved = self.ids[src * _ID : src * _ID + _ID]
+        self.ids[dst * _ID : dst * _ID + _ID] = moved
+        self.meta[2 * dst] = self.meta[2 * src]
+        self.meta[2 * dst + 1] = self.meta[2 * src + 1]
+        if self.index is not None:
+            self.index[bytes(moved)] = dst
+
+    def _swap(self, a: int, b: int) -> None:
+        w = self.width
+        addrs, ids, meta = self.addrs, self.ids, self.meta
+        addr_a = addrs[a * w : a * w + w]
+        addrs[a * w : a * w + w] = addrs[b * w : b * w + w]
+        addrs[b * w : b * w + w] = addr_a
+        id_a = ids[a * _ID : a * _ID + _ID]
+        id_b = ids[b * _ID : b * _ID + _ID]
+        ids[a * _ID : a * _ID + _ID] = id_b
+        ids[b * _ID : b * _ID + _ID] = id_a
+        meta[2 * a], meta[2 * b] = meta[2 * b], meta[2 * a]
+        meta[2 * a + 1], meta[2 * b + 1] = meta[2 * b + 1], meta[2 * a + 1]
+        if self.index is not None:
+            self.index[bytes(id_a)] = b
+            self.index[bytes(id_b)] = a
 
     def pick(
-        self, count: int, skip: int, rng: random.Random, with_ids: bool
-    ) -> tuple[bytes, list[bytes]]:
-        """Up to ``count`` peers from a random contiguous run of slots, leaving out ``skip``.
-
-        Returns the peers' compact addresses joined, and their ids when ``with_ids``.
-        """
-        n = len(self.ids)
-        available = n - 1 if 0 <= skip < n else n
+        self, lo: int, hi: int, count: int, skip: int, rng: random.Random, with_ids: bool
+    ) -> tuple[bytes, bytes]:
+        """Up to ``count`` peers from a random contiguous run of slots in ``lo:hi`` (wrapping
+        round), leaving out slot ``skip``. Returns their addresses and, when ``with_ids``,
+        their peer ids, each joined."""
+        n = hi - lo
+        inside = lo <= skip < hi
+        available = n - inside
         if count <= 0 or available <= 0:
-            return b"", []
+            return b"", b""
         if count >= available:
-            runs = [(0, n)]
+            runs = [(lo, hi)]
         else:
-            start = rng.randrange(n)
+            start = lo + int(rng.random() * n)
             end = start + count
-            if skip >= 0 and (start <= skip < end or skip < end - n):
+            if inside and (start <= skip < end or skip < end - n):
                 end += 1
-            runs = [(start, end)] if end <= n else [(start, n), (0, end - n)]
-        if 0 <= skip < n:
+            runs = [(start, end)] if end <= hi else [(start, hi), (lo, end - n)]
+        if inside:
             split: list[tuple[int, int]] = []
             for a, b in runs:
                 if a <= skip < b:
@@ -100,61 +205,55 @@ class PeerList:
         if len(runs) == 1:
             a, b = runs[0]
             addrs = bytes(data[a * w : b * w])
+            ids = bytes(self.ids[a * _ID : b * _ID]) if with_ids else b""
         else:
             addrs = b"".join([data[a * w : b * w] for a, b in runs])
-        ids: list[bytes] = []
-        if with_ids:
-            for a, b in runs:
-                ids.extend(self.ids[a:b])
+            ids = b"".join([self.ids[a * _ID : b * _ID] for a, b in runs]) if with_ids else b""
         return addrs, ids
 
+    def pick_for(
+        self, count: int, skip: int, want_seeders: bool, rng: random.Random, with_ids: bool
+    ) -> tuple[bytes, bytes]:
+        """Pick ``count`` peers: leechers only when ``want_seeders`` is false (the requester
+        is a seeder), else seeders and leechers in proportion to the swarm, seeders first.
+        Slot ``skip`` (the requester, or -1) is never picked."""
+        total = len(self.ids) // _ID
+        seeders = self.seeders
+        if not want_seeders:
+            return self.pick(seeders, total, count, skip, rng, with_ids)
+        own_seed = 0 <= skip < seeders
+        own_leech = skip >= seeders
+        n_seed = seeders - own_seed
+        n_leech = total - seeders - own_leech
+        if n_seed + n_leech <= count:
+            take_seed, take_leech = n_seed, n_leech
+        else:
+            take_seed = min(n_seed, round(count * n_seed / (n_seed + n_leech)))
+            take_leech = min(n_leech, count - take_seed)
+            take_seed = min(n_seed, count - take_leech)
+        seeds, seed_ids = self.pick(0, seeders, take_seed, skip, rng, with_ids)
+        if not take_leech:
+            return seeds, seed_ids
+        leeches, leech_ids = self.pick(seeders, total, take_leech, skip, rng, with_ids)
+        return seeds + leeches, seed_ids + leech_ids
 
-class FamilyPeers:
-    """The peers of one address family in a swarm: seeders, leechers and an index by id.
-
-    The index maps a peer id to ``slot * 2 + is_seeder``. A client that announces over
-    IPv4 and over IPv6 with one peer id is two peers, one in each family, as it is reachable
-    at both addresses.
-    """
-
-    __slots__ = ("index", "leechers", "seeders")
-
-    def __init__(self, width: int) -> None:
-        self.index: dict[bytes, int] = {}
-        self.seeders = PeerList(width)
-        self.leechers = PeerList(width)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _list(self, code: int) -> PeerList:
-        return self.seeders if code & 1 else self.leechers
-
-    def insert(self, peer_id: bytes, addr: bytes, now: int, key: int, seeder: bool) -> int:
-        lst = self.seeders if seeder else self.leechers
-        code = lst.append(peer_id, addr, now, key) * 2 + seeder
-        self.index[peer_id] = code
-        return code
-
-    def remove(self, code: int) -> None:
-        lst = self._list(code)
-        slot = code >> 1
-        del self.index[lst.ids[slot]]
-        moved = lst.remove(slot)
-        if moved is not None:
-            self.index[moved] = code
-
-    def expire(self, before: int, lst: PeerList, seeder: int, start: int, stop: int) -> int:
-        """Remove the peers of ``lst`` in slots ``start:stop`` last seen before ``before``."""
+    def expire(self, before: int) -> int:
+        """Remove every peer last seen before ``before``; return how many went."""
+        seen = self.meta[0::2]
+        if not seen or min(seen) >= before:  # the common case, checked in C
+            return 0
         removed = 0
-        seen = lst.seen
-        slot = min(stop, len(lst)) - 1
-        while slot >= start:
+        for slot in range(len(seen) - 1, -1, -1):
             if seen[slot] < before:
-                self.remove(slot * 2 + seeder)
+                # Removing moves a later slot into this one; walking down, every slot
+                # above has been checked already, so nothing is missed.
+                self.remove(slot)
                 removed += 1
-            slot -= 1
         return removed
+
+    def expire_at(self, slot: int, before: int) -> None:
+        if self.meta[2 * slot] < before:
+            self.remove(slot)
 
 
 class Swarm:
@@ -171,46 +270,36 @@ class Swarm:
 
     def counts(self) -> tuple[int, int]:
         """(seeders, leechers) over both families."""
+        v4, v6 = self.v4, self.v6
         seeders = leechers = 0
-        for fam in (self.v4, self.v6):
-            if fam is not None:
-                seeders += len(fam.seeders)
-                leechers += len(fam.leechers)
+        if v4 is not None:
+            seeders = v4.seeders
+            leechers = len(v4.ids) // _ID - seeders
+        if v6 is not None:
+            seeders += v6.seeders
+            leechers += len(v6.ids) // _ID - v6.seeders
         return seeders, leechers
 
     def __len__(self) -> int:
         return (len(self.v4) if self.v4 else 0) + (len(self.v6) if self.v6 else 0)
+
+    def peer_ids(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` of the swarm's peer ids (IPv4 first)."""
+        out: list[bytes] = []
+        for fam in (self.v4, self.v6):
+            if fam is not None:
+                ids = fam.ids
+                stop = min(len(ids), (limit - len(out)) * _ID)
+                out.extend(bytes(ids[i : i + _ID]) for i in range(0, stop, _ID))
+        return out
 
     def expire(self, before: int) -> int:
         """Remove every peer last seen before ``before``; return how many went."""
         removed = 0
         for fam in (self.v4, self.v6):
             if fam is not None:
-                removed += fam.expire(before, fam.seeders, 1, 0, len(fam.seeders))
-                removed += fam.expire(before, fam.leechers, 0, 0, len(fam.leechers))
+                removed += fam.expire(before)
         return removed
-
-    def _expire_some(self, before: int) -> None:
-        """Lazy expiry: check a couple of peers at a rolling cursor on each announce.
-
-        The cursor runs over seeders and leechers as one sequence, one peer at a time, so
-        in a steady swarm every peer is checked once in about ``len / _CURSOR_STEP``
-        announces (a run clipped at the seeder/leecher boundary would skip some for good).
-        """
-        for fam in (self.v4, self.v6):
-            if fam is None:
-                continue
-            for step in range(_CURSOR_STEP):
-                n_seed = len(fam.seeders)
-                total = n_seed + len(fam.leechers)
-                if not total:
-                    break
-                pos = (self.cursor + step) % total
-                if pos < n_seed:
-                    fam.expire(before, fam.seeders, 1, pos, pos + 1)
-                else:
-                    fam.expire(before, fam.leechers, 0, pos - n_seed, pos - n_seed + 1)
-        self.cursor += _CURSOR_STEP
 
     def announce(
         self,
@@ -219,104 +308,84 @@ class Swarm:
         numwant: int,
         timeout: int,
         rng: random.Random,
-    ) -> tuple[bytes, bytes, list[bytes], list[bytes]]:
+    ) -> tuple[bytes, bytes, bytes, bytes]:
         """Apply one announce and pick the peers to return.
 
         Returns ``(peers4, peers6, ids4, ids6)``. Raises :class:`ClientError` when the peer
         id is registered from another address and the request does not prove, with the same
-        BEP 7 key, that it is the same client.
+        BEP 7 key, that it is the same client. The peers are picked before a new peer is
+        added, and with the requester's own slot left out, so nobody is sent itself.
         """
         self.last_seen = now
         self._expire_some(now - timeout)
         addr = request.addr
         is_v6 = len(addr) == 18
         fam = self.v6 if is_v6 else self.v4
+        stopped = request.event == Event.STOPPED
         if fam is None:
-            if request.event == Event.STOPPED:
-                return b"", b"", [], []
+            if stopped:
+                return b"", b"", b"", b""
             fam = FamilyPeers(len(addr))
             if is_v6:
                 self.v6 = fam
             else:
                 self.v4 = fam
         peer_id = request.peer_id
-        code = fam.index.get(peer_id)
-        key = NO_KEY if request.key is None else request.key
-        if code is not None:
-            lst = fam._list(code)
-            slot = code >> 1
-            w = lst.width
-            if lst.addrs[slot * w : slot * w + w] != addr:
-                registered = lst.keys[slot]
-                if registered == NO_KEY or registered != key:
-                    raise ClientError(
-                        "peer_id is in use from another address; send its key"
-                    )
-                lst.addrs[slot * w : slot * w + w] = addr
-            if request.event == Event.STOPPED:
-                fam.remove(code)
-                return b"", b"", [], []
-            lst.seen[slot] = now
-            if lst.keys[slot] == NO_KEY:  # a peer that registered keyless adopts its first key
-                lst.keys[slot] = key
-            seeder = request.left == 0
-            if seeder != bool(code & 1):
-                registered = lst.keys[slot]  # the peer keeps its key in its new role
-                fam.remove(code)
-                code = fam.insert(peer_id, addr, now, registered, seeder)
-                if seeder:
+        key = NO_KEY if request.key is None else request.key & _KEY_MASK
+        seeder = request.left == 0
+        slot = fam.find(peer_id)
+        if slot >= 0:
+            registered = fam.meta[2 * slot + 1]
+            w = fam.width
+            if fam.addrs[slot * w : slot * w + w] != addr and (
+                registered == NO_KEY or registered != key
+            ):
+                raise ClientError("peer_id is in use from another address; send its key")
+            if stopped:
+                fam.remove(slot)
+                return b"", b"", b"", b""
+            # A peer that registered without a key adopts the first key it sends.
+            fam.update(slot, addr, now, registered if registered != NO_KEY else key)
+            if seeder != (slot < fam.seeders):
+                slot = fam.set_role(slot, seeder)
+                if seeder and not self._seeding_elsewhere(peer_id, is_v6):
                     self.completed += 1
-        elif request.event == Event.STOPPED:
-            return b"", b"", [], []
-        else:
-            code = None
-        want_seeders = request.left != 0 and request.event != Event.PAUSED
+        elif stopped:
+            return b"", b"", b"", b""
+        want_seeders = not seeder and request.event != Event.PAUSED
         with_ids = request.want_peer_ids
-        own_skip = -1 if code is None else code
-        own, own_ids = _pick(fam, numwant, own_skip, want_seeders, rng, with_ids)
-        other = b""
-        other_ids: list[bytes] = []
+        own, own_ids = fam.pick_for(numwant, slot, want_seeders, rng, with_ids)
+        other = other_ids = b""
         if request.mixed_families:
             remaining = numwant - len(own) // len(addr)
             other_fam = self.v4 if is_v6 else self.v6
             if remaining > 0 and other_fam is not None:
                 # The same client over the other family is still the requester.
-                other_code = other_fam.index.get(peer_id, -1)
-                other, other_ids = _pick(
-                    other_fam, remaining, other_code, want_seeders, rng, with_ids
+                other, other_ids = other_fam.pick_for(
+                    remaining, other_fam.find(peer_id), want_seeders, rng, with_ids
                 )
-        if code is None:
-            fam.insert(peer_id, addr, now, key, request.left == 0)
+        if slot < 0:
+            fam.insert(peer_id, addr, now, key, seeder)
         if is_v6:
             return other, own, other_ids, own_ids
         return own, other, own_ids, other_ids
 
+    def _expire_some(self, before: int) -> None:
+        """Lazy expiry: each announce checks two peers of each family at a rolling cursor,
+        so a swarm's silent peers are gone after about half as many announces as peers."""
+        self.cursor = cursor = self.cursor + 2
+        for fam in (self.v4, self.v6):
+            if fam is not None:
+                for step in (0, 1):
+                    n = len(fam.ids) // _ID
+                    if n:
+                        fam.expire_at((cursor + step) % n, before)
 
-def _pick(
-    fam: FamilyPeers,
-    count: int,
-    own_code: int,
-    want_seeders: bool,
-    rng: random.Random,
-    with_ids: bool,
-) -> tuple[bytes, list[bytes]]:
-    """Pick ``count`` peers of one family: leechers only for a seeder, else a mix, seeders
-    first, in proportion to the swarm's make-up. ``own_code`` is the requester's index code
-    (or -1), so it is never handed itself."""
-    seed_skip = own_code >> 1 if own_code >= 0 and own_code & 1 else -1
-    leech_skip = own_code >> 1 if own_code >= 0 and not own_code & 1 else -1
-    n_leech = len(fam.leechers) - (leech_skip >= 0)
-    if not want_seeders:
-        return fam.leechers.pick(count, leech_skip, rng, with_ids)
-    n_seed = len(fam.seeders) - (seed_skip >= 0)
-    if n_seed + n_leech <= count:
-        take_seed, take_leech = n_seed, n_leech
-    else:
-        take_seed = min(n_seed, round(count * n_seed / (n_seed + n_leech)))
-        take_leech = min(n_leech, count - take_seed)
-        take_seed = min(n_seed, count - take_leech)
-    seeds, seed_ids = fam.seeders.pick(take_seed, seed_skip, rng, with_ids)
-    leeches, leech_ids = fam.leechers.pick(take_leech, leech_skip, rng, with_ids)
-    if not leeches:
-        return seeds, seed_ids
-    return seeds + leeches, seed_ids + leech_ids
+    def _seeding_elsewhere(self, peer_id: bytes, is_v6: bool) -> bool:
+        """Whether the same client already seeds over the other address family, so its
+        second family's transition is not a second completed download."""
+        other = self.v4 if is_v6 else self.v6
+        if other is None:
+            return False
+        slot = other.find(peer_id)
+        return 0 <= slot < other.seeders

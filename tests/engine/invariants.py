@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 from shoal.engine.store import MemoryStore
-from shoal.engine.swarm import FamilyPeers, PeerList, Swarm
-
-
-def check_peer_list(lst: PeerList, width: int) -> None:
-    """The parallel arrays of a :class:`PeerList` describe the same slots."""
-    n = len(lst.ids)
-    assert lst.width == width
-    assert len(lst) == n
-    assert len(lst.addrs) == n * width
-    assert len(lst.seen) == n
-    assert len(lst.keys) == n
+from shoal.engine.swarm import INDEX_MIN, FamilyPeers, Swarm
 
 
 def check_family(fam: FamilyPeers, width: int) -> None:
-    """Every index entry points at a slot holding its id, and every slot is indexed."""
-    check_peer_list(fam.seeders, width)
-    check_peer_list(fam.leechers, width)
-    assert len(fam.index) == len(fam.seeders) + len(fam.leechers) == len(fam)
-    for role, lst in ((1, fam.seeders), (0, fam.leechers)):
-        for slot, pid in enumerate(lst.ids):
-            assert fam.index.get(pid) == slot * 2 + role, (pid, slot, role)
-    for pid, code in fam.index.items():
-        lst = fam.seeders if code & 1 else fam.leechers
-        assert lst.ids[code >> 1] == pid
+    """The parallel arrays describe the same dense slots, seeders first; the index (kept
+    only for families past INDEX_MIN) maps every id to its slot; ids are unique."""
+    n = len(fam)
+    assert fam.width == width
+    assert len(fam.ids) == n * 20
+    assert len(fam.addrs) == n * width
+    assert len(fam.meta) == 2 * n
+    assert 0 <= fam.seeders <= n
+    assert fam.leechers == n - fam.seeders
+    ids = [fam.peer_id(slot) for slot in range(n)]
+    assert len(set(ids)) == n
+    if n > INDEX_MIN:
+        assert fam.index is not None
+    if fam.index is not None:
+        assert len(fam.index) == n
+        for slot, pid in enumerate(ids):
+            assert fam.index[pid] == slot, (pid, slot)
+    for slot, pid in enumerate(ids):
+        assert fam.find(pid) == slot
 
 
 def check_swarm(swarm: Swarm) -> None:
