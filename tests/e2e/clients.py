@@ -173,6 +173,11 @@ def make_torrent(
 _handed_out: set[int] = set()
 
 
+def ipv6_loopback_available() -> bool:
+    """Whether sockets can bind to ::1 here (some containers have no IPv6 at all)."""
+    return socket.has_ipv6 and _can_bind(socket.AF_INET6, socket.SOCK_STREAM, 0)
+
+
 def free_port() -> int:
     """A port that is free for TCP and UDP on 127.0.0.1 and ::1 right now.
 
@@ -185,7 +190,8 @@ def free_port() -> int:
             port = int(probe.getsockname()[1])
         if port in _handed_out:
             continue
-        if all(_can_bind(family, kind, port) for family, kind in _PORT_CHECKS):
+        checks = _PORT_CHECKS if ipv6_loopback_available() else _PORT_CHECKS[:2]
+        if all(_can_bind(family, kind, port) for family, kind in checks):
             _handed_out.add(port)
             return port
     raise RuntimeError("found no free port on loopback")
@@ -288,9 +294,14 @@ class ManagedProcess:
         return self.popen.poll() is None
 
     def stop(self, grace: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Signal the process group (SIGTERM), then SIGKILL it if it does not exit in time."""
+        """Signal the process (SIGTERM), then SIGKILL its group if it does not exit in time.
+
+        The polite signal goes to the group leader alone: `timeout --foreground` passes it
+        on to the client exactly once (aria2 takes a second SIGINT as an emergency stop).
+        """
         if self.popen.poll() is None:
-            _signal_group(self.popen.pid, sig)
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=grace)
         # Kill leftovers in the group (the leader may be gone while children live on).
@@ -302,6 +313,17 @@ class ManagedProcess:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+# No process outlives this many seconds, even if the test run itself is killed and never
+# gets to stop it (longer than any test's own time limit).
+PROCESS_LIFETIME = 900
+
+
+def _with_lifetime(argv: Sequence[str]) -> list[str]:
+    if shutil.which("timeout") is None:
+        return list(argv)
+    return ["timeout", "--foreground", "--kill-after=10", str(PROCESS_LIFETIME), *argv]
 
 
 class ProcessRegistry:
@@ -324,7 +346,7 @@ class ProcessRegistry:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
             popen = subprocess.Popen(
-                list(argv),
+                _with_lifetime(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -740,7 +762,6 @@ class Aria2:
             "--bt-save-metadata=false",
             "--auto-save-interval=0",
             "--allow-overwrite=true",
-            "--stop=600",  # a last resort should the test's cleanup never run
         ]
         if self.udp_tracker:
             argv += [

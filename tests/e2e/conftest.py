@@ -5,26 +5,34 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from .clients import DEBIAN_PACKAGE, ProcessRegistry, missing_binaries
+from .clients import DEBIAN_PACKAGE, ProcessRegistry, ipv6_loopback_available, missing_binaries
+
+
+def cannot_run(message: str) -> NoReturn:
+    """Fail on CI (where every real-client test must run), skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " -- CI must run the real-client tests", pytrace=False)
+    pytest.skip(message)
 
 
 def require_clients(*names: str) -> None:
     """Fail (on CI) or skip (elsewhere) when a client binary is not installed."""
     missing = missing_binaries(names)
-    if not missing:
-        return
-    packages = sorted({DEBIAN_PACKAGE.get(name, name) for name in missing})
-    message = (
-        f"missing BitTorrent client(s) {', '.join(missing)}: install Debian's "
-        f"{' '.join(packages)} (scripts/install-test-deps.sh)"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " -- CI must run the real-client tests", pytrace=False)
-    pytest.skip(message)
+    if missing:
+        packages = sorted({DEBIAN_PACKAGE.get(name, name) for name in missing})
+        cannot_run(
+            f"missing BitTorrent client(s) {', '.join(missing)}: install Debian's "
+            f"{' '.join(packages)} (scripts/install-test-deps.sh)"
+        )
+
+
+def require_ipv6_loopback() -> None:
+    if not ipv6_loopback_available():
+        cannot_run("this machine cannot bind to the IPv6 loopback address ::1")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from .clients import (
     sha256_of,
     wait_until,
 )
-from .conftest import require_clients
+from .conftest import require_clients, require_ipv6_loopback
 
 pytestmark = [pytest.mark.realclient, pytest.mark.timeout(300)]
 
@@ -161,6 +161,8 @@ def run_swarm(
     transport: str,
 ) -> None:
     require_clients("transmission-daemon", "aria2c")
+    if family == "ipv6":
+        require_ipv6_loopback()
     host = "::1" if family == "ipv6" else "127.0.0.1"
     udp = transport == "udp"
 
