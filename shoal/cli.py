@@ -1,4 +1,4 @@
-"""The ``shoal`` command: ``serve``, ``print-config`` and ``check-config``."""
+"""The ``shoal`` command: ``serve``, ``print-config``, ``check-config`` and ``stats``."""
 
 from __future__ import annotations
 
@@ -120,6 +120,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print a running tracker's /stats (from its admin listener) as tables."""
+    import urllib.error
+    import urllib.request
+
+    from shoal.server.dashboard import format_stats
+
+    base = args.url.rstrip("/")
+    try:
+        with urllib.request.urlopen(base + "/stats", timeout=args.timeout) as reply:
+            stats = json.load(reply)
+    except (OSError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        print(f"shoal: cannot read {base}/stats: {reason}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        sys.stdout.write(format_stats(stats, base))
+    return 0 if stats.get("healthy") else 3
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="shoal", description="Shoal BitTorrent tracker")
     top.add_argument("--version", action="version", version=f"shoal {__version__}")
@@ -143,6 +165,13 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    stats = sub.add_parser("stats", help="print a running tracker's figures as tables")
+    stats.add_argument("--url", default="http://127.0.0.1:6970",
+                       help="the tracker's admin listener (default %(default)s)")
+    stats.add_argument("--json", action="store_true", help="print the raw /stats JSON")
+    stats.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+    stats.set_defaults(func=cmd_stats)
     return top
 
 

@@ -364,3 +364,52 @@ def test_bad_requests_are_refused(tracker: RunningTracker) -> None:
     huge = b"GET /stats HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"
     assert raw_request(tracker, huge).startswith(b"HTTP/1.1 431 ")
     assert get(tracker.admin_url + "/nothing")[0] == 404
+
+
+def test_stats_command_prints_the_figures_as_tables(
+    tracker: RunningTracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shoal.cli import main
+
+    http_announce(tracker, H1, TR, 7001, left=0)
+    udp_announce(tracker, H1, QB, 7002)
+    assert main(["stats", "--url", tracker.admin_url]) == 0
+    out = capsys.readouterr().out
+    assert "healthy" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["torrents", "1"] in lines and ["peers", "2"] in lines
+    assert ["announce", "1", "1", "2"] in lines  # http, udp, total
+    assert ["connect", "0", "1", "1"] in lines
+    assert [H1.hex(), "2", "1", "1", "0"] in lines
+    assert ["Transmission", "1", "50.0%", "2.94"] in lines
+
+
+def test_stats_command_prints_json_on_request(
+    tracker: RunningTracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shoal.cli import main
+
+    assert main(["stats", "--url", tracker.admin_url + "/", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["torrents"] == 0
+
+
+def test_stats_command_exits_3_when_a_listener_is_down(
+    tracker: RunningTracker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shoal.cli import main
+
+    tracker.call(lambda: tracker.tracker._transports[0].close())
+    assert main(["stats", "--url", tracker.admin_url]) == 3
+    assert "NOT HEALTHY" in capsys.readouterr().out
+
+
+def test_stats_command_says_when_the_tracker_is_unreachable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from shoal.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        assert main(["stats", "--url", f"http://127.0.0.1:{port}", "--timeout", "2"]) == 1
+    assert "cannot read" in capsys.readouterr().err
