@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -413,3 +414,45 @@ def test_stats_command_says_when_the_tracker_is_unreachable(
         port = sock.getsockname()[1]  # bound, not listening: connections are refused
         assert main(["stats", "--url", f"http://127.0.0.1:{port}", "--timeout", "2"]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_client_that_sends_nothing_is_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from shoal.server import admin, app
+
+    monkeypatch.setattr(app, "AdminOptions",
+                        functools.partial(admin.AdminOptions, request_timeout=0.2))
+    with running() as rt:
+        assert raw_request(rt, b"GET /stats HTTP/1.1\r\n").startswith(b"HTTP/1.1 408 ")
+
+
+def test_connections_beyond_the_cap_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    from shoal.server import admin, app
+
+    monkeypatch.setattr(app, "AdminOptions",
+                        functools.partial(admin.AdminOptions, max_connections=2))
+    with running() as rt:
+        listener = rt.tracker.admin_listener
+        assert listener is not None
+        idle = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(2)]
+        try:
+            for sock in idle:  # both are being served (waiting for their request heads)
+                sock.sendall(b"GET")
+            admin_server = rt.tracker.admin
+            assert admin_server is not None
+            for _ in range(100):
+                if rt.call(lambda: len(admin_server._clients)) == 2:
+                    break
+                time.sleep(0.01)
+            try:
+                refused = raw_request(rt, b"GET /health HTTP/1.1\r\n\r\n")
+            except ConnectionResetError:
+                refused = b""
+            assert refused == b""
+        finally:
+            for sock in idle:
+                sock.close()
+        assert raw_request(rt, b"GET /health HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
