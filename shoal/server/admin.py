@@ -78,7 +78,7 @@ class AdminOptions:
     history_size: int = 360
     top_swarms: int = 10
     client_sample: int = 5000
-    detail_ttl: float = 5.0
+    detail_ttl: float = 10.0
     max_connections: int = 64
     request_timeout: float = 5.0
     max_head_bytes: int = 8192
