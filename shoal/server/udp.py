@@ -168,8 +168,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         return codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
 
     def _error(self, tid: int, reason: str, family: str) -> bytes:
-        self.counters.failures[reason] += 1
-        self.counters.requests["udp", family, "error"] += 1
+        self.counters.failures[reason] += 1  # counted once as its kind, and here by reason
         return codec.encode_error(tid, reason)
 
     def _refuse(self, tid: int, message: str, size: int) -> bytes | None:
