@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from bench.bencode import bdecode
+from bench.spin import Spinner
 from bench.stats import LoadStats
 from bench.workload import HTTP_EVENT_NAMES, Announce, Op
 
@@ -372,9 +373,11 @@ class HttpLoad:
         record: bool = False,
         rate: float | None = None,
         limit: float = 600.0,
+        spin: bool = True,
     ) -> LoadStats:
         """Send ``ops`` (cycling) for ``duration`` seconds, or the first ``count`` of them
-        once; at most ``limit`` seconds in any case. Returns what was seen."""
+        once; at most ``limit`` seconds in any case. With ``spin`` the loop busy-polls (see
+        :mod:`bench.spin`). Returns what was seen."""
         if not len(ops):
             return LoadStats()
         self._loop = loop = asyncio.get_running_loop()
@@ -387,6 +390,10 @@ class HttpLoad:
         self._retry = []
         self._issuing = True
         self._expired = False
+        spinner = Spinner(loop) if spin else None
+        if spinner is not None:
+            await spinner.calibrate()
+            spinner.start()
         start = time.monotonic()
         stop_at = start + min(duration if duration is not None else limit, limit)
         timeout_ns = int(self.timeout * 1e9)
@@ -438,7 +445,11 @@ class HttpLoad:
             loop.call_soon(pace)
         await done
         self._issuing = False
-        stats.elapsed = min(time.monotonic(), stop_at) - start
+        now = time.monotonic()
+        stats.elapsed = min(now, stop_at) - start
+        if spinner is not None:
+            spinner.stop()
+            stats.busy_share = spinner.busy_share(now - start)
         for conn in list(self._busy):
             conn.index = -1
             if conn.transport is not None:

@@ -10,9 +10,11 @@ tracker shows when it is not saturated), and the tracker is stopped.
 
 The figure to compare is responses per tracker CPU-second: it stays fair when the
 generator, not the tracker, is the limit (a C tracker on loopback usually outruns one
-Python generator core). Medians over the rounds are printed as a markdown table with
-the Shoal/opentracker ratio per mode, written to ``<out>/latest.md``, and appended as
-JSON lines to ``<out>/results.jsonl`` with the machine they came from.
+Python generator core). The generator busy-polls (see :mod:`bench.spin`) so that the
+cost of waking it on loopback is not billed to the tracker. Medians over the rounds are
+printed as a markdown table with the Shoal/opentracker ratio per mode, written to
+``<out>/latest.md``, and appended as JSON lines to ``<out>/results.jsonl`` with the
+machine they came from.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.http_load import HttpLoad, HttpOps, encode_http_ops
+from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
     REPO_ROOT,
@@ -72,6 +75,9 @@ QUICK_DEFAULTS: dict[str, float] = {
     "peers": 2_000,
     "mix_length": 5_000,
 }
+
+# Busy-poll the generator's loop while loading (see bench/spin.py); --no-spin turns it off.
+SPIN = True
 
 T = TypeVar("T")
 
@@ -147,6 +153,7 @@ class Measurement:
     tracker_cpu_s: float = 0.0
     responses_per_cpu_s: float = 0.0
     generator_cpu_share: float = 0.0
+    generator_busy_share: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
     errors: int = 0
@@ -205,6 +212,7 @@ def make_generator(mode: str, port: int, args: argparse.Namespace) -> Generator:
 async def _load(
     gen: Generator, encoded: EncodedWorkload, mode: str, part: str, **kw: Any
 ) -> LoadStats:
+    kw.setdefault("spin", SPIN)
     if isinstance(gen, UdpLoad):
         return await gen.run(encoded.udp(part), **kw)
     return await gen.run(encoded.http(part, close=mode == "http-close"), **kw)
@@ -219,11 +227,13 @@ async def fill_target(
     if target.udp:
         # 128 in flight: more can overflow a tracker's default socket receive buffer.
         gen = UdpLoad("127.0.0.1", target.port, clients=32, window=4, seed=args.seed + 1)
-        stats = await gen.run(encoded.udp("fill"), count=n, limit=args.fill_limit)
+        stats = await gen.run(encoded.udp("fill"), count=n, limit=args.fill_limit, spin=SPIN)
         gen.close()
         return stats, "udp"
     gen = HttpLoad("127.0.0.1", target.port, "keepalive", connections=32)
-    stats = await gen.run(encoded.http("fill", close=False), count=n, limit=args.fill_limit)
+    stats = await gen.run(
+        encoded.http("fill", close=False), count=n, limit=args.fill_limit, spin=SPIN
+    )
     gen.close()
     return stats, "http"
 
@@ -249,15 +259,30 @@ async def measure(
         if args.warmup > 0:
             await _load(gen, encoded, mode, "mix", duration=args.warmup)
         m.rss_before_kib = target.memory_kib()["VmRSS"]
+        profile_path = args.out / f"profile-{name}-{mode}.txt"
+        profiler = None
+        if args.profile and name == "shoal":
+            args.out.mkdir(parents=True, exist_ok=True)
+            profiler = start_profile(target.pid, args.duration, profile_path)
         cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
         stats = await _load(gen, encoded, mode, "mix", duration=args.duration, record=True)
         cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        if profiler is not None:
+            profiler.wait(30)
+            if profile_path.exists():
+                summary = summarize_profile(profile_path)
+                profile_path.with_suffix(".summary.txt").write_text(summary + "\n")
+                print(f"profile of {name} {mode}: {profile_path}\n{summary}")
         memory = target.memory_kib()
         m.rss_after_kib, m.peak_rss_kib = memory["VmRSS"], memory["VmHWM"]
         m.responses_per_s = round(stats.rate(), 1)
         m.tracker_cpu_s = round(cpu1 - cpu0, 2)
         m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
         m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
+        if stats.busy_share is not None:
+            m.generator_busy_share = round(stats.busy_share, 3)
+        else:
+            m.generator_busy_share = m.generator_cpu_share
         m.p50_ms, m.p99_ms = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
         m.errors, m.timeouts = stats.errors, stats.timeouts
         m.load = stats.summary()
@@ -297,6 +322,7 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
         "tracker_cpu_s",
         "responses_per_cpu_s",
         "generator_cpu_share",
+        "generator_busy_share",
         "p50_ms",
         "p99_ms",
         "peak_rss_kib",
@@ -326,7 +352,7 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
     """The per-target, per-mode table of medians."""
     lines = [
         "| target | mode | responses/s | tracker CPU s | responses per tracker CPU-s "
-        "| generator CPU | p50 ms | p99 ms | p99 ms at 50% rate | errors | timeouts "
+        "| generator busy | p50 ms | p99 ms | p99 ms at 50% rate | errors | timeouts "
         "| peak RSS MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -334,7 +360,7 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
         if not s["rounds"]:
             lines.append(f"| {s['target']} | {s['mode']} | skipped: {'; '.join(s['skipped'])} |")
             continue
-        share = s["generator_cpu_share"]
+        share = s["generator_busy_share"]
         rss = s["peak_rss_kib"]
         lines.append(
             f"| {s['target']} | {s['mode']} | {_fmt(s['responses_per_s'])} "
@@ -371,11 +397,12 @@ def ratio_table(summaries: list[dict[str, Any]]) -> str:
 def progress_line(m: Measurement, rounds: int) -> str:
     """One line per run, printed as the runs go."""
     head = f"round {m.round + 1}/{rounds} {m.target:11} {m.mode:14} "
+    busy = m.generator_busy_share * 100 if m.generator_busy_share is not None else None
     if m.skipped:
         return head + f"skipped ({m.skipped})"
     return head + (
         f"{m.responses_per_s:>9,.0f} resp/s  cpu {m.tracker_cpu_s:5.2f} s  "
-        f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  gen {m.generator_cpu_share:.0%}  "
+        f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  gen busy {_fmt(busy, 0)}%  "
         f"p99 {_fmt(m.p99_ms, 2)} ms (at 50%: {_fmt(m.paced_p99_ms, 2)} ms)  "
         f"errors {m.errors}+{m.timeouts} timeouts  fill {m.fill_s} s by {m.fill_protocol}"
     )
@@ -413,11 +440,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECTION.KEY=VALUE",
         help="extra Shoal setting (repeatable)",
     )
+    p.add_argument(
+        "--no-spin",
+        action="store_true",
+        help="let the generator's loop sleep between replies (then the tracker pays for "
+        "waking it on every reply: see bench/spin.py)",
+    )
     p.add_argument("--no-save", action="store_true", help="print only; write no results")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the tracker with py-spy while measuring (Python targets; implies "
+        "--no-save, as sampling disturbs the figures); profiles go to --out",
+    )
     p.add_argument(
         "--quick", action="store_true", help="tiny fast run (checks the harness, not speed)"
     )
     args = p.parse_args(argv)
+    if args.profile:
+        if py_spy() is None:
+            p.error(PY_SPY_HINT)
+        args.no_save = True
     for key, value in (QUICK_DEFAULTS if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -433,7 +476,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = print) -> int:
+    global SPIN
     args = parse_args(argv)
+    SPIN = not args.no_spin
     pin_generator()
     targets = list(args.targets)
     if "opentracker" in targets and not opentracker_available():
@@ -478,7 +523,14 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, Python {machine['python']}, "
         f"{machine['event_loop']}, opentracker {machine['opentracker'] or '-'}, "
         f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
-        f"Command: `{machine['command']}`"
+        f"Command: `{machine['command']}`\n"
+        + (
+            "The generator busy-polls (bench/spin.py), so no tracker pays for waking it; "
+            "'generator busy' is its estimated share of time on real work (near 100%: the "
+            "generator, not the tracker, set the pace)."
+            if SPIN
+            else "The generator sleeps when idle (--no-spin): trackers pay for waking it."
+        )
     )
     report = f"{header}\n\n{table}\n"
     if ratios:

@@ -26,6 +26,7 @@ class LoadStats:
     retries: int = 0
     skipped: int = 0
     elapsed: float = 0.0
+    busy_share: float | None = None
     error_reasons: dict[str, int] = field(default_factory=dict)
     latencies_ns: array[int] = field(default_factory=lambda: array("q"))
 
@@ -60,6 +61,7 @@ class LoadStats:
             "retries": self.retries,
             "skipped": self.skipped,
             "elapsed_s": round(self.elapsed, 3),
+            "generator_busy_share": self.busy_share,
             "responses_per_s": round(self.rate(), 1),
             "p50_ms": self.percentile_ms(0.5),
             "p99_ms": self.percentile_ms(0.99),

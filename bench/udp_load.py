@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from bench.spin import Spinner
 from bench.stats import LoadStats
 from bench.workload import Announce, Op
 
@@ -303,9 +304,11 @@ class UdpLoad:
         record: bool = False,
         rate: float | None = None,
         limit: float = 600.0,
+        spin: bool = True,
     ) -> LoadStats:
         """Send ``ops`` (cycling) for ``duration`` seconds, or the first ``count`` of them
-        once; at most ``limit`` seconds in any case. Returns what was seen."""
+        once; at most ``limit`` seconds in any case. With ``spin`` the loop busy-polls (see
+        :mod:`bench.spin`). Returns what was seen."""
         if not self.clients:
             await self.open()
         if not len(ops):
@@ -320,6 +323,10 @@ class UdpLoad:
         self._retry = []
         self._issuing = True
         self._expired = False
+        spinner = Spinner(loop) if spin else None
+        if spinner is not None:
+            await spinner.calibrate()
+            spinner.start()
         start = time.monotonic()
         stop_at = start + min(duration if duration is not None else limit, limit)
         timeout_ns = int(self.timeout * 1e9)
@@ -383,7 +390,11 @@ class UdpLoad:
             loop.call_soon(pace)
         await done
         self._issuing = False
-        stats.elapsed = min(time.monotonic(), stop_at) - start
+        now = time.monotonic()
+        stats.elapsed = min(now, stop_at) - start
+        if spinner is not None:
+            spinner.stop()
+            stats.busy_share = spinner.busy_share(now - start)
         # Requests still in flight after the drain are abandoned, not counted.
         for client in self.clients:
             client.pending.clear()
