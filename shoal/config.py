@@ -78,6 +78,11 @@ class HttpSettings:
         "X-Forwarded-For",
     )
     access_log: bool = _doc("Log one line per request (logger shoal.access).", False)
+    parser: str = _doc(
+        "HTTP request parser: auto (httptools when installed, else the pure-Python one) or "
+        "python (always the pure-Python fallback).",
+        "auto",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +221,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{key}: must not be negative, got {value}")
     for key, seconds in (("http.request_timeout", h.request_timeout),
                          ("http.keepalive_timeout", h.keepalive_timeout)):
-        if seconds <= 0:
-            raise ConfigError(f"{key}: must be positive, got {seconds}")
+        if not 0 < seconds < float("inf"):  # also refuses nan, which compares false
+            raise ConfigError(f"{key}: must be a positive number of seconds, got {seconds}")
     for key, port in (("http.port", h.port), ("udp.port", u.port),
                       ("admin.port", settings.admin.port)):
         if not 0 <= port <= 65535:
@@ -241,6 +246,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError("udp.secret: must be hexadecimal") from exc
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"log.level: unknown level {settings.log.level!r}")
+    if h.parser not in ("auto", "python"):
+        raise ConfigError(f"http.parser: must be auto or python, got {h.parser!r}")
     if settings.log.format not in ("text", "json"):
         raise ConfigError(f"log.format: must be text or json, got {settings.log.format!r}")
 

@@ -42,7 +42,15 @@ def _encode(value: object, out: list[bytes]) -> None:
         out.append(b"e")
     elif isinstance(value, dict):
         out.append(b"d")
-        keys = {(k.encode() if isinstance(k, str) else bytes(k)): v for k, v in value.items()}
+        keys: dict[bytes, object] = {}
+        for k, v in value.items():
+            if isinstance(k, str):
+                k = k.encode()
+            elif not isinstance(k, bytes):
+                raise TypeError(f"dictionary keys must be bytes or str, not {type(k).__name__}")
+            if k in keys:
+                raise ValueError(f"dictionary key {k!r} given twice")
+            keys[k] = v
         for key in sorted(keys):
             _encode(key, out)
             _encode(keys[key], out)
@@ -75,7 +83,11 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Bencodable, int]:
         text = data[pos + 1 : end]
         if not _canonical_int(text):
             raise BencodeError(f"bad integer at offset {pos}")
-        return int(text), end + 1
+        try:
+            number = int(text)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise BencodeError(f"integer too long at offset {pos}") from None
+        return number, end + 1
     if lead == 0x6C:  # l
         items: list[Bencodable] = []
         pos += 1
@@ -107,10 +119,12 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Bencodable, int]:
         text = data[pos:colon]
         if not text.isdigit() or (len(text) > 1 and text[0] == 0x30):
             raise BencodeError(f"bad string length at offset {pos}")
-        length = int(text)
         start = colon + 1
-        if start + length > len(data):
+        # A length with more digits than the input's own length cannot fit (and a huge one
+        # would trip int()'s digit limit).
+        if len(text) > len(str(len(data))) or start + int(text) > len(data):
             raise BencodeError(f"string runs past the end at offset {pos}")
+        length = int(text)
         return data[start : start + length], start + length
     raise BencodeError(f"unexpected byte {lead:#04x} at offset {pos}")
 

@@ -25,6 +25,7 @@ from shoal.types import (
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _MAX_INT = 2**64 - 1
+_MAX_NUMWANT = 2**31 - 1
 _EVENTS = {
     b"": Event.NONE,
     b"started": Event.STARTED,
@@ -132,9 +133,10 @@ def parse_announce(
             compact = raw != b"0"
         elif name == b"numwant":
             text = raw[1:] if raw[:1] == b"-" else raw
-            if not text.isdigit() or len(text) > 10:
+            if not text.isdigit():
                 raise ClientError("numwant must be an integer")
-            numwant = int(raw)
+            # A huge value is capped (by the policy), not refused; keep int() cheap.
+            numwant = int(raw) if len(text) <= 10 else (-1 if raw[:1] == b"-" else _MAX_NUMWANT)
         elif name == b"key":
             key = key_to_int(percent_decode(raw, "key"))
         elif name == b"no_peer_id":

@@ -4,7 +4,9 @@ It offers the subset of httptools' ``HttpRequestParser`` interface the server us
 callbacks: ``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete``,
 ``on_message_complete``), so the server is written once. Tracker requests are small GETs,
 so it handles request lines, headers and ``Content-Length`` bodies; chunked request bodies
-are refused. Limits raise :class:`HttpParseError` with the status to answer.
+are refused. Limits raise :class:`HttpParseError` with the status to answer. As in
+httptools, ``on_message_begin`` comes with a request's first byte (so a server can time a
+request that arrives slowly) and empty lines before a request line are skipped.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ class Http1RequestParser:
     """Incremental parser: feed bytes as they arrive, get one callback series per request."""
 
     def __init__(
-        self, callbacks: ParserCallbacks, max_request_line: int = 8192, max_head: int = 24576
+        self,
+        callbacks: ParserCallbacks,
+        max_request_line: int = 8192,
+        max_head: int = 24576,
+        max_body: int = 65536,
     ) -> None:
         self._cb = callbacks
         self._buf = b""
         self._body_left = 0
+        self._in_message = False
         self._max_line = max_request_line
         self._max_head = max_head
+        self._max_body = max_body
         self._version = "1.1"
         self._method = b""
         self._keep_alive = True
@@ -63,8 +71,14 @@ class Http1RequestParser:
                 self._body_left -= taken
                 buf = buf[taken:]
                 if not self._body_left:
-                    self._cb.on_message_complete()
+                    self._complete()
                 continue
+            if not self._in_message:
+                buf = buf.lstrip(b"\r\n")  # RFC 9112 2.2: skip empty lines before a request
+                if not buf:
+                    break
+                self._in_message = True
+                self._cb.on_message_begin()
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 line_end = buf.find(b"\r\n")
@@ -94,7 +108,6 @@ class Http1RequestParser:
         keep_alive = version == b"HTTP/1.1"
         content_length = 0
         cb = self._cb
-        cb.on_message_begin()
         cb.on_url(url)
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
@@ -111,6 +124,8 @@ class Http1RequestParser:
             elif lname == b"content-length":
                 if not value.isdigit():
                     raise HttpParseError(400, "bad Content-Length")
+                if len(value) > 18 or int(value) > self._max_body:
+                    raise HttpParseError(413, "request body too large")
                 content_length = int(value)
             elif lname == b"transfer-encoding":
                 raise HttpParseError(501, "request bodies with Transfer-Encoding are not accepted")
@@ -120,4 +135,8 @@ class Http1RequestParser:
         if content_length:
             self._body_left = content_length
         else:
-            cb.on_message_complete()
+            self._complete()
+
+    def _complete(self) -> None:
+        self._in_message = False
+        self._cb.on_message_complete()

@@ -114,6 +114,7 @@ class Tracker:
                 full_scrape=t.full_scrape,
                 full_scrape_cache=t.full_scrape_cache,
                 access_log=h.access_log,
+                use_httptools=h.parser == "auto",
             ),
         )
         u = settings.udp
@@ -171,7 +172,7 @@ class Tracker:
             ", ".join(x.url for x in self.listeners),
             os.getpid(),
             event_loop_name(),
-            parser_name(True),
+            parser_name(self.http.use_httptools),
         )
         if self.settings.admin.enabled:
             await self._start_admin()

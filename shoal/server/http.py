@@ -83,12 +83,15 @@ class HttpOptions:
     use_httptools: bool = True
 
 
-def _response(status: int, body: bytes, keep_alive: bool, content_type: bytes) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+def _response(
+    status: int, body: bytes, keep_alive: bool, content_type: bytes, extra: bytes = b""
+) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         _REASONS.get(status, b"Error"),
         content_type,
         len(body),
+        extra,
         b"" if keep_alive else b"Connection: close\r\n",
     )
     return head + body
@@ -181,6 +184,11 @@ class HttpConnection(asyncio.Protocol):
         self.family = "ipv4"
         self.deadline = 0.0
         self.idle = True
+        self._in_request = False  # a request has begun and is not yet complete
+        self._head_done = False  # ... and its headers are complete
+        self._head_bytes = 0  # bytes of an unfinished head, counted in whole chunks
+        self._messages = 0
+        self._closing = False  # the last reply is written (or the stream is broken)
         self._url = b""
         self._headers = 0
         self._header_bytes = 0
@@ -195,7 +203,8 @@ class HttpConnection(asyncio.Protocol):
             self.parser: Any = httptools.HttpRequestParser(self)
         else:
             self.parser = Http1RequestParser(
-                self, opts.max_request_line, opts.max_request_line + opts.max_header_bytes
+                self, opts.max_request_line, opts.max_request_line + opts.max_header_bytes,
+                _MAX_BODY,
             )
 
     # asyncio callbacks
@@ -238,15 +247,30 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # bytes after a final reply (e.g. pipelined past Connection: close)
         self.frontend.counters.bytes_in["http"] += len(data)
+        in_head, messages = self._in_request and not self._head_done, self._messages
         try:
             self.parser.feed_data(data)
+            if self._in_request and not self._head_done:
+                # httptools buffers a header line whole before calling back, so bound the
+                # head here: count every chunk that fell entirely inside the same head.
+                if in_head and messages == self._messages:
+                    self._head_bytes += len(data)
+                    opts = self.frontend.options
+                    if self._head_bytes > opts.max_request_line + opts.max_header_bytes:
+                        raise HttpParseError(431, "request headers too large")
+                else:
+                    self._head_bytes = 0
         except HttpParseError as exc:
             self._fail(exc.status)
         except _Upgrade:
             self._fail(400)
-        except _ParserError:
-            self._fail(400)
+        except _ParserError as exc:
+            # httptools wraps an error raised in a callback (a limit) in its own.
+            cause = exc.__context__
+            self._fail(cause.status if isinstance(cause, HttpParseError) else 400)
 
     def timed_out(self) -> None:
         self.frontend.counters.dropped["http_timeout"] += 1
@@ -263,6 +287,10 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.idle = False
+        self._in_request = True
+        self._head_done = False
+        self._head_bytes = 0
+        self._messages += 1
         self._url = b""
         self._headers = 0
         self._header_bytes = 0
@@ -287,7 +315,7 @@ class HttpConnection(asyncio.Protocol):
             self._real_ip = value if self._real_ip is None else self._real_ip + b"," + value
 
     def on_headers_complete(self) -> None:
-        pass
+        self._head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._body += len(body)
@@ -295,7 +323,12 @@ class HttpConnection(asyncio.Protocol):
             raise HttpParseError(413, "request body too large")
 
     def on_message_complete(self) -> None:
+        self._in_request = False
+        if self._closing:
+            return  # pipelined after a request that ends the connection: not answered
         keep_alive = self.parser.should_keep_alive() and not self.frontend.closing
+        if not keep_alive:
+            self._closing = True
         slot: list[Any] = [None, keep_alive]
         self._pending.append(slot)
         try:
@@ -319,7 +352,8 @@ class HttpConnection(asyncio.Protocol):
         url = self._url
         path, _, query = url.partition(b"?")
         if method != b"GET":
-            return _response(405, b"only GET is supported\n", keep_alive, b"text/plain")
+            return _response(405, b"only GET is supported\n", keep_alive, b"text/plain",
+                             b"Allow: GET\r\n")
         fe = self.frontend
         counters = fe.counters
         client_ip = self._client_ip()
@@ -395,13 +429,17 @@ class HttpConnection(asyncio.Protocol):
     ) -> asyncio.Future[bytes]:
         async def answer() -> bytes:
             try:
-                return self._ok(encode(await awaitable), keep_alive)
+                value = await awaitable
             except ClientError as exc:
-                return self._failure(exc, keep_alive)
+                return self._failure(exc, keep_alive and not self.frontend.closing)
+            # Shutdown may have begun while waiting: then say this is the last reply.
+            return self._ok(encode(value), keep_alive and not self.frontend.closing)
 
         return asyncio.ensure_future(answer())
 
     def _finish(self, slot: list[Any], fut: asyncio.Future[bytes]) -> None:
+        if self.frontend.closing:
+            slot[1] = False  # the reply was built saying "Connection: close"
         if fut.cancelled() or fut.exception() is not None:
             if not fut.cancelled():
                 log.error("internal error answering a request", exc_info=fut.exception())
@@ -429,7 +467,7 @@ class HttpConnection(asyncio.Protocol):
                 pending.clear()
                 transport.close()
                 return
-        if not pending:
+        if not pending and not self._in_request:
             fe.counters.observe_latency(time.perf_counter() - self._started)
             self.idle = True
             self.deadline = time.monotonic() + fe.options.keepalive_timeout
@@ -443,6 +481,10 @@ class HttpConnection(asyncio.Protocol):
         counters.dropped[f"http_{status}"] += 1
         if self.transport is None:
             return
+        if self._closing:  # the final reply is already written or due: just end it
+            self.transport.close()
+            return
+        self._closing = True
         reason = _REASONS.get(status, b"Error").decode()
         self._pending.clear()
         self.transport.write(_response(status, f"{reason}\n".encode(), False, b"text/plain"))
