@@ -31,6 +31,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
 TARGET_NAMES = ("shoal", "opentracker")
+# The CPUs this process may use when first imported, before the generator pins itself.
+_CPUS = sorted(os.sched_getaffinity(0))
 
 
 class TargetError(RuntimeError):
@@ -54,14 +56,12 @@ def free_port() -> int:
 
 def tracker_cpu() -> int | None:
     """The CPU the tracker is pinned to (1), or None on a one-CPU machine."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[1] if len(cpus) > 1 else None
+    return _CPUS[1] if len(_CPUS) > 1 else None
 
 
 def generator_cpu() -> int | None:
     """The CPU the load generator is pinned to (0), or None on a one-CPU machine."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return cpus[0] if len(cpus) > 1 else None
+    return _CPUS[0] if len(_CPUS) > 1 else None
 
 
 def process_tree(pid: int) -> list[int]:
