@@ -419,8 +419,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _failure(self, exc: ClientError, keep_alive: bool) -> bytes:
         counters = self.frontend.counters
-        counters.failures[exc.reason] += 1
-        counters.requests["http", self.family, "error"] += 1
+        counters.failures[exc.reason] += 1  # counted once as its kind, and here by reason
         return _response(200, codec.encode_failure(exc.reason, exc.retry_in), keep_alive,
                          b"text/plain")
 
@@ -464,6 +463,7 @@ class HttpConnection(asyncio.Protocol):
                 access_log.info("%s %s %d", self.family, self._url[:200].decode("latin-1"),
                                 len(body))
             if not keep_alive:
+                fe.counters.observe_latency(time.perf_counter() - self._started)
                 pending.clear()
                 transport.close()
                 return
