@@ -227,13 +227,13 @@ def validate(settings: Settings) -> None:
                       ("admin.port", settings.admin.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{key}: must be 0..65535, got {port}")
-    for section, hosts in (("http", h.hosts), ("udp", u.hosts),
-                           ("admin", [settings.admin.host])):
+    for key, hosts in (("http.hosts", h.hosts), ("udp.hosts", u.hosts),
+                       ("admin.host", [settings.admin.host])):
         for host in hosts:
             try:
                 ipaddress.ip_address(host)
             except ValueError as exc:
-                raise ConfigError(f"{section}.hosts: not an IP address: {host!r}") from exc
+                raise ConfigError(f"{key}: not an IP address: {host!r}") from exc
     for net in h.trusted_proxies:
         try:
             ipaddress.ip_network(net, strict=False)
