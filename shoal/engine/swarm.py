@@ -228,9 +228,11 @@ class FamilyPeers:
         if n_seed + n_leech <= count:
             take_seed, take_leech = n_seed, n_leech
         else:
+            # More peers than wanted: split in proportion. The leechers then always fill
+            # the rest, since count < n_seed + n_leech makes the seeders' share at least
+            # count - n_leech.
             take_seed = min(n_seed, round(count * n_seed / (n_seed + n_leech)))
-            take_leech = min(n_leech, count - take_seed)
-            take_seed = min(n_seed, count - take_leech)
+            take_leech = count - take_seed
         seeds, seed_ids = self.pick(0, seeders, take_seed, skip, rng, with_ids)
         if not take_leech:
             return seeds, seed_ids
