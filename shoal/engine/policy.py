@@ -43,5 +43,6 @@ class Policy:
     def next_interval(self) -> int:
         """The interval for one reply, with jitter."""
         if self.interval_jitter:
-            return self.interval + self.rng.randint(0, self.interval_jitter)
+            # random() rather than randint(): a fifth of the cost, on every announce.
+            return self.interval + int(self.rng.random() * (self.interval_jitter + 1))
         return self.interval

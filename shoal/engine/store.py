@@ -95,17 +95,11 @@ class MemoryStore:
             request, now, policy.numwant(request.numwant), policy.peer_timeout, policy.rng
         )
         seeders, leechers = swarm.counts()
+        # Positional: the order of AnnounceResult's fields (a little cheaper on this path).
         return AnnounceResult(
-            complete=seeders,
-            incomplete=leechers,
-            downloaded=swarm.completed,
-            interval=policy.next_interval(),
-            min_interval=policy.min_interval,
-            peers4=peers4,
-            peers6=peers6,
-            peer_ids4=ids4,
-            peer_ids6=ids6,
-        )
+            seeders, leechers, swarm.completed, policy.next_interval(), policy.min_interval,
+            peers4, peers6, ids4, ids6,
+        )  # fmt: skip
 
     def scrape(self, info_hashes: Sequence[bytes]) -> list[SwarmCounts]:
         out = []

@@ -373,15 +373,15 @@ class Swarm:
         return own, other, own_ids, other_ids
 
     def _expire_some(self, before: int) -> None:
-        """Lazy expiry: each announce checks two peers of each family at a rolling cursor,
-        so a swarm's silent peers are gone after about half as many announces as peers."""
-        self.cursor = cursor = self.cursor + 2
-        for fam in (self.v4, self.v6):
-            if fam is not None:
-                for step in (0, 1):
-                    n = len(fam.ids) // _ID
-                    if n:
-                        fam.expire_at((cursor + step) % n, before)
+        """Lazy expiry: each announce checks one peer of each family at a rolling cursor,
+        so a swarm's silent peers are gone after about as many announces as it has peers
+        (every live peer announces once an interval, so within about an interval)."""
+        self.cursor = cursor = self.cursor + 1
+        v4, v6 = self.v4, self.v6
+        if v4 is not None and v4.ids:
+            v4.expire_at(cursor % (len(v4.ids) // _ID), before)
+        if v6 is not None and v6.ids:
+            v6.expire_at(cursor % (len(v6.ids) // _ID), before)
 
     def _seeding_elsewhere(self, peer_id: bytes, is_v6: bool) -> bool:
         """Whether the same client already seeds over the other address family, so its
