@@ -132,6 +132,7 @@ def machine_info() -> dict[str, object]:
         "affinity": sorted(os.sched_getaffinity(0)),
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "event_loop": event_loop_name(),
         "opentracker": _command_output(["dpkg-query", "-W", "-f=${Version}", "opentracker"]),
         "shoal_commit": _command_output(
