@@ -16,8 +16,13 @@ it, HTTP keep-alive otherwise):
 * ``steady``: after the memory fill, regular announces of the filled peers for
   ``--steady-seconds`` (RSS sampled every few seconds): the swarm does not grow, so
   neither should memory.
-* Sweep cost (expiring silent peers) is not measured yet: opentracker's peer timeout is
-  compiled in, and Shoal's sweep needs a run with a short ``tracker.peer_timeout``.
+* ``sweep`` (Shoal only: opentracker's peer timeout and cleaning are compiled in): Shoal
+  runs with a short ``tracker.peer_timeout`` and a 1-second ``tracker.sweep_interval``.
+  Its idle CPU is measured empty (the baseline), then with ``--sweep-peers`` silent but
+  live peers (ten per torrent: every pass examines them all and removes none), then while
+  those peers time out and the sweep removes them. Reported: CPU microseconds per peer
+  examined in a pass, per peer removed, and what a full pass costs at the default
+  60-second sweep interval.
 
 ``--max-peers`` bounds both series. A markdown table goes to ``<out>/scaling.md``, a PNG
 per series next to it (when matplotlib is installed), and JSON lines to
@@ -175,7 +180,7 @@ async def swarm_series(
             )
             cpu = target.cpu_seconds() - cpu0
             counts = scrape_counts(target.port, info_hash_for(args.seed, 0))
-            row = {
+            row: dict[str, Any] = {
                 "kind": "scaling-swarm",
                 "target": name,
                 "protocol": announcer.protocol,
@@ -278,12 +283,92 @@ async def memory_series(
     return rows, steady
 
 
+async def sweep_series(
+    name: str, args: argparse.Namespace, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Shoal's sweep: idle CPU empty, with live silent peers, and while they expire."""
+    n = min(args.sweep_peers, args.max_peers)
+    n_torrents = max(1, -(-n // PEERS_PER_TORRENT))
+    window = args.sweep_window
+    # Long enough that no peer expires before the live window ends (fill included).
+    timeout = int(window * 2 + n / 20_000 + args.sweep_margin)
+    settings = [
+        *args.shoal_set,
+        f"tracker.peer_timeout={timeout}",
+        "tracker.sweep_interval=1",
+    ]
+    info_hashes = [info_hash_for(args.seed, t) for t in range(n_torrents)]
+    target = start_target(name, info_hashes, shoal_settings=settings)
+    announcer = Announcer(target, args.seed)
+
+    def torrent_of(p: int) -> int:
+        return p // PEERS_PER_TORRENT
+
+    async def idle_cpu(seconds: float) -> float:
+        c0 = target.cpu_seconds()
+        await asyncio.sleep(seconds)
+        return target.cpu_seconds() - c0
+
+    try:
+        await asyncio.sleep(1.0)
+        baseline = await idle_cpu(window) / window  # CPU-s per s, empty tracker
+        fill_started = time.monotonic()
+        bad, fill_s = await announcer.fill(0, n, torrent_of)
+        live = await idle_cpu(window) / window - baseline
+        passes_per_s = 1.0  # sweep_interval=1
+        per_examined_us = live / passes_per_s / n * 1e6 if n else None
+        # Wait for the expiry time of the first peers, then until the last torrent is empty.
+        expire_at = fill_started + timeout
+        await asyncio.sleep(max(0.0, expire_at - time.monotonic()))
+        c0, t0 = target.cpu_seconds(), time.monotonic()
+        last_hash = info_hashes[torrent_of(n - 1)]
+        deadline = t0 + fill_s + timeout
+        emptied = False
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            counts = scrape_counts(target.port, last_hash)
+            if counts is not None and sum(counts) == 0:
+                emptied = True
+                break
+        expiry_wall = time.monotonic() - t0
+        expiry_cpu = target.cpu_seconds() - c0 - baseline * expiry_wall
+        row = {
+            "kind": "scaling-sweep",
+            "target": name,
+            "peers": n,
+            "torrents": n_torrents,
+            "peer_timeout_s": timeout,
+            "idle_cpu_share_empty": round(baseline, 4),
+            "sweep_cpu_share_live": round(live, 4),
+            "us_per_peer_examined": round(per_examined_us, 3) if per_examined_us else None,
+            "full_pass_ms": round(live / passes_per_s * 1000, 2),
+            "default_interval_cpu_share": round(live / passes_per_s / 60, 6),
+            "expiry_wall_s": round(expiry_wall, 2),
+            "all_expired": emptied,
+            "us_per_peer_removed": round(max(expiry_cpu, 0.0) / n * 1e6, 3) if n else None,
+            "errors": bad,
+        }
+        log(
+            f"sweep {name:11} {n:>9,} peers: a pass over live peers costs "
+            f"{row['full_pass_ms']} ms ({_fmt(row['us_per_peer_examined'], 3)} us/peer), "
+            f"removing them {_fmt(row['us_per_peer_removed'], 3)} us/peer"
+            + ("" if emptied else " (not all expired in time)")
+        )
+        return [row]
+    finally:
+        announcer.close()
+        target.stop()
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def tables(
-    swarm: list[dict[str, Any]], memory: list[dict[str, Any]], steady: list[dict[str, Any]]
+    swarm: list[dict[str, Any]],
+    memory: list[dict[str, Any]],
+    steady: list[dict[str, Any]],
+    sweep: list[dict[str, Any]] | None = None,
 ) -> str:
     out: list[str] = []
     if swarm:
@@ -333,10 +418,23 @@ def tables(
                 f"| {b / 1024:,.1f} | {(b - a) / 1024:+,.1f} MiB |"
             )
         out.append("")
-    out.append(
-        "Sweep cost (expiring silent peers) is not measured yet: opentracker's peer timeout "
-        "is compiled in; Shoal's needs a run with a short tracker.peer_timeout."
-    )
+    if sweep:
+        out += [
+            "Sweep cost (expiring silent peers; Shoal only, opentracker's is compiled in; "
+            "CPU above the empty tracker's idle CPU):",
+            "",
+            "| target | peers | CPU per pass over live peers | us per peer examined "
+            "| CPU share, 60 s interval | us per peer removed | all expired |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in sweep:
+            out.append(
+                f"| {r['target']} | {r['peers']:,} | {r['full_pass_ms']:,.1f} ms "
+                f"| {_fmt(r['us_per_peer_examined'], 3)} "
+                f"| {r['default_interval_cpu_share'] * 100:.3f}% "
+                f"| {_fmt(r['us_per_peer_removed'], 3)} | {'yes' if r['all_expired'] else 'no'} |"
+            )
+        out.append("")
     return "\n".join(out)
 
 
@@ -397,7 +495,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
     p.add_argument(
-        "--series", default="swarm,memory", help="comma-separated: swarm, memory (with steady)"
+        "--series",
+        default="swarm,memory,sweep",
+        help="comma-separated: swarm, memory (with steady), sweep",
+    )
+    p.add_argument("--sweep-peers", type=int, default=300_000, help="peers for the sweep series")
+    p.add_argument("--sweep-window", type=float, default=5.0, help="seconds per idle window")
+    p.add_argument(
+        "--sweep-margin", type=float, default=10.0, help="spare seconds before peers time out"
     )
     p.add_argument("--max-peers", type=int, default=1_000_000, help="bounds both series")
     p.add_argument("--point-duration", type=float, default=4.0, help="measured s per swarm size")
@@ -415,6 +520,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.max_peers = min(args.max_peers, 1_000)
         args.point_duration, args.point_warmup = 1.0, 0.2
         args.steady_seconds, args.steady_step, args.settle = 2.0, 1.0, 0.2
+        args.sweep_window, args.sweep_margin = 1.0, 2.0
     args.targets = [t for t in args.targets.split(",") if t]
     args.series = [s for s in args.series.split(",") if s]
     return args
@@ -430,6 +536,7 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     swarm: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
     steady: list[dict[str, Any]] = []
+    sweep: list[dict[str, Any]] = []
     for name in targets:
         try:
             if "swarm" in args.series:
@@ -438,6 +545,8 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
                 rows, st = run_async(memory_series(name, args, log))
                 memory += rows
                 steady += st
+            if "sweep" in args.series and name == "shoal":
+                sweep += run_async(sweep_series(name, args, log))
         except TargetError as exc:
             log(f"{name}: {exc}")
     machine = machine_info()
@@ -445,7 +554,7 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, Python {machine['python']}, "
         f"{machine['event_loop']}, opentracker {machine['opentracker'] or '-'}, "
         f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
-        f"Command: `{machine['command']}`\n\n" + tables(swarm, memory, steady)
+        f"Command: `{machine['command']}`\n\n" + tables(swarm, memory, steady, sweep)
     )
     log("")
     log(report)
@@ -453,7 +562,7 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "scaling.md").write_text(report + "\n")
         with open(args.out / "results.jsonl", "a") as f:
-            for row in swarm + memory + steady:
+            for row in swarm + memory + steady + sweep:
                 f.write(json.dumps({**row, "machine": machine}) + "\n")
         written = plots(swarm, memory, args.out)
         if not written and (swarm or memory):

@@ -21,6 +21,7 @@ for latency at a given load).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import struct
 import time
@@ -220,6 +221,10 @@ class _UdpClient(asyncio.DatagramProtocol):
             self.pump()
 
 
+def _same(client: _UdpClient) -> _UdpClient:
+    return client
+
+
 class UdpLoad:
     """A set of UDP clients aimed at one tracker at ``host:port``."""
 
@@ -263,7 +268,7 @@ class UdpLoad:
                 self, self._rng.uniform(*self._reconnect), self._rng.getrandbits(32)
             )
             await loop.create_datagram_endpoint(
-                lambda c=client: c, remote_addr=(self.host, self.port)
+                functools.partial(_same, client), remote_addr=(self.host, self.port)
             )
             self.clients.append(client)
 

@@ -123,4 +123,9 @@ def test_quick_scaling_against_shoal(tmp_path: Path) -> None:
     assert [r["tracker_swarm"] for r in swarm] == [1, 10, 100]
     memory = records(tmp_path, "scaling-memory")
     assert [r["peers"] for r in memory] == [100]
-    assert "bytes per peer" in (tmp_path / "scaling.md").read_text()
+    sweep = records(tmp_path, "scaling-sweep")
+    assert [r["peers"] for r in sweep] == [100]
+    assert sweep[0]["all_expired"] is True
+    report = (tmp_path / "scaling.md").read_text()
+    assert "bytes per peer" in report
+    assert "us per peer removed" in report
