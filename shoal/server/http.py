@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -223,10 +224,14 @@ class HttpConnection(asyncio.Protocol):
         counters.connections_open = len(fe.connections)
         peer = transport.get_extra_info("peername")
         try:
-            packed = ipaddress.ip_address(peer[0].split("%")[0]).packed
-        except (TypeError, ValueError, IndexError):
+            host = peer[0]
+            if ":" in host:  # IPv6, perhaps with a zone ("fe80::1%eth0"), perhaps v4-mapped
+                packed = normalize_ip(socket.inet_pton(socket.AF_INET6, host.partition("%")[0]))
+            else:
+                packed = socket.inet_pton(socket.AF_INET, host)
+        except (TypeError, ValueError, IndexError, OSError):
             packed = b"\0\0\0\0"
-        self.peer_ip = normalize_ip(packed)
+        self.peer_ip = packed
         self.family = "ipv6" if len(self.peer_ip) == 16 else "ipv4"
         self.deadline = time.monotonic() + fe.options.request_timeout
 
