@@ -30,6 +30,7 @@ test: lint unit
 bench: $(STAMP)
 	bash scripts/install-bench-deps.sh
 	$(PY) -m bench $(ARGS)
+	$(PY) -m bench scaling
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
