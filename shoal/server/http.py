@@ -334,7 +334,9 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive() and not self.frontend.closing
         if not keep_alive:
             self._closing = True
-        slot: list[Any] = [None, keep_alive]
+        # [reply, keep-alive, HTTP/1.0 keep-alive: the reply must say so explicitly]
+        slot: list[Any] = [None, keep_alive,
+                           keep_alive and self.parser.get_http_version() == "1.0"]
         self._pending.append(slot)
         try:
             result = self._handle(keep_alive)
@@ -459,9 +461,11 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         fe = self.frontend
         while pending and pending[0][0] is not None:
-            body, keep_alive = pending.popleft()
+            body, keep_alive, legacy = pending.popleft()
             if transport is None:
                 continue
+            if legacy and keep_alive:
+                body = body.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
             transport.write(body)
             fe.counters.bytes_out["http"] += len(body)
             if fe.options.access_log:
