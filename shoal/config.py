@@ -239,6 +239,10 @@ def validate(settings: Settings) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError as exc:
             raise ConfigError(f"http.trusted_proxies: not a network: {net!r}") from exc
+    if u.connection_id_ttl > 65000:  # ids carry a 16-bit time stamp (shoal.protocol.connid)
+        raise ConfigError(
+            f"udp.connection_id_ttl: at most 65000 seconds, got {u.connection_id_ttl}"
+        )
     if u.secret:
         try:
             bytes.fromhex(u.secret)

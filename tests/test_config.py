@@ -102,6 +102,8 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', "http.trusted_proxies: not a network"),
         ('[http]\nparser = "fast"\n', "http.parser: must be auto or python"),
         ('[udp]\nsecret = "xyz"\n', "udp.secret: must be hexadecimal"),
+        ("[udp]\nconnection_id_ttl = 70000\n", "udp.connection_id_ttl: at most 65000"),
+        ('[admin]\nhost = "localhost"\n', "admin.host: not an IP address"),
         ('[log]\nlevel = "LOUD"\n', "log.level: unknown level"),
         ('[log]\nformat = "xml"\n', "log.format: must be text or json"),
     ],
