@@ -188,11 +188,15 @@ class Tracker:
                       a.host, a.port, exc.strerror)
             return
         self.admin_listener = Listener("admin", a.host, sock.getsockname()[1])
-        self.admin = AdminServer(self, AdminOptions(dashboard=a.dashboard, metrics=a.metrics))
+        try:
+            self.admin = AdminServer(self, AdminOptions(dashboard=a.dashboard, metrics=a.metrics))
+        except OSError as exc:  # the dashboard's files missing from a broken install
+            log.error("admin: dashboard unavailable (%s); serving metrics, stats and health", exc)
+            self.admin = AdminServer(self, AdminOptions(dashboard=False, metrics=a.metrics))
         await self.admin.start(sock)
         host = f"[{a.host}]" if ":" in a.host else a.host
         log.info("admin listening on http://%s:%d/ (dashboard %s, metrics %s)", host,
-                 self.admin_listener.port, "on" if a.dashboard else "off",
+                 self.admin_listener.port, "on" if self.admin.options.dashboard else "off",
                  "on" if a.metrics else "off")
 
     def listener_health(self) -> list[tuple[Listener, bool]]:
