@@ -80,13 +80,21 @@ class ConnectionIds:
 
         Ids up to ``skew`` seconds in the future are accepted, for processes whose clocks drift.
         """
+        return self.window(conn_id, addr, now) is not None
+
+    def window(self, conn_id: int, addr: bytes, now: int) -> tuple[int, int] | None:
+        """When ``conn_id`` is valid for ``addr`` -- (first second, last second) -- if it is
+        valid ``now``, else ``None``; a caller may remember a checked id for that window."""
         if not 0 <= conn_id <= _U64_MAX:
-            return False
+            return None
         age = (now - (conn_id >> _STAMP_SHIFT)) % _STAMP_MOD
         if age >= self.ttl:
             ahead = _STAMP_MOD - age
             if ahead > self.skew:
-                return False
+                return None
             age = -ahead
-        expected = self._tag(now - age, addr)
-        return hmac.compare_digest(expected, (conn_id & _TAG_MASK).to_bytes(_TAG_BYTES, "big"))
+        issued = now - age
+        expected = self._tag(issued, addr)
+        if hmac.compare_digest(expected, (conn_id & _TAG_MASK).to_bytes(_TAG_BYTES, "big")):
+            return issued - self.skew, issued + self.ttl - 1
+        return None

@@ -31,6 +31,7 @@ from shoal.types import AnnounceResult
 log = logging.getLogger("shoal.udp")
 
 _EXPIRED = "connection id expired"
+_CHECKED_MAX = 200_000  # client addresses remembered; past that the memory starts over
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 _FAMILY = {4: "ipv4", 16: "ipv6"}
 _MAX_PEERS = {4: codec.max_peers(6), 16: codec.max_peers(18)}
@@ -67,6 +68,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.family = "ipv4"
         self._v6 = False
         self._pending: set[asyncio.Future[None]] = set()
+        # Connection ids already checked, by client address: (id, first and last second it is
+        # valid). Clients send many datagrams with one id, and a dict lookup costs a tenth of
+        # the keyed hash.
+        # Only ids that passed the check get in, so spoofed traffic cannot grow it.
+        self._checked: dict[bytes, tuple[int, int, int]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -118,7 +124,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         now = self.clock.now
         if isinstance(parsed, codec.AnnounceRequestUdp):
             counters.requests["udp", family, "announce"] += 1
-            if not self.ids.valid(parsed.connection_id, source, now):
+            if not self._id_ok(parsed.connection_id, source, now):
                 return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
             opts = self.options
             if opts.allow_ip_param and parsed.ip and len(ip) == 4:
@@ -140,7 +146,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return codec.encode_connect(parsed.transaction_id, self.ids.issue(source, now))
         if isinstance(parsed, codec.ScrapeRequestUdp):
             counters.requests["udp", family, "scrape"] += 1
-            if not self.ids.valid(parsed.connection_id, source, now):
+            if not self._id_ok(parsed.connection_id, source, now):
                 return self._refuse(parsed.transaction_id, _EXPIRED, len(data))
             try:
                 counts = self.store.scrape(parsed.info_hashes)
@@ -155,11 +161,23 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         counters.dropped[f"udp_malformed: {parsed.message}"] += 1
         if not parsed.reply or parsed.transaction_id is None:
             return None
-        if parsed.connection_id is not None and not self.ids.valid(
+        if parsed.connection_id is not None and not self._id_ok(
             parsed.connection_id, source, now
         ):
             return None
         return codec.encode_error(parsed.transaction_id, parsed.message)
+
+    def _id_ok(self, conn_id: int, source: bytes, now: int) -> bool:
+        known = self._checked.get(source)
+        if known is not None and known[0] == conn_id and known[1] <= now <= known[2]:
+            return True
+        window = self.ids.window(conn_id, source, now)
+        if window is None:
+            return False
+        if len(self._checked) >= _CHECKED_MAX:
+            self._checked.clear()
+        self._checked[source] = (conn_id, *window)
+        return True
 
     @staticmethod
     def _announce_reply(tid: int, found: AnnounceResult, v6: bool) -> bytes:
