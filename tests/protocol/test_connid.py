@@ -141,3 +141,21 @@ def test_valid_anywhere_inside_window(addr: bytes, now: int, age: int) -> None:
 def test_invalid_anywhere_after_window(now: int, later: int) -> None:
     ids = ConnectionIds(SECRET, ttl=TTL)
     assert not ids.valid(ids.issue(ADDR, now), ADDR, now + later)
+
+
+@given(age=st.integers(-DEFAULT_SKEW - 3, DEFAULT_TTL + 3))
+def test_window_is_exactly_when_the_id_is_valid(age: int) -> None:
+    """``window`` tells a caller how long it may remember a checked id: every second in it
+    is a second at which ``valid`` accepts the id, and no second outside it is."""
+    ids = ConnectionIds(SECRET)
+    conn_id = ids.issue(ADDR, NOW)
+    now = NOW + age
+    window = ids.window(conn_id, ADDR, now)
+    assert (window is not None) == ids.valid(conn_id, ADDR, now)
+    if window is not None:
+        first, last = window
+        assert (first, last) == (NOW - DEFAULT_SKEW, NOW + DEFAULT_TTL - 1)
+        assert ids.valid(conn_id, ADDR, first) and ids.valid(conn_id, ADDR, last)
+        assert not ids.valid(conn_id, ADDR, first - 1)
+        assert not ids.valid(conn_id, ADDR, last + 1)
+    assert ids.window(conn_id, ADDR6, now) is None
