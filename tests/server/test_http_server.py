@@ -17,16 +17,17 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
+from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings
 from shoal.engine.store import MemoryStore
 from shoal.protocol import bencode
-from shoal.server.app import Tracker, policy_from
+from shoal.server.app import policy_from
 from shoal.types import AnnounceRequest, AnnounceResult
 
 WAIT = 5.0  # upper bound on any single wait for the server
@@ -105,104 +106,19 @@ def make_settings(
     )
 
 
-class RunningTracker:
-    """A :class:`Tracker` started, run until :meth:`stop`, and shut down, in a daemon thread."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: MemoryStore | None = None,
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
-    ) -> None:
-        self.tracker = Tracker(settings, store)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.error: BaseException | None = None
-        self._ready = threading.Event()
-
-        def run() -> None:
-            with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(self._main())
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        if not self._ready.wait(WAIT):
-            raise TimeoutError("tracker did not start")
-        if self.error is not None:
-            raise self.error
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        try:
-            await self.tracker.start()
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self.tracker.wait_stopped()
-        await self.tracker.shutdown(grace=WAIT)
-
-    def port(self) -> int:
-        ports = {x.port for x in self.tracker.listeners if x.kind == "http"}
-        (port,) = ports
-        return port
+class RunningTracker(BaseTracker):
+    """The shared harness, with a :class:`Client` for its HTTP port."""
 
     def connect(self, host: str = "127.0.0.1") -> Client:
         return Client(host, self.port())
 
-    def in_loop(self, fn: Callable[[], Any]) -> Any:
-        async def run() -> Any:
-            return fn()
-
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(WAIT)
-
-    def request_stop(self) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.tracker.request_stop)
-
-    def join(self) -> None:
-        self.thread.join(WAIT * 2)
-        assert not self.thread.is_alive(), "tracker did not stop"
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.request_stop()
-            self.join()
-
-
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
-
-
-@pytest.fixture(scope="module", params=_loop_factories())
-def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The server runs on asyncio's loop and, when installed, on uvloop (as ``shoal`` does)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = request.param
-    return factory
-
 
 @pytest.fixture
-def start(
-    loop_factory: Callable[[], asyncio.AbstractEventLoop],
-) -> Iterator[Callable[..., RunningTracker]]:
-    started: list[RunningTracker] = []
-
+def start(launch_tracker: Callable[..., RunningTracker]) -> Callable[..., RunningTracker]:
     def run(settings: Settings | None = None, store: MemoryStore | None = None) -> RunningTracker:
-        running = RunningTracker(settings or make_settings(), store, loop_factory)
-        started.append(running)
-        return running
+        return launch_tracker(settings or make_settings(), store, RunningTracker, grace=WAIT)
 
-    yield run
-    for running in started:
-        running.stop()
-    for running in started:
-        assert running.tracker.counters.internal_errors == 0
+    return run
 
 
 @pytest.fixture(params=PARSERS)

@@ -17,13 +17,13 @@ import itertools
 import random
 import socket
 import struct
-import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pytest
+from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings, UdpSettings
 from shoal.engine.store import MemoryStore
@@ -101,47 +101,14 @@ def make_settings(
     )
 
 
-class RunningTracker:
-    """A :class:`Tracker` started on its own event loop in a daemon thread."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: MemoryStore | None = None,
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
-    ) -> None:
-        self.tracker = Tracker(settings, store)
-        self.loop = loop_factory()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        try:
-            self.call(self.tracker.start())
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def in_loop(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the tracker's loop (so it never races a request being handled)."""
-
-        async def run() -> T:
-            return fn()
-
-        return self.call(run())
+class RunningTracker(BaseTracker):
+    """The shared harness, with the UDP addresses and counters these tests look at."""
 
     def udp(self, host: str) -> tuple[str, int]:
-        for listener in self.tracker.listeners:
-            if listener.kind == "udp" and listener.host == host:
-                return host, listener.port
-        raise LookupError(f"no UDP listener on {host}")
+        return self.listener("udp", host)
 
     def http_port(self) -> int:
-        for listener in self.tracker.listeners:
-            if listener.kind == "http":
-                return listener.port
-        raise LookupError("no HTTP listener")
+        return self.listener("http")[1]
 
     def dropped(self) -> int:
         """Datagrams refused or dropped (ICMP errors for earlier replies left out)."""
@@ -155,50 +122,15 @@ class RunningTracker:
 
         return self.in_loop(count)
 
-    def stop(self) -> None:
-        try:
-            self.call(self.tracker.shutdown(grace=1.0))
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def _loop_factories() -> list[Any]:
-    factories: list[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:
-        return factories
-    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
-
-
-@pytest.fixture(scope="module", params=_loop_factories())
-def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The server runs on asyncio's loop and, when installed, on uvloop (as ``shoal`` does)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = request.param
-    return factory
-
 
 @pytest.fixture
 def start_tracker(
-    loop_factory: Callable[[], asyncio.AbstractEventLoop],
-) -> Iterator[Callable[..., RunningTracker]]:
-    started: list[RunningTracker] = []
-
+    launch_tracker: Callable[..., RunningTracker],
+) -> Callable[..., RunningTracker]:
     def start(settings: Settings | None = None, store: MemoryStore | None = None) -> RunningTracker:
-        running = RunningTracker(settings or make_settings(), store, loop_factory)
-        started.append(running)
-        return running
+        return launch_tracker(settings or make_settings(), store, RunningTracker)
 
-    yield start
-    for running in started:
-        running.stop()
-    for running in started:
-        assert running.tracker.counters.internal_errors == 0
+    return start
 
 
 @pytest.fixture
@@ -960,7 +892,7 @@ def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(
         transport, _ = await loop.create_datagram_endpoint(tracker.tracker.udp_endpoint, sock=sock)
         return transport
 
-    transport = tracker.call(open_endpoint())
+    transport = tracker.run(open_endpoint())
     try:
         dual = clients(("127.0.0.1", port))
         plain = clients(tracker.udp("127.0.0.1"))

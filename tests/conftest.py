@@ -1,0 +1,50 @@
+"""Fixtures shared by every test directory.
+
+This conftest lives in tests/ (no ``__init__.py``), so pytest puts tests/ on ``sys.path``
+before collecting anything; the helper package tests/support/ is then importable as
+``support`` from any test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+from support.running import RunningTracker, loop_factories
+
+from shoal.config import Settings
+from shoal.engine.store import MemoryStore
+
+
+@pytest.fixture(scope="module", params=loop_factories())
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The server runs on asyncio's loop and, when installed, on uvloop (as ``shoal`` does)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = request.param
+    return factory
+
+
+@pytest.fixture
+def launch_tracker(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> Iterator[Callable[..., RunningTracker]]:
+    """Start trackers on ``loop_factory``'s loop: ``launch_tracker(settings, store=None,
+    cls=RunningTracker, **options)``. All are stopped after the test, which then fails if
+    any of them counted an internal error."""
+    started: list[RunningTracker] = []
+
+    def start(
+        settings: Settings,
+        store: MemoryStore | None = None,
+        cls: type[RunningTracker] = RunningTracker,
+        **options: float,
+    ) -> RunningTracker:
+        running = cls(settings, store, loop_factory, **options)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+    for running in started:
+        assert running.tracker.counters.internal_errors == 0

@@ -1,0 +1,1 @@
+"""Helpers shared by the test directories (importable as ``support`` via tests/conftest.py)."""
