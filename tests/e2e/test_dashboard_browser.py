@@ -7,7 +7,6 @@ SHOAL_UPDATE_SCREENSHOT=1 it also replaces docs/dashboard.png (the README's pict
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import math
@@ -18,14 +17,14 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote_from_bytes
 
 import pytest
+from support.running import RunningTracker
 
 from shoal.config import Settings, apply_assignments
 from shoal.protocol import udp as udp_codec
@@ -63,77 +62,17 @@ def ipv6_loopback() -> bool:
         return False
 
 
-class TrackerThread:
-    """A Tracker serving on loopback in its own thread and event loop."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.tracker = app.Tracker(settings)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    async def _run(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        try:
-            await self.tracker.start()
-        except BaseException as exc:
-            self._error = exc
-            return
-        finally:
-            self._ready.set()
-        try:
-            await self.tracker.wait_stopped()
-        finally:
-            await self.tracker.shutdown(grace=1.0)
-
-    def __enter__(self) -> TrackerThread:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.tracker.request_stop)
-        self._thread.join(10)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        assert self.loop is not None
-        done: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn())
-            except BaseException as exc:
-                done.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return done.result(10)
-
-    def address(self, kind: str, host: str) -> tuple[str, int]:
-        found = next(x for x in self.tracker.listeners if x.kind == kind and x.host == host)
-        return found.host, found.port
-
-    @property
-    def admin_url(self) -> str:
-        listener = self.tracker.admin_listener
-        assert listener is not None
-        return f"http://127.0.0.1:{listener.port}/"
-
-
 class Swarmer:
     """Announces and scrapes like a population of clients would, over HTTP and UDP."""
 
-    def __init__(self, rt: TrackerThread, hosts: list[str]) -> None:
+    def __init__(self, rt: RunningTracker, hosts: list[str]) -> None:
         self.rt = rt
         self.hosts = hosts
 
     def http_announce(
         self, host: str, info_hash: bytes, peer_id: bytes, port: int, left: int, event: str = ""
     ) -> None:
-        h, p = self.rt.address("http", host)
+        h, p = self.rt.listener("http", host)
         url_host = f"[{h}]" if ":" in h else h
         query = (
             f"info_hash={quote_from_bytes(info_hash)}&peer_id={quote_from_bytes(peer_id)}"
@@ -145,7 +84,7 @@ class Swarmer:
             assert r.read().startswith(b"d")
 
     def http_scrape(self, host: str, info_hash: bytes) -> None:
-        h, p = self.rt.address("http", host)
+        h, p = self.rt.listener("http", host)
         url_host = f"[{h}]" if ":" in h else h
         url = f"http://{url_host}:{p}/scrape?info_hash={quote_from_bytes(info_hash)}"
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -155,7 +94,7 @@ class Swarmer:
         self, host: str, info_hash: bytes, peer_id: bytes, port: int, left: int
     ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        target = self.rt.address("udp", host)
+        target = self.rt.listener("udp", host)
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
             sock.sendto(udp_codec.encode_connect_request(1), target)
@@ -303,7 +242,7 @@ def run_browser(args: list[str]) -> str:
 
 
 @pytest.fixture
-def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[TrackerThread]:
+def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningTracker]:
     # Sample the chart every second (not 10 s) so a short test draws a curve.
     monkeypatch.setattr(
         app, "AdminOptions", functools.partial(admin.AdminOptions, sample_period=1.0)
@@ -320,28 +259,28 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[TrackerThread]:
             "tracker.interval_jitter=0",
         ],
     )
-    with TrackerThread(settings) as rt:
+    with RunningTracker(settings) as rt:
         yield rt
 
 
 def test_dashboard_shows_the_trackers_totals_and_client_mix(
-    tracker: TrackerThread, tmp_path: Path
+    tracker: RunningTracker, tmp_path: Path
 ) -> None:
     binary = chromium()
     hosts = [x.host for x in tracker.tracker.listeners if x.kind == "http"]
     population = Population(Swarmer(tracker, hosts))
     population.run(int(os.environ.get("SHOAL_TRAFFIC_SECONDS", "12")))
     store = tracker.tracker.store
-    totals = tracker.call(store.totals)
+    totals = tracker.in_loop(store.totals)
     assert isinstance(totals, StoreTotals)
-    requests = tracker.call(lambda: sum(tracker.tracker.counters.requests.values()))
-    ids = tracker.call(lambda: store.sample_peer_ids(5000))
+    requests = tracker.in_loop(lambda: sum(tracker.tracker.counters.requests.values()))
+    ids = tracker.in_loop(lambda: store.sample_peer_ids(5000))
     assert isinstance(ids, list)
     expected_mix = [(c["client"], c["peers"]) for c in client_mix(ids)]
     assert len(ids) == totals.seeders + totals.leechers  # small enough to sample every peer
 
     dom_text = run_browser(
-        [*browser_args(binary, tmp_path / "profile"), "--dump-dom", tracker.admin_url]
+        [*browser_args(binary, tmp_path / "profile"), "--dump-dom", tracker.admin_url + "/"]
     )
     dom = DashboardDom()
     dom.feed(dom_text)
@@ -356,7 +295,7 @@ def test_dashboard_shows_the_trackers_totals_and_client_mix(
     assert list(dom.clients.items()) == expected_mix[:8]  # the page lists the top 8
     assert dom.clients["qBittorrent"] == 18
     assert dom.clients["Transmission"] == 13
-    largest = tracker.call(lambda: store.top_swarms(1))
+    largest = tracker.in_loop(lambda: store.top_swarms(1))
     assert isinstance(largest, list)
     assert dom.swarms[0] == largest[0][0].hex()
 
@@ -374,7 +313,7 @@ def test_dashboard_shows_the_trackers_totals_and_client_mix(
                 *browser_args(binary, tmp_path / "profile"),
                 f"--screenshot={shot}",
                 "--window-size=1280,1480",
-                tracker.admin_url,
+                tracker.admin_url + "/",
             ]
         )
     finally:

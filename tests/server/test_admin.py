@@ -3,25 +3,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote_from_bytes
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.running import RunningTracker
 
 from shoal.config import Settings, apply_assignments
 from shoal.protocol import udp as udp_codec
-from shoal.server.app import Tracker
 from shoal.types import Event
 
 T = TypeVar("T")
@@ -31,71 +28,6 @@ LOOPBACK = [
     'udp.hosts=["127.0.0.1"]', "udp.port=0",
     "admin.port=0",
 ]
-
-
-class RunningTracker:
-    """A Tracker serving on loopback in a thread of its own, so tests can use blocking
-    clients (and a browser) against it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.tracker = Tracker(settings)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        async def run() -> None:
-            self.loop = asyncio.get_running_loop()
-            try:
-                await self.tracker.start()
-            except BaseException as exc:
-                self._error = exc
-                self._ready.set()
-                return
-            self._ready.set()
-            try:
-                await self.tracker.wait_stopped()
-            finally:
-                await self.tracker.shutdown(grace=1.0)
-
-        asyncio.run(run())
-
-    def __enter__(self) -> RunningTracker:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.tracker.request_stop)
-        self._thread.join(10)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the tracker's loop and return its result."""
-        assert self.loop is not None
-        done: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn())
-            except BaseException as exc:
-                done.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return done.result(10)
-
-    def listener(self, kind: str) -> tuple[str, int]:
-        found = next(x for x in self.tracker.listeners if x.kind == kind)
-        return found.host, found.port
-
-    @property
-    def admin_url(self) -> str:
-        listener = self.tracker.admin_listener
-        assert listener is not None
-        return f"http://127.0.0.1:{listener.port}"
 
 
 def running(*assignments: str) -> RunningTracker:
@@ -286,7 +218,7 @@ def test_health_is_ok_while_every_listener_serves(tracker: RunningTracker) -> No
 
 
 def test_health_is_503_when_the_http_listener_is_closed(tracker: RunningTracker) -> None:
-    tracker.call(lambda: tracker.tracker._servers[0].close())
+    tracker.in_loop(lambda: tracker.tracker._servers[0].close())
     status, _, body = get(tracker.admin_url + "/health")
     assert status == 503
     health = json.loads(body)
@@ -296,7 +228,7 @@ def test_health_is_503_when_the_http_listener_is_closed(tracker: RunningTracker)
 
 
 def test_health_is_503_when_the_udp_listener_is_closed(tracker: RunningTracker) -> None:
-    tracker.call(lambda: tracker.tracker._transports[0].close())
+    tracker.in_loop(lambda: tracker.tracker._transports[0].close())
     status, _, body = get(tracker.admin_url + "/health")
     assert status == 503
     down = [x["kind"] for x in json.loads(body)["listeners"] if not x["serving"]]
@@ -401,7 +333,7 @@ def test_stats_command_exits_3_when_a_listener_is_down(
 ) -> None:
     from shoal.cli import main
 
-    tracker.call(lambda: tracker.tracker._transports[0].close())
+    tracker.in_loop(lambda: tracker.tracker._transports[0].close())
     assert main(["stats", "--url", tracker.admin_url]) == 3
     assert "NOT HEALTHY" in capsys.readouterr().out
 
@@ -446,7 +378,7 @@ def test_connections_beyond_the_cap_are_closed(monkeypatch: pytest.MonkeyPatch) 
             admin_server = rt.tracker.admin
             assert admin_server is not None
             for _ in range(100):
-                if rt.call(lambda: len(admin_server._clients)) == 2:
+                if rt.in_loop(lambda: len(admin_server._clients)) == 2:
                     break
                 time.sleep(0.01)
             try:
