@@ -83,6 +83,8 @@ class MemoryStore:
         self.swarms: dict[bytes, Swarm] = {}
         self._sweep_queue: list[bytes] = []
         self._sweep_pos = 0
+        # (info_hash, family index, next top slot) of a swarm a sweep step left half done
+        self._sweep_partial: tuple[bytes, int, int] | None = None
 
     def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
         policy = self.policy
@@ -123,23 +125,30 @@ class MemoryStore:
     def sweep(self, now: int, budget: int) -> SweepProgress:
         """One step of a pass over every swarm: expire its silent peers, and drop it when it
         has been empty for a whole peer timeout (so a finished torrent's completed count
-        outlives its last peer's ``stopped`` for a while)."""
+        outlives its last peer's ``stopped`` for a while). A step examines about ``budget``
+        peers; a swarm larger than that is worked through over several steps."""
         if self._sweep_pos >= len(self._sweep_queue):
             self._sweep_queue = list(self.swarms)
             self._sweep_pos = 0
-        timeout = self.policy.peer_timeout
-        before = now - timeout
+            self._sweep_partial = None
+        before = now - self.policy.peer_timeout
         examined = peers_removed = torrents_removed = swarms_examined = 0
         queue = self._sweep_queue
         while self._sweep_pos < len(queue) and examined < budget:
             info_hash = queue[self._sweep_pos]
-            self._sweep_pos += 1
             swarm = self.swarms.get(info_hash)
             if swarm is None:
+                self._sweep_pos += 1
                 continue
+            removed, looked, done = self._expire_swarm(
+                info_hash, swarm, before, budget - examined
+            )
+            examined += looked + 1
+            peers_removed += removed
+            if not done:
+                break
+            self._sweep_pos += 1
             swarms_examined += 1
-            examined += len(swarm) + 1
-            peers_removed += swarm.expire(before)
             if not len(swarm) and swarm.last_seen < before:
                 del self.swarms[info_hash]
                 torrents_removed += 1
@@ -148,6 +157,28 @@ class MemoryStore:
             self._sweep_queue = []
             self._sweep_pos = 0
         return SweepProgress(finished, swarms_examined, peers_removed, torrents_removed)
+
+    def _expire_swarm(
+        self, info_hash: bytes, swarm: Swarm, before: int, allowance: int
+    ) -> tuple[int, int, bool]:
+        """Expire up to ``allowance`` of a swarm's peers, from the top slots down, resuming
+        where the previous step left this swarm. Returns (removed, examined, finished)."""
+        start_family, hi = 0, -1
+        if self._sweep_partial is not None and self._sweep_partial[0] == info_hash:
+            _, start_family, hi = self._sweep_partial
+        self._sweep_partial = None
+        removed = looked = 0
+        for index, fam in enumerate((swarm.v4, swarm.v6)):
+            if index < start_family or fam is None:
+                continue
+            top = len(fam) if index != start_family or hi < 0 else min(hi, len(fam))
+            lo = max(0, top - (allowance - looked))
+            removed += fam.expire(before, lo, top)
+            looked += top - lo
+            if lo > 0:
+                self._sweep_partial = (info_hash, index, lo)
+                return removed, looked, False
+        return removed, looked, True
 
     def totals(self) -> StoreTotals:
         seeders = leechers = completed = 0

@@ -239,14 +239,17 @@ class FamilyPeers:
         leeches, leech_ids = self.pick(seeders, total, take_leech, skip, rng, with_ids)
         return seeds + leeches, seed_ids + leech_ids
 
-    def expire(self, before: int) -> int:
-        """Remove every peer last seen before ``before``; return how many went."""
-        seen = self.meta[0::2]
+    def expire(self, before: int, lo: int = 0, hi: int | None = None) -> int:
+        """Remove the peers in slots ``lo:hi`` (all by default) last seen before ``before``;
+        return how many went."""
+        if hi is None:
+            hi = len(self.ids) // _ID
+        seen = self.meta[2 * lo : 2 * hi : 2]
         if not seen or min(seen) >= before:  # the common case, checked in C
             return 0
         removed = 0
-        for slot in range(len(seen) - 1, -1, -1):
-            if seen[slot] < before:
+        for slot in range(hi - 1, lo - 1, -1):
+            if self.meta[2 * slot] < before:
                 # Removing moves a later slot into this one; walking down, every slot
                 # above has been checked already, so nothing is missed.
                 self.remove(slot)

@@ -64,6 +64,28 @@ def test_sweep_examines_about_budget_peers_per_step() -> None:
     assert sum(1 for _ in store.swarms) == 10
 
 
+def test_sweep_works_through_a_big_swarm_in_budget_sized_steps() -> None:
+    """A swarm larger than the budget is expired over several steps, none examining much
+    more than the budget, and the pass still removes every silent peer and only those."""
+    store = expiring_store()
+    for n in range(300):  # 300 silent peers, in both families and both roles
+        store.announce(request(n, v6=n % 3 == 0, left=0 if n % 4 == 0 else 100, numwant=1), T0)
+    for n in range(300, 340):  # 40 that keep announcing (no one is silent for long yet)
+        store.announce(request(n, v6=n % 2 == 0, numwant=1), T0 + TIMEOUT)
+    assert store.swarms[TORRENT].counts() == (75, 265)
+    later = T0 + TIMEOUT + 1
+    steps = []
+    while True:
+        step = store.sweep(later, budget=25)
+        steps.append(step)
+        check_store(store)
+        if step.finished:
+            break
+    assert len(steps) >= 340 // 26
+    assert sum(s.peers_removed for s in steps) == 300
+    assert store.swarms[TORRENT].counts() == (0, 40)
+
+
 def test_sweep_removes_an_emptied_swarm_object() -> None:
     store = expiring_store()
     store.announce(request(1), T0)
