@@ -30,15 +30,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from bench.bencode import bdecode
-from bench.spin import Spinner
-from bench.stats import LoadStats
+from bench.driver import LoadDriver
 from bench.workload import HTTP_EVENT_NAMES, Announce, Op
 
 MODES = ("keepalive", "close")
 _KIND_ANNOUNCE = 1
 _KIND_SCRAPE = 2
-_TICK_S = 0.02
-_PACE_TICK_S = 0.001
 _IDLE_CLOSES_BEFORE_GIVING_UP_REUSE = 3
 
 
@@ -191,7 +188,7 @@ class _HttpConnection(asyncio.Protocol):
         self.load.on_lost(self, exc)
 
 
-class HttpLoad:
+class HttpLoad(LoadDriver[HttpOps]):
     """HTTP load at ``host:port`` in ``mode`` (``keepalive`` or ``close``)."""
 
     def __init__(
@@ -207,44 +204,19 @@ class HttpLoad:
             raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        super().__init__(HttpOps([], []), timeout)
         self.host = host
         self.port = port
         self.mode = mode
         self.connections = connections
-        self.timeout = timeout
-        self.ops = HttpOps([], [])
-        self.stats = LoadStats()
-        self.record = False
-        self.closed_loop = True
         self.reuse = mode == "keepalive"
         self._idle_closes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._issuing = False
-        self._expired = False
-        self._cursor = 0
-        self._end: int | None = None
-        self._retry: list[int] = []
         self._busy: set[_HttpConnection] = set()  # request outstanding or connecting
         self._idle: list[_HttpConnection] = []  # open, reusable, nothing outstanding
         self._connecting = 0
 
     # -- request supply -------------------------------------------------------------------
-
-    def next_op(self) -> int:
-        """The index of the next request to send, or -1 when none should go out now."""
-        if self._retry:
-            return self._retry.pop()
-        if not self._issuing:
-            return -1
-        i = self._cursor
-        if self._end is not None and i >= self._end:
-            return -1
-        self._cursor = i + 1
-        return i % len(self.ops)
-
-    def _requeue(self, index: int) -> None:
-        if self._end is not None and not self._expired:
-            self._retry.append(index)
 
     def in_flight(self) -> int:
         return len(self._busy) + self._connecting
@@ -275,7 +247,7 @@ class HttpLoad:
             if t.cancelled() or exc is not None:
                 self._busy.discard(conn)
                 self.stats.error(f"connect failed: {type(exc).__name__}")
-                self._requeue(index)
+                self.requeue(index)
                 if self.closed_loop:
                     # Do not spin on a refusing server.
                     loop.call_later(0.05, self._refill)
@@ -347,7 +319,16 @@ class HttpLoad:
                 return
             cause = type(exc).__name__ if exc else "EOF"
             self.stats.error(f"connection lost with a request outstanding ({cause})")
-            self._requeue(index)
+            self.requeue(index)
+        if self.closed_loop:
+            self._refill()
+
+    # -- the run loop's hooks (see bench.driver) -------------------------------------------
+
+    async def _prepare(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def _start(self) -> None:
         if self.closed_loop:
             self._refill()
 
@@ -358,104 +339,29 @@ class HttpLoad:
                 self._busy.discard(conn)
                 index = conn.index
                 conn.index = -1
-                self._requeue(index)
+                self.requeue(index)
                 assert conn.transport is not None
                 conn.transport.abort()
-
-    # -- driving --------------------------------------------------------------------------
-
-    async def run(
-        self,
-        ops: HttpOps,
-        *,
-        duration: float | None = None,
-        count: int | None = None,
-        record: bool = False,
-        rate: float | None = None,
-        limit: float = 600.0,
-        spin: bool = True,
-    ) -> LoadStats:
-        """Send ``ops`` (cycling) for ``duration`` seconds, or the first ``count`` of them
-        once; at most ``limit`` seconds in any case. With ``spin`` the loop busy-polls (see
-        :mod:`bench.spin`). Returns what was seen."""
-        if not len(ops):
-            return LoadStats()
-        self._loop = loop = asyncio.get_running_loop()
-        self.ops = ops
-        self.stats = stats = LoadStats()
-        self.record = record
-        self.closed_loop = rate is None
-        self._cursor = 0
-        self._end = count
-        self._retry = []
-        self._issuing = True
-        self._expired = False
-        spinner = Spinner(loop) if spin else None
-        if spinner is not None:
-            await spinner.calibrate()
-            spinner.start()
-        start = time.monotonic()
-        stop_at = start + min(duration if duration is not None else limit, limit)
-        timeout_ns = int(self.timeout * 1e9)
-        done: asyncio.Future[None] = loop.create_future()
-
-        def tick() -> None:
-            now = time.monotonic()
-            if now >= stop_at:
-                self._expired = True
-                self._retry.clear()
-            if self._issuing and (
-                self._expired or (self._end is not None and self._cursor >= self._end)
-            ):
-                self._issuing = False
-            self._expire(time.perf_counter_ns(), timeout_ns)
-            if self.closed_loop:
-                self._refill()
-            drained = self.in_flight() == 0 and not self._retry
-            if not self._issuing and (drained or now >= stop_at + self.timeout):
-                if not done.done():
-                    done.set_result(None)
-                return
-            loop.call_later(_TICK_S, tick)
-
-        sent = 0
-
-        def pace() -> None:
-            nonlocal sent
-            if not self._issuing or done.done():
-                return
-            due = int((time.monotonic() - start) * (rate or 0.0)) - sent
-            now_ns = time.perf_counter_ns()
-            while due > 0 and self.in_flight() < self.connections:
-                index = self.next_op()
-                if index < 0:
-                    break
-                self._issue(index, now_ns)
-                sent += 1
-                due -= 1
-            if due > 0:
-                stats.skipped += due
-                sent += due
-            loop.call_later(_PACE_TICK_S, pace)
-
-        loop.call_later(_TICK_S, tick)
         if self.closed_loop:
             self._refill()
-        else:
-            loop.call_soon(pace)
-        await done
-        self._issuing = False
-        now = time.monotonic()
-        stats.elapsed = min(now, stop_at) - start
-        if spinner is not None:
-            spinner.stop()
-            stats.busy_share = spinner.busy_share(now - start)
+
+    def _send_due(self, due: int) -> int:
+        sent = 0
+        now_ns = time.perf_counter_ns()
+        while sent < due and self.in_flight() < self.connections:
+            index = self.next_op()
+            if index < 0:
+                break
+            self._issue(index, now_ns)
+            sent += 1
+        return sent
+
+    def _abandon(self) -> None:
         for conn in list(self._busy):
             conn.index = -1
             if conn.transport is not None:
                 conn.transport.abort()
         self._busy.clear()
-        return stats
 
     def close(self) -> None:
         """Close every idle connection."""

@@ -29,8 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from bench.spin import Spinner
-from bench.stats import LoadStats
+from bench.driver import LoadDriver
 from bench.workload import Announce, Op
 
 PROTOCOL_ID = 0x41727101980
@@ -44,8 +43,6 @@ _REQUEST_HEADER = struct.Struct("!QII")
 _ANNOUNCE_BODY = struct.Struct("!20s20sQQQIIIiH")
 _PEER_SIZE_V4 = 6
 
-_TICK_S = 0.02
-_PACE_TICK_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +222,7 @@ def _same(client: _UdpClient) -> _UdpClient:
     return client
 
 
-class UdpLoad:
+class UdpLoad(LoadDriver[UdpOps]):
     """A set of UDP clients aimed at one tracker at ``host:port``."""
 
     def __init__(
@@ -242,23 +239,15 @@ class UdpLoad:
     ) -> None:
         if host not in ("127.0.0.1", "::1"):
             raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
+        super().__init__(UdpOps([], [], []), timeout)
         self.host = host
         self.port = port
         self.n_clients = clients
         self.window = window
-        self.timeout = timeout
         self._rng = random.Random(seed)
         self._reconnect = (reconnect_min, reconnect_max)
         self.clients: list[_UdpClient] = []
-        self.ops = UdpOps([], [], [])
-        self.stats = LoadStats()
-        self.record = False
-        self.closed_loop = True
-        self._issuing = False
-        self._cursor = 0
-        self._end: int | None = None
-        self._retry: list[int] = []
-        self._expired = False
+        self._turn = 0
 
     async def open(self) -> None:
         """Create the client sockets."""
@@ -279,128 +268,50 @@ class UdpLoad:
                 client.transport.close()
         self.clients.clear()
 
-    def next_op(self) -> int:
-        """The index of the next request to send, or -1 when none should go out now."""
-        if self._retry:
-            return self._retry.pop()
-        if not self._issuing:
-            return -1
-        i = self._cursor
-        if self._end is not None and i >= self._end:
-            return -1
-        self._cursor = i + 1
-        return i % len(self.ops)
-
-    def requeue(self, index: int) -> None:
-        """Send a lost request again (only while filling: a measured mix just moves on)."""
-        if self._end is not None and not self._expired:
-            self._retry.append(index)
-
     def in_flight(self) -> int:
         """Requests (and connects) waiting for a reply."""
         return sum(len(c.pending) + (c.connect_txid >= 0) for c in self.clients)
 
-    async def run(
-        self,
-        ops: UdpOps,
-        *,
-        duration: float | None = None,
-        count: int | None = None,
-        record: bool = False,
-        rate: float | None = None,
-        limit: float = 600.0,
-        spin: bool = True,
-    ) -> LoadStats:
-        """Send ``ops`` (cycling) for ``duration`` seconds, or the first ``count`` of them
-        once; at most ``limit`` seconds in any case. With ``spin`` the loop busy-polls (see
-        :mod:`bench.spin`). Returns what was seen."""
+    # -- the run loop's hooks (see bench.driver) -------------------------------------------
+
+    async def _prepare(self) -> None:
         if not self.clients:
             await self.open()
-        if not len(ops):
-            return LoadStats()
-        loop = asyncio.get_running_loop()
-        self.ops = ops
-        self.stats = stats = LoadStats()
-        self.record = record
-        self.closed_loop = rate is None
-        self._cursor = 0
-        self._end = count
-        self._retry = []
-        self._issuing = True
-        self._expired = False
-        spinner = Spinner(loop) if spin else None
-        if spinner is not None:
-            await spinner.calibrate()
-            spinner.start()
-        start = time.monotonic()
-        stop_at = start + min(duration if duration is not None else limit, limit)
-        timeout_ns = int(self.timeout * 1e9)
-        done: asyncio.Future[None] = loop.create_future()
 
-        def tick() -> None:
-            now = time.monotonic()
-            if now >= stop_at:
-                self._expired = True
-                self._retry.clear()
-            if self._issuing and (
-                self._expired or (self._end is not None and self._cursor >= self._end)
-            ):
-                self._issuing = False
-            now_ns = time.perf_counter_ns()
-            for client in self.clients:
-                client.expire(now_ns, timeout_ns)
-            drained = self.in_flight() == 0 and not self._retry
-            if not self._issuing and (drained or now >= stop_at + self.timeout):
-                if not done.done():
-                    done.set_result(None)
-                return
-            loop.call_later(_TICK_S, tick)
-
-        sent = 0
-        turn = 0
-
-        def pace() -> None:
-            nonlocal sent, turn
-            if not self._issuing or done.done():
-                return
-            due = int((time.monotonic() - start) * (rate or 0.0)) - sent
-            clients = self.clients
-            n = len(clients)
-            tried = 0
-            while due > 0 and tried < n:
-                client = clients[turn % n]
-                turn += 1
-                if len(client.pending) >= self.window or not client.ready():
-                    tried += 1
-                    continue
-                index = self.next_op()
-                if index < 0:
-                    break
-                client.send(index)
-                sent += 1
-                due -= 1
-                tried = 0
-            if due > 0:
-                stats.skipped += due
-                sent += due
-            loop.call_later(_PACE_TICK_S, pace)
-
-        loop.call_later(_TICK_S, tick)
+    def _start(self) -> None:
+        self._turn = 0
         if self.closed_loop:
             for client in self.clients:
                 client.pump()
         else:
             for client in self.clients:
                 client.ready()
-            loop.call_soon(pace)
-        await done
-        self._issuing = False
-        now = time.monotonic()
-        stats.elapsed = min(now, stop_at) - start
-        if spinner is not None:
-            spinner.stop()
-            stats.busy_share = spinner.busy_share(now - start)
+
+    def _expire(self, now_ns: int, timeout_ns: int) -> None:
+        for client in self.clients:
+            client.expire(now_ns, timeout_ns)
+
+    def _send_due(self, due: int) -> int:
+        """Round-robin over the clients that are connected and below their window."""
+        sent = 0
+        clients = self.clients
+        n = len(clients)
+        tried = 0
+        while sent < due and tried < n:
+            client = clients[self._turn % n]
+            self._turn += 1
+            if len(client.pending) >= self.window or not client.ready():
+                tried += 1
+                continue
+            index = self.next_op()
+            if index < 0:
+                break
+            client.send(index)
+            sent += 1
+            tried = 0
+        return sent
+
+    def _abandon(self) -> None:
         # Requests still in flight after the drain are abandoned, not counted.
         for client in self.clients:
             client.pending.clear()
-        return stats
