@@ -20,10 +20,10 @@ import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import quote_from_bytes
 
 import pytest
+from support.net import has_ipv6_loopback
 from support.running import RunningTracker
 
 from shoal.config import Settings, apply_assignments
@@ -32,7 +32,6 @@ from shoal.server import admin, app
 from shoal.server.dashboard import client_mix
 from shoal.types import Event, StoreTotals
 
-T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 BROWSERS = ("chromium", "chromium-browser")
@@ -51,15 +50,6 @@ def chromium() -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " -- CI must run the dashboard browser test", pytrace=False)
     pytest.skip(message)
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class Swarmer:
@@ -247,7 +237,7 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningTracker]:
     monkeypatch.setattr(
         app, "AdminOptions", functools.partial(admin.AdminOptions, sample_period=1.0)
     )
-    hosts = ["127.0.0.1", "::1"] if ipv6_loopback() else ["127.0.0.1"]
+    hosts = ["127.0.0.1", "::1"] if has_ipv6_loopback(socket.SOCK_DGRAM) else ["127.0.0.1"]
     settings = apply_assignments(
         Settings(),
         [

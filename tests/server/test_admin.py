@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -20,8 +20,6 @@ from support.running import RunningTracker
 from shoal.config import Settings, apply_assignments
 from shoal.protocol import udp as udp_codec
 from shoal.types import Event
-
-T = TypeVar("T")
 
 LOOPBACK = [
     'http.hosts=["127.0.0.1"]', "http.port=0",

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
+from support.net import has_ipv6_loopback
 from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings
@@ -32,19 +33,7 @@ from shoal.types import AnnounceRequest, AnnounceResult
 
 WAIT = 5.0  # upper bound on any single wait for the server
 
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6_loopback()
+HAS_IPV6 = has_ipv6_loopback()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="this machine has no IPv6 loopback (::1)")
 HOSTS = ["127.0.0.1", pytest.param("::1", marks=needs_ipv6)]
 PACKED = {"127.0.0.1": b"\x7f\0\0\x01", "::1": ipaddress.IPv6Address("::1").packed}

@@ -20,9 +20,10 @@ import struct
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from support.net import has_ipv6_loopback
 from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings, UdpSettings
@@ -33,8 +34,6 @@ from shoal.server.app import Tracker, policy_from
 from shoal.server.clock import Clock
 from shoal.types import AnnounceRequest, AnnounceResult, Event
 
-T = TypeVar("T")
-
 REPLY_TIMEOUT = 2.0
 SILENCE = 0.3
 PROTOCOL_ID = 0x41727101980
@@ -44,19 +43,7 @@ _ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _CONNECT_REPLY = struct.Struct(">IIQ")
 
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6_loopback()
+HAS_IPV6 = has_ipv6_loopback(socket.SOCK_DGRAM)
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback (::1) here")
 FAMILIES = ["127.0.0.1", pytest.param("::1", marks=needs_ipv6)]
 WIDTH = {"127.0.0.1": 6, "::1": 18}
