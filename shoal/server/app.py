@@ -140,28 +140,18 @@ class Tracker:
         loop = asyncio.get_running_loop()
         h = self.settings.http
         if h.enabled:
-            port = h.port
-            for host in h.hosts:
-                sock = self._bind(host, port, socket.SOCK_STREAM, "http", explicit=h.hosts)
-                if sock is None:
-                    continue
-                port = sock.getsockname()[1]
+            for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
                 server = await loop.create_server(self.http.protocol, sock=sock, backlog=1024)
                 self._servers.append(server)
-                self.listeners.append(Listener("http", host, port))
+                self.listeners.append(Listener("http", host, sock.getsockname()[1]))
             self._tasks.append(asyncio.ensure_future(self.http.run_reaper()))
         u = self.settings.udp
         if u.enabled:
-            port = u.port
-            for host in u.hosts:
-                sock = self._bind(host, port, socket.SOCK_DGRAM, "udp", explicit=u.hosts)
-                if sock is None:
-                    continue
+            for host, sock in self._bind_all("udp", u.hosts, u.port, socket.SOCK_DGRAM):
                 _raise_buffers(sock)
-                port = sock.getsockname()[1]
                 transport, _ = await loop.create_datagram_endpoint(self.udp_endpoint, sock=sock)
                 self._transports.append(transport)
-                self.listeners.append(Listener("udp", host, port))
+                self.listeners.append(Listener("udp", host, sock.getsockname()[1]))
         if not self.listeners:
             raise OSError("no listener could be bound: enable http or udp, check hosts")
         self._tasks.append(asyncio.ensure_future(self.clock.run()))
@@ -202,6 +192,18 @@ class Tracker:
     def listener_health(self) -> list[tuple[Listener, bool]]:
         """Each HTTP and UDP listener and whether it still serves (for /health)."""
         return listener_health(self.listeners, self._servers, self._transports)
+
+    def _bind_all(
+        self, name: str, hosts: list[str], port: int, kind: int
+    ) -> list[tuple[str, socket.socket]]:
+        """Bind ``port`` on every host; with port 0 the hosts share the first port chosen."""
+        bound = []
+        for host in hosts:
+            sock = self._bind(host, port, kind, name, explicit=hosts)
+            if sock is not None:
+                port = sock.getsockname()[1]
+                bound.append((host, sock))
+        return bound
 
     def _bind(
         self, host: str, port: int, kind: int, name: str, explicit: list[str]
