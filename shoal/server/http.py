@@ -61,6 +61,7 @@ _REASONS = {
     505: b"HTTP Version Not Supported",
 }
 _MAX_BODY = 65536
+_LINGER = 1.0  # seconds a connection answered with an error may drain before it is closed
 _INTERNAL_FAILURE = codec.encode_failure("internal error, try again later")
 
 
@@ -278,6 +279,9 @@ class HttpConnection(asyncio.Protocol):
             self._fail(cause.status if isinstance(cause, HttpParseError) else 400)
 
     def timed_out(self) -> None:
+        if self._closing:  # an error reply's lingering close has run its course
+            self.close()
+            return
         self.frontend.counters.dropped["http_timeout"] += 1
         if self.idle:
             self.close()
@@ -497,7 +501,16 @@ class HttpConnection(asyncio.Protocol):
         reason = _REASONS.get(status, b"Error").decode()
         self._pending.clear()
         self.transport.write(_response(status, f"{reason}\n".encode(), False, b"text/plain"))
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # Lingering close: end our side, then discard what the client is still sending
+            # (data_received ignores it) until it closes or the reaper does, a moment later.
+            # Closing at once with unread data would reset the connection, and the reset can
+            # destroy the error reply before the client reads it.
+            self.transport.write_eof()
+            self.idle = True
+            self.deadline = time.monotonic() + _LINGER
+        else:
+            self.transport.close()
 
 
 def parser_name(use_httptools: bool) -> str:

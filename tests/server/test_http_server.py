@@ -467,6 +467,23 @@ def test_oversize_request_line_is_414_and_closed(
         assert c.closed()
 
 
+def test_an_error_reply_survives_a_client_still_sending(
+    start: Callable[..., RunningTracker], parser: str
+) -> None:
+    """The server stops its side after an error reply and drains what the client still
+    sends, rather than closing with unread data (which resets the connection and can
+    destroy the reply before the client reads it)."""
+    rt = start(make_settings(parser, http_max_request_line=1024))
+    with rt.connect() as c:
+        c.send(b"GET /announce?" + b"a" * 4000)  # 414 is decided on the first chunk
+        for _ in range(64):  # ... while the client goes on writing its request
+            c.send(b"a" * 16384)
+        reply = c.response()
+        assert reply.status == 414
+        assert reply.headers[b"connection"] == b"close"
+        assert c.closed()
+
+
 def test_a_request_line_within_the_limit_is_served(
     start: Callable[..., RunningTracker], parser: str
 ) -> None:
