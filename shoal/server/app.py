@@ -120,11 +120,7 @@ class Tracker:
         u = settings.udp
         secret = bytes.fromhex(u.secret) if u.secret else os.urandom(32)
         self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
-        self.udp_options = UdpOptions(
-            allow_ip_param=t.allow_ip_param,
-            default_numwant=t.default_numwant,
-            max_numwant=t.max_numwant,
-        )
+        self.udp_options = UdpOptions(allow_ip_param=t.allow_ip_param)
         self.listeners: list[Listener] = []
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []

@@ -44,12 +44,10 @@ class UdpOptions:
     """The UDP frontend's settings."""
 
     allow_ip_param: bool = False
-    default_numwant: int = 50
-    max_numwant: int = 200
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
-    """One bound UDP socket; ``family`` is the socket's, each reply follows its client's."""
+    """One bound UDP socket (IPv4 or IPv6); each reply follows its client's family."""
 
     def __init__(
         self,
@@ -65,7 +63,6 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.ids = connection_ids
         self.options = options
         self.transport: asyncio.DatagramTransport | None = None
-        self.family = "ipv4"
         self._v6 = False
         self._pending: set[asyncio.Future[None]] = set()
         # Connection ids already checked, by client address: (id, first and last second it is
@@ -78,7 +75,6 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family == socket.AF_INET6:
-            self.family = "ipv6"
             self._v6 = True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -129,14 +125,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             opts = self.options
             if opts.allow_ip_param and parsed.ip and len(ip) == 4:
                 ip = parsed.ip.to_bytes(4, "big")
-            asked = parsed.num_want if parsed.num_want > 0 else opts.default_numwant
-            numwant = min(asked, opts.max_numwant, _MAX_PEERS[len(ip)])
+            # The engine's policy turns "none" into its default and applies its cap; here
+            # only what fits one datagram (and _announce_reply trims to it whatever comes).
+            cap = _MAX_PEERS[len(ip)]
+            numwant = min(parsed.num_want, cap) if parsed.num_want > 0 else -1
             request = codec.to_announce_request(parsed, ip, numwant)
             tid = parsed.transaction_id
             try:
                 found = self.store.announce(request, now)
             except ClientError as exc:
-                return self._error(tid, exc.reason, family)
+                return self._error(tid, exc.reason)
             if isinstance(found, AnnounceResult):
                 return self._announce_reply(tid, found, len(ip) == 16)
             self._later(found, tid, addr, family)
@@ -151,7 +149,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             try:
                 counts = self.store.scrape(parsed.info_hashes)
             except ClientError as exc:
-                return self._error(parsed.transaction_id, exc.reason, family)
+                return self._error(parsed.transaction_id, exc.reason)
             if isinstance(counts, list):
                 return codec.encode_scrape(parsed.transaction_id, counts)
             self._later(counts, parsed.transaction_id, addr, family)
@@ -185,7 +183,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         peers = found.peers6[:_PEER_BYTES_V6] if v6 else found.peers4[:_PEER_BYTES_V4]
         return codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
 
-    def _error(self, tid: int, reason: str, family: str) -> bytes:
+    def _error(self, tid: int, reason: str) -> bytes:
         self.counters.failures[reason] += 1  # counted once as its kind, and here by reason
         return codec.encode_error(tid, reason)
 
@@ -202,7 +200,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             try:
                 result = await awaitable
             except ClientError as exc:
-                self._send(self._error(tid, exc.reason, family), addr)
+                self._send(self._error(tid, exc.reason), addr)
                 return
             except Exception:
                 log.exception("internal error answering a UDP datagram")
