@@ -198,7 +198,6 @@ class HttpConnection(asyncio.Protocol):
         self._real_ip: bytes | None = None
         self._started = 0.0
         self._pending: deque[list[Any]] = deque()  # [response or None] in request order
-        self._write_paused = False
         self._waiting: set[asyncio.Future[bytes]] = set()
         opts = frontend.options
         if frontend.use_httptools:
@@ -243,12 +242,11 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        # A client that does not read its replies stops being read until it catches up.
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         if self.transport is not None:
             self.transport.resume_reading()
 
