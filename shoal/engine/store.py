@@ -111,16 +111,11 @@ class MemoryStore:
             if swarm is None:
                 out.append(ZERO_COUNTS)
             else:
-                seeders, leechers = swarm.counts()
-                out.append(SwarmCounts(seeders, leechers, swarm.completed))
+                out.append(swarm.scrape_counts())
         return out
 
     def full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
-        out = []
-        for info_hash, swarm in self.swarms.items():
-            seeders, leechers = swarm.counts()
-            out.append((info_hash, SwarmCounts(seeders, leechers, swarm.completed)))
-        return out
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in self.swarms.items()]
 
     def sweep(self, now: int, budget: int) -> SweepProgress:
         """One step of a pass over every swarm: expire its silent peers, and drop it when it
@@ -191,11 +186,7 @@ class MemoryStore:
 
     def top_swarms(self, count: int) -> list[tuple[bytes, SwarmCounts]]:
         largest = heapq.nlargest(count, self.swarms.items(), key=lambda item: len(item[1]))
-        out = []
-        for info_hash, swarm in largest:
-            seeders, leechers = swarm.counts()
-            out.append((info_hash, SwarmCounts(seeders, leechers, swarm.completed)))
-        return out
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in largest]
 
     def sample_peer_ids(self, limit: int) -> list[bytes]:
         """At most an even share of ``limit`` from each swarm, so one huge swarm does not

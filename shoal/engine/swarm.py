@@ -23,7 +23,7 @@ import random
 from array import array
 
 from shoal.errors import ClientError
-from shoal.types import PEER_ID_LENGTH, AnnounceRequest, Event
+from shoal.types import PEER_ID_LENGTH, AnnounceRequest, Event, SwarmCounts
 
 NO_KEY = 0  # BEP 7 keys are 32 bits; a key of 0 is taken as "no key"
 INDEX_MIN = 24  # families larger than this keep a dict from peer id to slot
@@ -287,6 +287,11 @@ class Swarm:
 
     def __len__(self) -> int:
         return (len(self.v4) if self.v4 else 0) + (len(self.v6) if self.v6 else 0)
+
+    def scrape_counts(self) -> SwarmCounts:
+        """The swarm's figures as scrape reports them."""
+        seeders, leechers = self.counts()
+        return SwarmCounts(seeders, leechers, self.completed)
 
     def peer_ids(self, limit: int) -> list[bytes]:
         """Up to ``limit`` of the swarm's peer ids (IPv4 first)."""
