@@ -24,8 +24,8 @@ from shoal.types import (
     SwarmCounts,
 )
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+_HEX = frozenset(_HEX_DIGITS)
 _MAX_INT = 2**64 - 1
 _MAX_NUMWANT = 2**31 - 1
 _EVENTS = {
