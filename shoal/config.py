@@ -2,15 +2,22 @@
 
 Every field carries its explanation (``doc`` metadata), which ``shoal print-config`` prints
 as commented TOML. Unknown sections or keys, and values of the wrong type, are errors that
-name the offending key, so a typo never silently falls back to a default.
+name the offending key (and the nearest known one), so a typo never silently falls back to a
+default. Every problem is reported at once: :class:`ConfigError` carries a list of messages.
+
+Also here: the parsers of the list files the ``[access]`` section points to
+(:func:`read_torrent_list`, :func:`read_network_list`), and :func:`live_changes`, which says
+which changed settings a running tracker can take without a restart.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -19,7 +26,13 @@ ENV_PREFIX = "SHOAL_"
 
 
 class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the key."""
+    """Settings that cannot be used. ``messages`` lists every problem found, each naming the
+    key (and, when the value came from one, the environment variable or file); ``str()`` is
+    those messages, one per line."""
+
+    def __init__(self, messages: str | Sequence[str]) -> None:
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        super().__init__("\n".join(self.messages))
 
 
 def _doc(text: str, default: Any) -> Any:
@@ -51,6 +64,50 @@ class TrackerSettings:
     )
     sweep_interval: int = _doc("Seconds between passes that expire silent peers.", 60)
     sweep_budget: int = _doc("Peers examined per sweep step before yielding to the loop.", 20000)
+    max_torrents: int = _doc(
+        "Most torrents tracked at once; announces for new torrents beyond it are refused.",
+        5_000_000,
+    )
+    max_peers_per_swarm: int = _doc(
+        "Most peers in one torrent; new peers beyond it are refused.", 200_000
+    )
+    max_peers_per_ip: int = _doc(
+        "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
+    )
+
+
+TORRENT_MODES = ("open", "allow", "deny")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    torrents: str = _doc(
+        "Which torrents are tracked: open (any), allow (only those in torrent_list) or deny "
+        "(all but those in torrent_list).",
+        "open",
+    )
+    torrent_list: str = _doc(
+        "File of info_hashes for torrents = allow or deny: one 40-hex-digit hash per line, "
+        "# starts a comment; a relative path is relative to the working directory.",
+        "",
+    )
+    client_allow: list[str] = _doc(
+        'peer_id prefixes (e.g. "-TR", "-qB"); when not empty, only clients whose peer_id '
+        "starts with one of them are served.",
+        [],
+    )
+    client_deny: list[str] = _doc(
+        "peer_id prefixes of clients that are refused.", []
+    )
+    banned_networks: list[str] = _doc(
+        "Networks (CIDR, IPv4 or IPv6; a bare address is one host) whose requests are refused.",
+        [],
+    )
+    ban_list: str = _doc(
+        "File of more banned networks, one CIDR per line, # starts a comment; relative to "
+        "the working directory. Empty: none.",
+        "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +135,12 @@ class HttpSettings:
         "X-Forwarded-For",
     )
     access_log: bool = _doc("Log one line per request (logger shoal.access).", False)
+    max_connections_per_ip: int = _doc(
+        "Most open connections from one client address; more are closed at once.", 256
+    )
+    first_byte_timeout: float = _doc(
+        "Seconds a new connection has to send its first byte; silent ones are closed.", 5.0
+    )
     parser: str = _doc(
         "HTTP request parser: auto (httptools when installed, else the pure-Python one) or "
         "python (always the pure-Python fallback).",
@@ -112,6 +175,20 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    persist: bool = _doc(
+        "Keep swarms and completed counts in data_dir across restarts (off: memory only).", True
+    )
+    data_dir: str = _doc(
+        "Directory for snapshots and counts; a relative path is relative to the working "
+        "directory.",
+        "shoal-data",
+    )
+    snapshot_interval: int = _doc("Seconds between snapshots of the swarms.", 60)
+    flush_interval: float = _doc("Seconds between writes of the completed counts.", 2.0)
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = _doc("Log level: DEBUG, INFO, WARNING or ERROR.", "INFO")
     format: str = _doc("Log format: text, or json for log shippers.", "text")
@@ -120,9 +197,11 @@ class LogSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     udp: UdpSettings = field(default_factory=UdpSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -170,40 +249,94 @@ def _convert(key: str, hint: Any, value: Any, from_text: bool) -> Any:
     return value
 
 
-def _apply(settings: Settings, values: Mapping[str, Mapping[str, Any]], text: bool) -> Settings:
+# Where a value came from, for messages: "section.key" -> the environment variable or file.
+Origins = dict[str, str]
+Label = Callable[[str, str], str | None]
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _merge(
+    settings: Settings,
+    values: Mapping[str, Any],
+    text: bool,
+    errors: list[str],
+    origins: Origins,
+    label: Label = lambda section, key: None,
+) -> Settings:
+    """``settings`` with every good value of ``values`` applied; a message for each bad one
+    is appended to ``errors`` (the bad value is left out)."""
     changed: dict[str, Any] = {}
     for section, items in values.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section [{section}]; known: {', '.join(SECTIONS)}")
+            near = _nearest(section, SECTIONS)
+            hint = f"did you mean [{near}]?" if near else f"known: {', '.join(SECTIONS)}"
+            errors.append(f"unknown section [{section}]; {hint}")
+            continue
         if not isinstance(items, Mapping):
-            raise ConfigError(f"[{section}] must be a table")
-        cls = SECTIONS[section]
-        hints = get_type_hints(cls)
-        current = changed.get(section, getattr(settings, section))
+            errors.append(f"[{section}] must be a table")
+            continue
+        hints = get_type_hints(SECTIONS[section])
         updates = {}
         for key, value in items.items():
+            where = label(section, key)
+            prefix = f"{where}: " if where else ""
             if key not in hints:
-                raise ConfigError(f"unknown key {section}.{key}")
-            updates[key] = _convert(f"{section}.{key}", hints[key], value, text)
-        changed[section] = replace(current, **updates)
-    result = replace(settings, **changed)
-    validate(result)
+                near = _nearest(key, hints)
+                hint = f"; did you mean {section}.{near}?" if near else ""
+                errors.append(f"{prefix}unknown key {section}.{key}{hint}")
+                continue
+            try:
+                updates[key] = _convert(f"{section}.{key}", hints[key], value, text)
+            except ConfigError as exc:
+                errors += [prefix + message for message in exc.messages]
+                continue
+            if where:
+                origins[f"{section}.{key}"] = where
+            else:
+                origins.pop(f"{section}.{key}", None)
+        if updates:
+            current = changed.get(section, getattr(settings, section))
+            changed[section] = replace(current, **updates)
+    return replace(settings, **changed) if changed else settings
+
+
+def _apply(settings: Settings, values: Mapping[str, Mapping[str, Any]], text: bool) -> Settings:
+    errors: list[str] = []
+    result = _merge(settings, values, text, errors, {})
+    errors += _problems(result, {})
+    if errors:
+        raise ConfigError(errors)
     return result
 
 
-def validate(settings: Settings) -> None:
-    """Range checks that types alone cannot express."""
-    t, h, u = settings.tracker, settings.http, settings.udp
+def _problems(settings: Settings, origins: Origins, check_files: bool = True) -> list[str]:
+    """Every range and cross-setting problem of ``settings``, as messages; a message about a
+    key whose value came from an environment variable or file starts with its name."""
+    found: list[tuple[str, str]] = []  # (key, message)
+
+    def problem(key: str, message: str) -> None:
+        found.append((key, f"{key}: {message}"))
+
+    t, a, h, u = settings.tracker, settings.access, settings.http, settings.udp
     positive = {
         "tracker.interval": t.interval,
         "tracker.max_scrape_hashes": t.max_scrape_hashes,
         "tracker.sweep_interval": t.sweep_interval,
         "tracker.sweep_budget": t.sweep_budget,
+        "tracker.max_torrents": t.max_torrents,
+        "tracker.max_peers_per_swarm": t.max_peers_per_swarm,
+        "tracker.max_peers_per_ip": t.max_peers_per_ip,
         "http.max_connections": h.max_connections,
+        "http.max_connections_per_ip": h.max_connections_per_ip,
         "http.max_request_line": h.max_request_line,
         "http.max_header_bytes": h.max_header_bytes,
         "http.max_headers": h.max_headers,
         "udp.connection_id_ttl": u.connection_id_ttl,
+        "storage.snapshot_interval": settings.storage.snapshot_interval,
     }
     non_negative = {
         "tracker.min_interval": t.min_interval,
@@ -215,83 +348,320 @@ def validate(settings: Settings) -> None:
     }
     for key, value in positive.items():
         if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
+            problem(key, f"must be positive, got {value}")
     for key, value in non_negative.items():
         if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
+            problem(key, f"must not be negative, got {value}")
     for key, seconds in (("http.request_timeout", h.request_timeout),
-                         ("http.keepalive_timeout", h.keepalive_timeout)):
-        if not 0 < seconds < float("inf"):  # also refuses nan, which compares false
-            raise ConfigError(f"{key}: must be a positive number of seconds, got {seconds}")
+                         ("http.keepalive_timeout", h.keepalive_timeout),
+                         ("http.first_byte_timeout", h.first_byte_timeout),
+                         ("storage.flush_interval", settings.storage.flush_interval)):
+        if not 0 < seconds < math.inf:  # also refuses nan, which compares false
+            problem(key, f"must be a positive number of seconds, got {seconds}")
     for key, port in (("http.port", h.port), ("udp.port", u.port),
                       ("admin.port", settings.admin.port)):
         if not 0 <= port <= 65535:
-            raise ConfigError(f"{key}: must be 0..65535, got {port}")
+            problem(key, f"must be 0..65535, got {port}")
     for key, hosts in (("http.hosts", h.hosts), ("udp.hosts", u.hosts),
                        ("admin.host", [settings.admin.host])):
         for host in hosts:
             try:
                 ipaddress.ip_address(host)
-            except ValueError as exc:
-                raise ConfigError(f"{key}: not an IP address: {host!r}") from exc
-    for net in h.trusted_proxies:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"http.trusted_proxies: not a network: {net!r}") from exc
+            except ValueError:
+                problem(key, f"not an IP address: {host!r}")
+    for key, nets in (("http.trusted_proxies", h.trusted_proxies),
+                      ("access.banned_networks", a.banned_networks)):
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                problem(key, f"not a network: {net!r}")
     if u.connection_id_ttl > 65000:  # ids carry a 16-bit time stamp (shoal.protocol.connid)
-        raise ConfigError(
-            f"udp.connection_id_ttl: at most 65000 seconds, got {u.connection_id_ttl}"
-        )
+        problem("udp.connection_id_ttl", f"at most 65000 seconds, got {u.connection_id_ttl}")
     if u.secret:
         try:
             bytes.fromhex(u.secret)
-        except ValueError as exc:
-            raise ConfigError("udp.secret: must be hexadecimal") from exc
+        except ValueError:
+            problem("udp.secret", "must be hexadecimal")
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"log.level: unknown level {settings.log.level!r}")
+        problem("log.level", f"unknown level {settings.log.level!r}")
     if h.parser not in ("auto", "python"):
-        raise ConfigError(f"http.parser: must be auto or python, got {h.parser!r}")
+        problem("http.parser", f"must be auto or python, got {h.parser!r}")
     if settings.log.format not in ("text", "json"):
-        raise ConfigError(f"log.format: must be text or json, got {settings.log.format!r}")
+        problem("log.format", f"must be text or json, got {settings.log.format!r}")
+    if a.torrents not in TORRENT_MODES:
+        problem("access.torrents", f"must be open, allow or deny, got {a.torrents!r}")
+    for key, prefixes in (("access.client_allow", a.client_allow),
+                          ("access.client_deny", a.client_deny)):
+        for prefix in prefixes:
+            if not prefix or len(prefix) > 20 or not prefix.isascii():
+                problem(key, f"a peer_id prefix is 1 to 20 ASCII characters, got {prefix!r}")
+    if not settings.storage.data_dir:
+        problem("storage.data_dir", "must not be empty")
+
+    # Settings that are fine alone but not together.
+    if t.min_interval > t.interval:
+        problem("tracker.min_interval",
+                f"{t.min_interval} is above tracker.interval ({t.interval})")
+    if not h.enabled and not u.enabled:
+        problem("http.enabled", "neither http nor udp is enabled: nothing would be served")
+    for key, message in _listener_clashes(settings):
+        problem(key, message)
+    if a.torrents in ("allow", "deny") and not a.torrent_list:
+        problem("access.torrents", f"{a.torrents!r} needs access.torrent_list (a file)")
+    if check_files:
+        for key, path, reader in (("access.torrent_list", a.torrent_list, read_torrent_list),
+                                  ("access.ban_list", a.ban_list, read_network_list)):
+            if path:
+                try:
+                    reader(path)
+                except ConfigError as exc:
+                    found += [(key, f"{key}: {message}") for message in exc.messages]
+
+    messages = []
+    for key, message in found:
+        where = origins.get(key)
+        messages.append(f"{where}: {message}" if where else message)
+    return messages
 
 
-def load_file(path: str | Path, base: Settings | None = None) -> Settings:
-    """Settings from a TOML file over ``base`` (the defaults)."""
+def _overlap(a: str, b: str) -> bool:
+    """Whether listening on hosts ``a`` and ``b`` (same port) would collide; an IPv6
+    wildcard covers IPv6 only (Shoal's IPv6 sockets are IPv6-only)."""
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False  # reported as not an IP address
+    return x.version == y.version and (x == y or x.is_unspecified or y.is_unspecified)
+
+
+def _listener_clashes(settings: Settings) -> list[tuple[str, str]]:
+    h, u, adm = settings.http, settings.udp, settings.admin
+    listeners: list[tuple[str, str, str, int]] = []  # (name, protocol, host, port)
+    if h.enabled:
+        listeners += [("http", "TCP", host, h.port) for host in h.hosts]
+    if u.enabled:
+        listeners += [("udp", "UDP", host, u.port) for host in u.hosts]
+    if adm.enabled:
+        listeners.append(("admin", "TCP", adm.host, adm.port))
+    clashes = []
+    for i, (name, proto, host, port) in enumerate(listeners):
+        for other, other_proto, other_host, other_port in listeners[:i]:
+            if port and port == other_port and proto == other_proto and _overlap(host,
+                                                                                   other_host):
+                key = f"{name}.port" if name != other else f"{name}.hosts"
+                clashes.append((key, f"{name} listener {_addr(host, port)} clashes with "
+                                     f"{other} listener {_addr(other_host, other_port)} "
+                                     f"(both {proto})"))
+    return clashes
+
+
+def _addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def validate(settings: Settings) -> None:
+    """Range and cross-setting checks that types alone cannot express, including reading
+    the list files ``[access]`` names; raises :class:`ConfigError` listing every problem."""
+    errors = _problems(settings, {})
+    if errors:
+        raise ConfigError(errors)
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return _apply(base or Settings(), data, text=False)
 
 
-def apply_env(settings: Settings, environ: Mapping[str, str]) -> Settings:
-    """Apply ``SHOAL_SECTION_KEY=value`` variables, e.g. ``SHOAL_HTTP_PORT=8080``."""
+def load_file(path: str | Path, base: Settings | None = None) -> Settings:
+    """Settings from a TOML file over ``base`` (the defaults)."""
+    return _apply(base or Settings(), _read_toml(path), text=False)
+
+
+def _env_values(
+    environ: Mapping[str, str], errors: list[str]
+) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], str]]:
+    """``SHOAL_SECTION_KEY`` variables as values by section and key, with each one's name."""
     values: dict[str, dict[str, str]] = {}
+    names: dict[tuple[str, str], str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")
         if section not in SECTIONS or not key:
-            raise ConfigError(f"environment variable {name}: no such setting")
+            known = [f"{ENV_PREFIX}{s}_{f.name}".upper()
+                     for s, cls in SECTIONS.items() for f in fields(cls)]
+            near = _nearest(name, known)
+            hint = f"; did you mean {near}?" if near else ""
+            errors.append(f"environment variable {name}: no such setting{hint}")
+            continue
         values.setdefault(section, {})[key] = value
-    return _apply(settings, values, text=True) if values else settings
+        names[section, key] = name
+    return values, names
 
 
-def apply_assignments(settings: Settings, assignments: list[str]) -> Settings:
-    """Apply ``section.key=value`` strings (the ``--set`` flag)."""
+def apply_env(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """Apply ``SHOAL_SECTION_KEY=value`` variables, e.g. ``SHOAL_HTTP_PORT=8080``."""
+    errors: list[str] = []
+    values, names = _env_values(environ, errors)
+    if not values and not errors:
+        return settings
+    origins: Origins = {}
+    result = _merge(settings, values, True, errors, origins, lambda s, k: names.get((s, k)))
+    errors += _problems(result, origins)
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+def _assignment_values(assignments: Sequence[str], errors: list[str]) -> dict[str, Any]:
     values: dict[str, dict[str, str]] = {}
     for item in assignments:
         name, eq, value = item.partition("=")
         section, dot, key = name.strip().partition(".")
         if not eq or not dot:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        values.setdefault(section, {})[key] = value
-    return _apply(settings, values, text=True) if values else settings
+            errors.append(f"--set {item!r}: expected section.key=value")
+            continue
+        values.setdefault(section, {})[key.strip()] = value
+    return values
+
+
+def apply_assignments(settings: Settings, assignments: list[str]) -> Settings:
+    """Apply ``section.key=value`` strings (the ``--set`` flag)."""
+    errors: list[str] = []
+    values = _assignment_values(assignments, errors)
+    if not values and not errors:
+        return settings
+    result = _merge(settings, values, True, errors, {})
+    errors += _problems(result, {})
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+def resolve(
+    path: str | Path | None,
+    environ: Mapping[str, str],
+    assignments: Sequence[str] = (),
+    *,
+    check_files: bool = True,
+) -> Settings:
+    """The defaults, then the TOML file at ``path``, then ``SHOAL_*`` variables in
+    ``environ``, then ``section.key=value`` assignments; checked once at the end, so the
+    :class:`ConfigError` lists every problem of every layer. A message about a value from the
+    file or a variable starts with the file's or the variable's name. ``check_files=False``
+    skips reading the ``[access]`` list files."""
+    errors: list[str] = []
+    origins: Origins = {}
+    settings = Settings()
+    if path:
+        try:
+            data = _read_toml(path)
+        except ConfigError as exc:
+            errors += exc.messages
+        else:
+            settings = _merge(settings, data, False, errors, origins, lambda s, k: str(path))
+    values, names = _env_values(environ, errors)
+    settings = _merge(settings, values, True, errors, origins, lambda s, k: names.get((s, k)))
+    settings = _merge(settings, _assignment_values(assignments, errors), True, errors, origins)
+    errors += _problems(settings, origins, check_files)
+    if errors:
+        raise ConfigError(errors)
+    return settings
+
+
+# The list files of [access]. Lines are stripped; "#" starts a comment; blank lines are
+# skipped. Every bad line is reported (up to MAX_LIST_ERRORS of them) as "file:line: ...".
+
+MAX_LIST_ERRORS = 20
+
+
+def _list_lines(path: str | Path) -> list[tuple[int, str]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            lines.append((number, entry))
+    return lines
+
+
+def _raise_bad_lines(path: str | Path, bad: list[str]) -> None:
+    if bad:
+        shown = bad[:MAX_LIST_ERRORS]
+        if len(bad) > len(shown):
+            shown.append(f"{path}: {len(bad) - len(shown)} more bad lines")
+        raise ConfigError(shown)
+
+
+def read_torrent_list(path: str | Path) -> frozenset[bytes]:
+    """The 20-byte info_hashes of a torrent list file: one as 40 hex digits per line."""
+    hashes = set()
+    bad = []
+    for number, entry in _list_lines(path):
+        if len(entry) == 40:
+            try:
+                hashes.add(bytes.fromhex(entry))
+                continue
+            except ValueError:
+                pass
+        bad.append(f"{path}:{number}: not an info_hash (40 hex digits): {entry!r}")
+    _raise_bad_lines(path, bad)
+    return frozenset(hashes)
+
+
+def read_network_list(path: str | Path) -> list[str]:
+    """The networks of a ban list file: one CIDR (or bare address) per line, IPv4 or IPv6;
+    returned in canonical form (host bits cleared), in file order."""
+    networks = []
+    bad = []
+    for number, entry in _list_lines(path):
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            bad.append(f"{path}:{number}: not a network (CIDR): {entry!r}")
+    _raise_bad_lines(path, bad)
+    return networks
+
+
+# Which changes a running tracker takes without a restart (on SIGHUP).
+
+LIVE_KEYS = frozenset({
+    *(f"access.{f.name}" for f in fields(AccessSettings)),
+    *(f"tracker.{name}" for name in (
+        "interval", "min_interval", "interval_jitter", "peer_timeout", "default_numwant",
+        "max_numwant", "max_scrape_hashes", "full_scrape", "full_scrape_cache", "max_torrents",
+        "max_peers_per_swarm", "max_peers_per_ip", "sweep_interval", "sweep_budget",
+        "allow_ip_param",
+    )),
+    "log.level", "log.format", "http.access_log",
+})
+
+
+def live_changes(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
+    """The ``section.key`` names whose values differ between ``old`` and ``new``: those a
+    running tracker applies live, and those that need a restart (in settings order)."""
+    live: list[str] = []
+    restart: list[str] = []
+    for section in SECTIONS:
+        before, after = getattr(old, section), getattr(new, section)
+        for f in fields(before):
+            if getattr(before, f.name) != getattr(after, f.name):
+                key = f"{section}.{f.name}"
+                (live if key in LIVE_KEYS else restart).append(key)
+    return live, restart
 
 
 def _toml_value(value: Any) -> str:

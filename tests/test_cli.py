@@ -109,8 +109,8 @@ def test_env_sets_values() -> None:
 
 
 def test_set_flag_sets_any_value() -> None:
-    settings = settings_from(["--set", "tracker.interval=60", "--set", "admin.enabled=no"], {})
-    assert settings.tracker.interval == 60
+    settings = settings_from(["--set", "tracker.interval=600", "--set", "admin.enabled=no"], {})
+    assert settings.tracker.interval == 600
     assert settings.admin.enabled is False
 
 

@@ -181,11 +181,11 @@ def test_bad_env_names_the_setting(env: dict[str, str], message: str) -> None:
 
 def test_assignments_set_values() -> None:
     settings = apply_assignments(
-        Settings(), ["http.port=9000", "udp.enabled=false", "tracker.interval = 60"]
+        Settings(), ["http.port=9000", "udp.enabled=false", "tracker.interval = 600"]
     )
     assert settings.http.port == 9000
     assert settings.udp.enabled is False
-    assert settings.tracker.interval == 60
+    assert settings.tracker.interval == 600
 
 
 def test_a_later_assignment_wins() -> None:

@@ -8,69 +8,44 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from shoal import __version__
-from shoal.config import (
-    ConfigError,
-    Settings,
-    apply_assignments,
-    apply_env,
-    load_file,
-    render_toml,
-)
+from shoal.cli.logs import JsonFormatter, TextFormatter, setup_logging
+from shoal.config import ConfigError, Settings, load_file, render_toml, resolve
+
+__all__ = ["JsonFormatter", "TextFormatter", "build_settings", "main", "parser",
+           "setup_logging"]
 
 log = logging.getLogger("shoal")
 CONFIG_ENV = "SHOAL_CONFIG"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
-def build_settings(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
-    """Defaults, then the config file, then ``SHOAL_*`` variables, then flags."""
-    settings = Settings()
-    path = args.config or environ.get(CONFIG_ENV)
-    if path:
-        settings = load_file(path, settings)
-    settings = apply_env(settings, {k: v for k, v in environ.items() if k != CONFIG_ENV})
-    sets = list(args.set or [])
-    if args.host:
+def build_settings(args: argparse.Namespace, environ: Mapping[str, str],
+                   *, check_files: bool = True) -> Settings:
+    """Defaults, then the config file, then ``SHOAL_*`` variables, then flags; every problem
+    of every layer is reported in one :class:`ConfigError`."""
+    path = getattr(args, "config", None) or environ.get(CONFIG_ENV)
+    sets = list(getattr(args, "set", None) or [])
+    if getattr(args, "host", None):
         hosts = json.dumps(args.host)
         sets += [f"http.hosts={hosts}", f"udp.hosts={hosts}"]
-    if args.http_port is not None:
+    if getattr(args, "http_port", None) is not None:
         sets.append(f"http.port={args.http_port}")
-    if args.udp_port is not None:
+    if getattr(args, "udp_port", None) is not None:
         sets.append(f"udp.port={args.udp_port}")
-    if args.log_level:
+    if getattr(args, "log_level", None):
         sets.append(f"log.level={args.log_level}")
-    if args.log_format:
+    if getattr(args, "log_format", None):
         sets.append(f"log.format={args.log_format}")
-    return apply_assignments(settings, sets)
+    environ = {k: v for k, v in environ.items() if k != CONFIG_ENV}
+    return resolve(path, environ, sets, check_files=check_files)
+
+
+def _print_errors(exc: ConfigError, prefix: str) -> None:
+    for message in exc.messages:
+        print(f"{prefix}{message}", file=sys.stderr)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> str:
@@ -87,9 +62,9 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        settings = build_settings(args, dict(os.environ))
+        settings = build_settings(args, os.environ)
     except ConfigError as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
+        _print_errors(exc, "shoal: ")
         return 2
     setup_logging(settings.log.level, settings.log.format)
     from shoal.server.app import Tracker
@@ -114,7 +89,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         load_file(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: {exc}", file=sys.stderr)
+        _print_errors(exc, f"{args.file}: ")
         return 1
     print(f"{args.file}: OK")
     return 0
@@ -125,9 +100,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
-    from shoal.server.dashboard import format_stats
+    from shoal.cli.tables import format_stats
 
-    base = args.url.rstrip("/")
+    if args.url:
+        base = args.url.rstrip("/")
+    else:
+        try:
+            base = admin_url(build_settings(args, os.environ, check_files=False))
+        except ConfigError as exc:
+            _print_errors(exc, "shoal: ")
+            return 2
     try:
         with urllib.request.urlopen(base + "/stats", timeout=args.timeout) as reply:
             stats = json.load(reply)
@@ -140,6 +122,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_stats(stats, base))
     return 0 if stats.get("healthy") else 3
+
+
+def admin_url(settings: Settings) -> str:
+    """Where ``settings``' admin listener can be reached from this machine: a wildcard host
+    is reached over loopback. Raises :class:`ConfigError` when it cannot be reached."""
+    a = settings.admin
+    if not a.enabled:
+        raise ConfigError("the admin listener is disabled (admin.enabled = false); "
+                          "pass --url if it runs elsewhere")
+    if a.port == 0:
+        raise ConfigError("admin.port is 0 (chosen at start): pass --url with the port "
+                          "the tracker logged")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(a.host, a.host)
+    return f"http://[{host}]:{a.port}" if ":" in host else f"http://{host}:{a.port}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -169,10 +165,15 @@ def parser() -> argparse.ArgumentParser:
     stats = sub.add_parser(
         "stats", help="print a running tracker's figures as tables",
         description="Print /stats of a running tracker's admin listener. Exit status: 0 "
-        "healthy, 1 unreachable, 3 a tracker listener is down.",
+        "healthy, 1 unreachable, 2 bad settings, 3 a tracker listener is down.",
     )
-    stats.add_argument("--url", default="http://127.0.0.1:6970",
-                       help="the tracker's admin listener (default %(default)s)")
+    stats.add_argument("--url",
+                       help="the tracker's admin listener (default: admin.host and admin.port "
+                       f"of the settings `serve` would use: --config or ${CONFIG_ENV}, then "
+                       "SHOAL_* variables, then --set)")
+    stats.add_argument("--config", "-c", help=f"TOML config file (or ${CONFIG_ENV})")
+    stats.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="set any setting (repeatable), as for serve")
     stats.add_argument("--json", action="store_true", help="print the raw /stats JSON")
     stats.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     stats.set_defaults(func=cmd_stats)
