@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
 import queue
 import re
@@ -13,13 +15,14 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.running import RunningTracker
 
 from shoal import cli
-from shoal.config import ConfigError, Settings
+from shoal.config import ConfigError, Settings, apply_assignments
 from shoal.protocol import bencode
 
 WAIT = 10.0
@@ -82,6 +85,34 @@ def test_check_config_names_the_bad_key_or_value_and_exits_1(
     assert code == 1
     assert named in err
     assert str(path) in err
+
+
+def test_check_config_reports_every_problem_one_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[tracker]\nintreval = 60\nmin_interval = 4000\n'
+                    '[http]\nport = "x"\n[access]\ntorrents = "allow"\n')
+    code, _, err = run_main(["check-config", str(path)], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        f"{path}: unknown key tracker.intreval; did you mean tracker.interval?",
+        f"{path}: http.port: expected int, got 'x'",
+        f"{path}: tracker.min_interval: 4000 is above tracker.interval (1800)",
+        f"{path}: access.torrents: 'allow' needs access.torrent_list (a file)",
+    ]
+
+
+def test_check_config_names_the_list_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bans = tmp_path / "bans.txt"
+    bans.write_text("# bans\n10.0.0.0/8\n10.0.0.0/99\n")
+    path = tmp_path / "shoal.toml"
+    path.write_text(f'[access]\nban_list = "{bans}"\n')
+    code, _, err = run_main(["check-config", str(path)], capsys)
+    assert code == 1
+    assert err == f"{path}: access.ban_list: {bans}:3: not a network (CIDR): '10.0.0.0/99'\n"
 
 
 def test_check_config_of_a_missing_file_exits_1(
@@ -177,6 +208,200 @@ def test_serve_with_a_bad_setting_exits_2_naming_it(
     code, _, err = run_main(["serve"], capsys)
     assert code == 2
     assert "http.prot" in err
+
+
+def test_serve_refuses_to_start_naming_every_problem_and_its_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SHOAL_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "shoal.toml"
+    path.write_text("[http]\nport = 6970\n[tracker]\nmin_interval = 4000\n")
+    monkeypatch.setenv("SHOAL_UDP_PORT", "x")
+    code, _, err = run_main(["serve", "--config", str(path), "--set", "log.level=LOUD"],
+                            capsys)
+    assert code == 2
+    assert sorted(err.splitlines()) == sorted([
+        "shoal: SHOAL_UDP_PORT: udp.port: expected int, got 'x'",
+        "shoal: log.level: unknown level 'LOUD'",
+        f"shoal: {path}: tracker.min_interval: 4000 is above tracker.interval (1800)",
+        "shoal: admin.port: admin listener 127.0.0.1:6970 clashes with http listener "
+        "0.0.0.0:6970 (both TCP)",
+    ])
+
+
+# shoal stats finds the admin listener the way serve does
+
+
+def test_admin_url_of_the_settings() -> None:
+    assert cli.admin_url(Settings()) == "http://127.0.0.1:6970"
+    wild4 = apply_assignments(Settings(), ["admin.host=0.0.0.0", "admin.port=7000"])
+    assert cli.admin_url(wild4) == "http://127.0.0.1:7000"
+    wild6 = apply_assignments(Settings(), ["admin.host=::", "admin.port=7000"])
+    assert cli.admin_url(wild6) == "http://[::1]:7000"
+    other = apply_assignments(Settings(), ["admin.host=2001:db8::5", "admin.port=7000"])
+    assert cli.admin_url(other) == "http://[2001:db8::5]:7000"
+
+
+@pytest.mark.parametrize("assignment", ["admin.enabled=false", "admin.port=0"])
+def test_stats_says_when_the_settings_name_no_reachable_admin_listener(
+    assignment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SHOAL_"):
+            monkeypatch.delenv(name)
+    code, _, err = run_main(["stats", "--set", assignment], capsys)
+    assert code == 2
+    assert "--url" in err
+
+
+@pytest.fixture
+def admin_tracker() -> Iterator[RunningTracker]:
+    settings = apply_assignments(Settings(), [
+        'http.hosts=["127.0.0.1"]', "http.port=0", "udp.enabled=false", "admin.port=0"])
+    with RunningTracker(settings) as running:
+        yield running
+
+
+def admin_port(running: RunningTracker) -> int:
+    listener = running.tracker.admin_listener
+    assert listener is not None
+    return listener.port
+
+
+def test_stats_finds_the_admin_listener_from_the_config_file(
+    admin_tracker: RunningTracker, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SHOAL_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "shoal.toml"
+    path.write_text(f'[admin]\nhost = "0.0.0.0"\nport = {admin_port(admin_tracker)}\n')
+    code, out, _ = run_main(["stats", "--config", str(path)], capsys)
+    assert code == 0
+    assert f"at http://127.0.0.1:{admin_port(admin_tracker)}: up" in out
+    monkeypatch.setenv("SHOAL_CONFIG", str(path))
+    assert run_main(["stats", "--json"], capsys)[0] == 0
+
+
+def test_stats_finds_the_admin_listener_from_the_environment(
+    admin_tracker: RunningTracker, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SHOAL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SHOAL_ADMIN_PORT", str(admin_port(admin_tracker)))
+    code, out, _ = run_main(["stats"], capsys)
+    assert code == 0
+    assert f"at http://127.0.0.1:{admin_port(admin_tracker)}: up" in out
+
+
+def test_stats_url_overrides_the_settings(
+    admin_tracker: RunningTracker, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # bound, not listening: connections are refused
+        monkeypatch.setenv("SHOAL_ADMIN_PORT", str(closed))
+        assert run_main(["stats", "--timeout", "2"], capsys)[0] == 1
+        url = f"http://127.0.0.1:{admin_port(admin_tracker)}"
+        assert run_main(["stats", "--url", url], capsys)[0] == 0
+
+
+# Log lines
+
+WHEN = 1796251200.25  # 2026-12-02T22:40:00.250Z
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}"
+
+
+@pytest.fixture
+def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set the local time zone (a POSIX TZ string) for the test."""
+
+    def use(tz: str) -> None:
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def record(message: str = "hello", **extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord("shoal.access", logging.INFO, __file__, 1, message, None, None)
+    rec.created = WHEN
+    rec.__dict__.update(extra)
+    return rec
+
+
+@pytest.mark.parametrize(("tz", "stamp"), [("UTC0", "2026-12-02T22:40:00.250+0000"),
+                                           ("XST-05:30", "2026-12-03T04:10:00.250+0530"),
+                                           ("YST8", "2026-12-02T14:40:00.250-0800")])
+def test_text_log_lines_carry_milliseconds_and_the_utc_offset(
+    zone: Callable[[str], None], tz: str, stamp: str
+) -> None:
+    zone(tz)
+    assert cli.TextFormatter().format(record()) == f"{stamp} INFO shoal.access: hello"
+
+
+def test_json_log_lines_carry_milliseconds_and_the_utc_offset(
+    zone: Callable[[str], None],
+) -> None:
+    zone("XST-05:30")
+    entry = json.loads(cli.JsonFormatter().format(record()))
+    assert entry == {"time": "2026-12-03T04:10:00.250+0530", "level": "INFO",
+                     "logger": "shoal.access", "message": "hello"}
+
+
+def test_json_access_lines_carry_client_status_latency_and_request_fields() -> None:
+    rec = record('127.0.0.1 "GET /announce" 200 1.5 ms', client="127.0.0.1", status=200,
+                 latency_ms=1.5, request="GET /announce?info_hash=%22%5C")
+    entry = json.loads(cli.JsonFormatter().format(rec))
+    assert entry["message"] == '127.0.0.1 "GET /announce" 200 1.5 ms'
+    assert (entry["client"], entry["status"], entry["latency_ms"], entry["request"]) == (
+        "127.0.0.1", 200, 1.5, "GET /announce?info_hash=%22%5C")
+
+
+def test_json_lines_stay_json_whatever_the_message_extras_and_exception_hold() -> None:
+    try:
+        raise ValueError('a "quoted"\nmultiline \x00 reason \\ with \u00e9')
+    except ValueError:
+        info = sys.exc_info()
+    rec = logging.LogRecord("shoal", logging.ERROR, __file__, 1, 'bad "%s"\n\t%s',
+                            ("x\x01", b"\xff"), info)
+    rec.request = b"GET /\xff"  # not JSON: written as its text
+    line = cli.JsonFormatter().format(rec)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "bad \"x\x01\"\n\tb'\\xff'"
+    assert entry["request"] == "b'GET /\\xff'"
+    assert entry["exception"].startswith("Traceback")
+    assert 'ValueError: a "quoted"\nmultiline \x00 reason \\ with \u00e9' in entry["exception"]
+
+
+def test_setup_logging_writes_the_chosen_format_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        cli.setup_logging("info", "text")
+        logging.getLogger("shoal.test").info("plain %d", 1)
+        logging.getLogger("shoal.test").debug("not shown")
+        cli.setup_logging("debug", "json")
+        logging.getLogger("shoal.test").debug("as json", extra={"status": 404})
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    text, json_line = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(STAMP + r" INFO shoal\.test: plain 1", text)
+    entry = json.loads(json_line)
+    assert re.fullmatch(STAMP, entry["time"])
+    assert (entry["level"], entry["message"], entry["status"]) == ("DEBUG", "as json", 404)
 
 
 # shoal serve, as a process
