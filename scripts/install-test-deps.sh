@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Install what the real-client end-to-end tests (tests/e2e) need, from Debian's archive:
-# the aria2 and Transmission BitTorrent clients. Idempotent and quiet: when every command
+# Install what the end-to-end tests (tests/e2e) need, from Debian's archive: the aria2 and
+# Transmission BitTorrent clients, and nginx (the reverse-proxy test). Idempotent and quiet: when every command
 # is already there it does nothing (no apt-get at all). Uses sudo only when not root.
 set -euo pipefail
 
 # command the tests run -> Debian package that ships it
-commands=(aria2c transmission-daemon transmission-remote)
-packages=(aria2 transmission-daemon transmission-cli)
+commands=(aria2c transmission-daemon transmission-remote nginx)
+packages=(aria2 transmission-daemon transmission-cli nginx)
+
+# nginx lives in /usr/sbin, which is not on every user's PATH.
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
+}
 
 missing=()
 for i in "${!commands[@]}"; do
-    if ! command -v "${commands[$i]}" >/dev/null 2>&1; then
+    if ! have "${commands[$i]}"; then
         missing+=("${packages[$i]}")
     fi
 done
@@ -43,7 +48,7 @@ apt_get update
 apt_get install -y --no-install-recommends "${missing[@]}"
 
 for cmd in "${commands[@]}"; do
-    if ! command -v "$cmd" >/dev/null 2>&1; then
+    if ! have "$cmd"; then
         echo "install-test-deps: $cmd is still missing after installing ${missing[*]}" >&2
         exit 1
     fi
