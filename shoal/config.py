@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 ENV_PREFIX = "SHOAL_"
+CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
 
 
 class ConfigError(ValueError):
@@ -490,7 +491,7 @@ def _env_values(
     values: dict[str, dict[str, str]] = {}
     names: dict[tuple[str, str], str] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")

@@ -331,6 +331,11 @@ def test_resolve_layers_file_then_env_then_assignments(tmp_path: Path) -> None:
         3000, 20, 5)
 
 
+def test_resolve_takes_shoal_config_as_the_file_name_not_a_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, "[http]\nport = 1234\n")
+    assert resolve(path, {"SHOAL_CONFIG": str(path)}).http.port == 1234
+
+
 def test_a_later_layer_can_fix_what_an_earlier_one_left_incomplete(tmp_path: Path) -> None:
     hashes = tmp_path / "hashes.txt"
     hashes.write_text("")

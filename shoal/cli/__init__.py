@@ -13,13 +13,12 @@ from typing import Any
 
 from shoal import __version__
 from shoal.cli.logs import JsonFormatter, TextFormatter, setup_logging
-from shoal.config import ConfigError, Settings, load_file, render_toml, resolve
+from shoal.config import CONFIG_ENV, ConfigError, Settings, load_file, render_toml, resolve
 
 __all__ = ["JsonFormatter", "TextFormatter", "build_settings", "main", "parser",
            "setup_logging"]
 
 log = logging.getLogger("shoal")
-CONFIG_ENV = "SHOAL_CONFIG"
 
 
 def build_settings(args: argparse.Namespace, environ: Mapping[str, str],
@@ -39,7 +38,6 @@ def build_settings(args: argparse.Namespace, environ: Mapping[str, str],
         sets.append(f"log.level={args.log_level}")
     if getattr(args, "log_format", None):
         sets.append(f"log.format={args.log_format}")
-    environ = {k: v for k, v in environ.items() if k != CONFIG_ENV}
     return resolve(path, environ, sets, check_files=check_files)
 
 
