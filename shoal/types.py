@@ -38,7 +38,8 @@ class AnnounceRequest:
 
     ``addr`` is the peer's compact address (6 bytes for IPv4, 18 for IPv6) as the tracker
     decided it (socket address, trusted proxy header, or an allowed ``ip`` parameter).
-    ``numwant`` is what the client asked for; zero or negative means "the default".
+    ``numwant`` is what the client asked for, negative meaning "the default" and zero "no
+    peers"; the logic layer replaces it with what the policy allows before the store sees it.
     ``key`` is BEP 7's key reduced to 32 bits (``None`` when the client sent none).
     ``mixed_families`` lets the reply carry peers of the other address family too (HTTP
     can, in ``peers6``; a UDP reply must not mix). ``want_peer_ids`` asks for the peer ids of
@@ -71,25 +72,52 @@ class SwarmCounts(NamedTuple):
 ZERO_COUNTS = SwarmCounts(0, 0, 0)
 
 
+ROLE_NONE = 0
+"""Not in the swarm (before: a new peer; after: it stopped, or was never added)."""
+ROLE_LEECHER = 1
+ROLE_SEEDER = 2
+
+
 @dataclass(slots=True)
 class AnnounceResult:
-    """The engine's answer to an announce.
+    """The store's answer to an announce: the swarm's counts, the peers picked, and the
+    outcome (what the announce did to the requester's entry).
 
     ``peers4`` holds 6-byte and ``peers6`` 18-byte compact entries; ``peer_ids4`` and
     ``peer_ids6`` hold the matching 20-byte peer ids, concatenated in the same order, when
     the request asked for them (empty otherwise). ``interval`` and ``min_interval`` are in
-    seconds.
+    seconds, set by the logic layer's policy.
+
+    The outcome: ``role_before`` and ``role_after`` are ``ROLE_NONE``, ``ROLE_LEECHER`` or
+    ``ROLE_SEEDER``; ``completed`` is true when this announce counted a completed download;
+    ``prev_uploaded`` and ``prev_downloaded`` are the totals the peer reported on its
+    previous announce (zero for a new peer), so accounting can take deltas.
     """
 
     complete: int
     incomplete: int
     downloaded: int
-    interval: int
-    min_interval: int
+    interval: int = 0
+    min_interval: int = 0
     peers4: bytes = b""
     peers6: bytes = b""
     peer_ids4: bytes = b""
     peer_ids6: bytes = b""
+    role_before: int = ROLE_NONE
+    role_after: int = ROLE_NONE
+    completed: bool = False
+    prev_uploaded: int = 0
+    prev_downloaded: int = 0
+
+    @property
+    def new_peer(self) -> bool:
+        """The announce added a peer the swarm did not have."""
+        return self.role_before == ROLE_NONE and self.role_after != ROLE_NONE
+
+    @property
+    def stopped(self) -> bool:
+        """The announce removed the requester's entry (``event=stopped``)."""
+        return self.role_before != ROLE_NONE and self.role_after == ROLE_NONE
 
 
 class StoreTotals(NamedTuple):

@@ -14,7 +14,7 @@ import pytest
 from support.running import RunningTracker, loop_factories
 
 from shoal.config import Settings
-from shoal.engine.store import MemoryStore
+from shoal.storage.memory import MemoryStore
 
 
 @pytest.fixture(scope="module", params=loop_factories())

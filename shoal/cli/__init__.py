@@ -67,7 +67,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, settings.log.format)
     from shoal.server.app import Tracker
 
-    tracker = Tracker(settings)
+    tracker = Tracker(
+        settings,
+        reload_settings=lambda: build_settings(args, os.environ),
+        reconfigure_logging=setup_logging,
+    )
     try:
         _run(tracker.serve)
     except OSError as exc:

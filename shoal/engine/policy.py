@@ -1,4 +1,6 @@
-"""Tracker policy that does not depend on any one swarm: numwant, intervals, expiry."""
+"""Tracker policy that does not depend on any one swarm: numwant, intervals, expiry.
+
+Applied by the logic layer, not by the stores."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The announce rules a store applies.
+    """The announce policy the logic layer applies around every store.
 
     ``interval_jitter`` seconds at most are added at random to each ``interval`` so that
     clients that started together do not announce in lockstep. A peer that has not
@@ -35,8 +37,9 @@ class Policy:
             )
 
     def numwant(self, asked: int) -> int:
-        """How many peers to hand out: the default when the client asked for none, capped."""
-        if asked <= 0:
+        """How many peers to hand out: the default when the client did not say (negative),
+        none when it asked for zero (BEP 3: numwant "is permitted to be zero"), capped."""
+        if asked < 0:
             asked = self.default_numwant
         return min(asked, self.max_numwant)
 

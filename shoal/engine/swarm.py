@@ -4,14 +4,24 @@ Peers are kept per address family (:class:`FamilyPeers`), so a reply never mixes
 accident. Within a family, every peer has a slot, and the slots are dense: seeders fill
 slots ``0 .. seeders-1`` and leechers the rest. Each slot's compact address lives back to
 back in one bytearray (the bytes a reply is made of), its 20-byte peer id in another, and
-its last-announce time and key in an array of 32-bit words. So:
+its last-announce time, key, flags and last reported uploaded/downloaded in an array of
+64-bit words. So:
 
 - a reply is a random contiguous run of slots from the seeder or the leecher region, copied
   as one or two slices: picking N peers costs O(N), never O(swarm);
 - a seeder is answered from the leecher region alone, at no cost;
-- a peer costs about 34 bytes plus, in swarms larger than ``INDEX_MIN``, a dict entry from
-  its id to its slot; smaller swarms find an id by searching the id bytearray, which is
-  faster than hashing at that size and saves the dict.
+- a peer costs about 58 bytes plus, in swarms larger than ``INDEX_MIN``, dict entries from
+  its address and its id to its slot; smaller swarms search the bytearrays, which is faster
+  than hashing at that size and saves the dicts.
+
+Identity (the threat model is in the README): a peer entry *is* its address (ip and
+announced port). A peer_id is public (``compact=0`` replies carry it), so it is never a
+credential: an announce may change or remove an entry only when it comes from the entry's
+address with the entry's peer_id, and, when the entry registered a BEP 7 key, with that
+key; or when it proves that key from another address (a client that moved). Another
+peer_id at an entry's address replaces the entry (a restarted client), so one endpoint is
+never handed out twice; a peer_id seen at another address without the key is simply
+another peer, so nobody can lock a client out by announcing its peer_id first.
 
 (Written by hand rather than with a container library because this is the announce hot
 path, and the memory per peer is a published target; see bench/.)
@@ -23,29 +33,83 @@ import random
 from array import array
 
 from shoal.errors import ClientError
-from shoal.types import PEER_ID_LENGTH, AnnounceRequest, Event, SwarmCounts
+from shoal.types import (
+    PEER_ID_LENGTH,
+    ROLE_LEECHER,
+    ROLE_NONE,
+    ROLE_SEEDER,
+    AnnounceRequest,
+    Event,
+    SwarmCounts,
+)
 
 NO_KEY = 0  # BEP 7 keys are 32 bits; a key of 0 is taken as "no key"
-INDEX_MIN = 24  # families larger than this keep a dict from peer id to slot
+INDEX_MIN = 24  # families larger than this keep dicts from address and id to slot
 _ID = PEER_ID_LENGTH
 _KEY_MASK = 0xFFFFFFFF
+_WORDS = 4  # meta words per slot: seen, key | flags << 32, uploaded, downloaded
+_COMPLETED = 1 << 32  # flag: this entry's completed download has been counted
+_U64 = (1 << 64) - 1
+
+KEY_MISMATCH = "key does not match this peer"
+SWARM_FULL = "swarm is full"
+ADDRESS_FULL = "too many peers from your address in this swarm"
+
+
+_LOOPBACK6 = bytes(15) + b"\x01"
+
+
+def _is_loopback(addr: bytes) -> bool:
+    """Loopback clients (the operator's own tools, load tests) are not capped per address."""
+    return addr[0] == 127 if len(addr) == 6 else addr[:16] == _LOOPBACK6
+
+
+class Tally:
+    """Running totals over every swarm of a store, kept as peers come, go and change role,
+    so whole-store figures cost O(1) to read."""
+
+    __slots__ = ("completed", "leechers", "seeders")
+
+    def __init__(self) -> None:
+        self.seeders = 0
+        self.leechers = 0
+        self.completed = 0
+
+
+class Limits:
+    """What one swarm may hold (read on every new peer; replaced whole on reload)."""
+
+    __slots__ = ("max_peers", "max_per_ip")
+
+    def __init__(self, max_peers: int = 200_000, max_per_ip: int = 100) -> None:
+        self.max_peers = max_peers
+        self.max_per_ip = max_per_ip
+
+
+UNLIMITED = Limits(1 << 62, 1 << 62)
 
 
 class FamilyPeers:
     """The peers of one address family in a swarm, in dense slots, seeders first.
 
-    ``meta`` holds two 32-bit words per slot: last announce time (whole seconds) and key.
+    ``meta`` holds four 64-bit words per slot: last announce time (whole seconds), the key
+    in the low 32 bits with flags above, and the uploaded and downloaded totals the peer
+    last reported.
     """
 
-    __slots__ = ("addrs", "ids", "index", "meta", "seeders", "width")
+    __slots__ = ("addrs", "by_addr", "by_id", "ids", "meta", "per_ip", "seeders", "tally",
+                 "width")
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, tally: Tally | None = None) -> None:
         self.width = width
         self.addrs = bytearray()
         self.ids = bytearray()
-        self.meta = array("I")
+        self.meta = array("Q")
         self.seeders = 0
-        self.index: dict[bytes, int] | None = None
+        self.tally = tally if tally is not None else Tally()
+        self.by_addr: dict[bytes, int] | None = None
+        self.by_id: dict[bytes, int] | None = None
+        self.per_ip: dict[bytes, int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids) // _ID
@@ -55,14 +119,33 @@ class FamilyPeers:
         return len(self.ids) // _ID - self.seeders
 
     def find(self, peer_id: bytes) -> int:
-        """The slot of ``peer_id``, or -1."""
-        if self.index is not None:
-            return self.index.get(peer_id, -1)
+        """A slot holding ``peer_id`` (the latest registered when several do), or -1."""
+        if self.by_id is not None:
+            return self.by_id.get(peer_id, -1)
         ids = self.ids
         pos = ids.find(peer_id)
         while pos > 0 and pos % _ID:
             pos = ids.find(peer_id, pos + 1)
         return pos // _ID if pos >= 0 else -1
+
+    def find_addr(self, addr: bytes) -> int:
+        """The slot of the entry at ``addr``, or -1."""
+        if self.by_addr is not None:
+            return self.by_addr.get(addr, -1)
+        addrs = self.addrs
+        w = self.width
+        pos = addrs.find(addr)
+        while pos > 0 and pos % w:
+            pos = addrs.find(addr, pos + 1)
+        return pos // w if pos >= 0 else -1
+
+    def peers_at_ip(self, ip: bytes) -> int:
+        """How many entries have the address ``ip`` (any port)."""
+        if self.per_ip is not None:
+            return self.per_ip.get(ip, 0)
+        w = self.width
+        addrs = self.addrs
+        return sum(1 for i in range(0, len(addrs), w) if addrs[i : i + w - 2] == ip)
 
     def peer_id(self, slot: int) -> bytes:
         return bytes(self.ids[slot * _ID : slot * _ID + _ID])
@@ -72,103 +155,196 @@ class FamilyPeers:
         return bytes(self.addrs[slot * w : slot * w + w])
 
     def seen(self, slot: int) -> int:
-        return self.meta[2 * slot]
+        return self.meta[_WORDS * slot]
 
     def key(self, slot: int) -> int:
-        return self.meta[2 * slot + 1]
+        return self.meta[_WORDS * slot + 1] & _KEY_MASK
+
+    def counted_completed(self, slot: int) -> bool:
+        return bool(self.meta[_WORDS * slot + 1] & _COMPLETED)
+
+    def reported(self, slot: int) -> tuple[int, int]:
+        """(uploaded, downloaded) as the peer last reported them."""
+        base = _WORDS * slot
+        return self.meta[base + 2], self.meta[base + 3]
 
     def is_seeder(self, slot: int) -> bool:
         return slot < self.seeders
 
-    def insert(self, peer_id: bytes, addr: bytes, now: int, key: int, seeder: bool) -> int:
+    def insert(
+        self,
+        peer_id: bytes,
+        addr: bytes,
+        now: int,
+        key: int,
+        seeder: bool,
+        uploaded: int = 0,
+        downloaded: int = 0,
+        flags: int = 0,
+    ) -> int:
         """Add a peer; return its slot."""
         slot = len(self.ids) // _ID
         self.addrs += addr
         self.ids += peer_id
-        self.meta.append(now)
-        self.meta.append(key)
-        if self.index is not None:
-            self.index[peer_id] = slot
+        self.meta.extend((now, key | flags, uploaded & _U64, downloaded & _U64))
+        if self.by_addr is not None:
+            self.by_addr[addr] = slot
+            assert self.by_id is not None and self.per_ip is not None
+            self.by_id[peer_id] = slot
+            ip = addr[:-2]
+            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         elif slot >= INDEX_MIN:
             self._build_index()
+        tally = self.tally
         if seeder:
+            tally.seeders += 1
             first_leecher = self.seeders
             self.seeders += 1
             if first_leecher != slot:
                 self._swap(slot, first_leecher)
             slot = first_leecher
+        else:
+            tally.leechers += 1
         return slot
 
     def remove(self, slot: int) -> None:
         """Remove the peer in ``slot``, keeping slots dense and seeders first."""
         last = len(self.ids) // _ID - 1
-        if self.index is not None:
-            del self.index[self.peer_id(slot)]
+        if self.by_addr is not None:
+            self._unindex(slot)
         if slot < self.seeders:
+            self.tally.seeders -= 1
             last_seeder = self.seeders - 1
             if slot != last_seeder:
                 self._copy(last_seeder, slot)
             slot = last_seeder
             self.seeders -= 1
+        else:
+            self.tally.leechers -= 1
         if slot != last:
             self._copy(last, slot)
         w = self.width
         del self.addrs[last * w :]
         del self.ids[last * _ID :]
-        del self.meta[2 * last :]
-        if self.index is not None and last < INDEX_MIN // 2:
-            self.index = None
+        del self.meta[_WORDS * last :]
+        if self.by_addr is not None and last < INDEX_MIN // 2:
+            self.by_addr = self.by_id = self.per_ip = None
+
+    def _unindex(self, slot: int) -> None:
+        assert self.by_addr is not None and self.by_id is not None and self.per_ip is not None
+        addr = self.addr(slot)
+        del self.by_addr[addr]
+        peer_id = self.peer_id(slot)
+        if self.by_id.get(peer_id) == slot:
+            del self.by_id[peer_id]
+        ip = addr[:-2]
+        left = self.per_ip[ip] - 1
+        if left:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
 
     def set_role(self, slot: int, seeder: bool) -> int:
         """Move a peer between the seeder and leecher regions; return its new slot."""
         if seeder and slot >= self.seeders:
             target = self.seeders
             self.seeders += 1
+            self.tally.seeders += 1
+            self.tally.leechers -= 1
         elif not seeder and slot < self.seeders:
             self.seeders -= 1
             target = self.seeders
+            self.tally.seeders -= 1
+            self.tally.leechers += 1
         else:
             return slot
         if target != slot:
             self._swap(slot, target)
         return target
 
-    def update(self, slot: int, addr: bytes, now: int, key: int) -> None:
+    def update(
+        self, slot: int, now: int, uploaded: int, downloaded: int, completed: bool
+    ) -> None:
+        """Refresh a peer that announced again from its own address."""
+        meta = self.meta
+        base = _WORDS * slot
+        meta[base] = now
+        if completed:
+            meta[base + 1] |= _COMPLETED
+        meta[base + 2] = uploaded & _U64
+        meta[base + 3] = downloaded & _U64
+
+    def replace(self, slot: int, peer_id: bytes, addr: bytes, key: int) -> None:
+        """Give ``slot`` to another client (a new peer_id at this address, or this peer_id
+        moved to a new address with its key), keeping its role."""
+        base = _WORDS * slot
+        # The same client keeps its counted completion; another one has none yet.
+        same = self.ids[slot * _ID : slot * _ID + _ID] == peer_id
+        self.meta[base + 1] = key | (self.meta[base + 1] & _COMPLETED if same else 0)
+        if self.by_addr is not None:
+            assert self.by_id is not None and self.per_ip is not None
+            self._unindex(slot)
+            self.by_addr[addr] = slot
+            self.by_id[peer_id] = slot
+            ip = addr[:-2]
+            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         w = self.width
         self.addrs[slot * w : slot * w + w] = addr
-        self.meta[2 * slot] = now
-        self.meta[2 * slot + 1] = key
+        self.ids[slot * _ID : slot * _ID + _ID] = peer_id
 
     def _build_index(self) -> None:
         ids = bytes(self.ids)
-        self.index = {ids[i : i + _ID]: i // _ID for i in range(0, len(ids), _ID)}
+        addrs = bytes(self.addrs)
+        w = self.width
+        n = len(ids) // _ID
+        self.by_id = {ids[i * _ID : i * _ID + _ID]: i for i in range(n)}
+        self.by_addr = {addrs[i * w : i * w + w]: i for i in range(n)}
+        per_ip: dict[bytes, int] = {}
+        for i in range(n):
+            ip = addrs[i * w : i * w + w - 2]
+            per_ip[ip] = per_ip.get(ip, 0) + 1
+        self.per_ip = per_ip
 
     def _copy(self, src: int, dst: int) -> None:
         """Copy slot ``src`` over slot ``dst`` (whose peer is being dropped)."""
         w = self.width
-        self.addrs[dst * w : dst * w + w] = self.addrs[src * w : src * w + w]
+        addr = self.addrs[src * w : src * w + w]
+        self.addrs[dst * w : dst * w + w] = addr
         moved = self.ids[src * _ID : src * _ID + _ID]
         self.ids[dst * _ID : dst * _ID + _ID] = moved
-        self.meta[2 * dst] = self.meta[2 * src]
-        self.meta[2 * dst + 1] = self.meta[2 * src + 1]
-        if self.index is not None:
-            self.index[bytes(moved)] = dst
+        meta = self.meta
+        meta[_WORDS * dst : _WORDS * dst + _WORDS] = meta[_WORDS * src : _WORDS * src + _WORDS]
+        if self.by_addr is not None:
+            assert self.by_id is not None
+            self.by_addr[bytes(addr)] = dst
+            moved_id = bytes(moved)
+            if self.by_id.get(moved_id) == src:
+                self.by_id[moved_id] = dst
 
     def _swap(self, a: int, b: int) -> None:
         w = self.width
         addrs, ids, meta = self.addrs, self.ids, self.meta
         addr_a = addrs[a * w : a * w + w]
-        addrs[a * w : a * w + w] = addrs[b * w : b * w + w]
+        addr_b = addrs[b * w : b * w + w]
+        addrs[a * w : a * w + w] = addr_b
         addrs[b * w : b * w + w] = addr_a
         id_a = ids[a * _ID : a * _ID + _ID]
         id_b = ids[b * _ID : b * _ID + _ID]
         ids[a * _ID : a * _ID + _ID] = id_b
         ids[b * _ID : b * _ID + _ID] = id_a
-        meta[2 * a], meta[2 * b] = meta[2 * b], meta[2 * a]
-        meta[2 * a + 1], meta[2 * b + 1] = meta[2 * b + 1], meta[2 * a + 1]
-        if self.index is not None:
-            self.index[bytes(id_a)] = b
-            self.index[bytes(id_b)] = a
+        ma = meta[_WORDS * a : _WORDS * a + _WORDS]
+        meta[_WORDS * a : _WORDS * a + _WORDS] = meta[_WORDS * b : _WORDS * b + _WORDS]
+        meta[_WORDS * b : _WORDS * b + _WORDS] = ma
+        if self.by_addr is not None:
+            assert self.by_id is not None
+            self.by_addr[bytes(addr_a)] = b
+            self.by_addr[bytes(addr_b)] = a
+            ka, kb = bytes(id_a), bytes(id_b)
+            slot_a, slot_b = self.by_id.get(ka), self.by_id.get(kb)
+            if slot_a == a:
+                self.by_id[ka] = b
+            if slot_b == b:
+                self.by_id[kb] = a
 
     def pick(
         self, lo: int, hi: int, count: int, skip: int, rng: random.Random, with_ids: bool
@@ -217,6 +393,8 @@ class FamilyPeers:
         """Pick ``count`` peers: leechers only when ``want_seeders`` is false (the requester
         is a seeder), else seeders and leechers in proportion to the swarm, seeders first.
         Slot ``skip`` (the requester, or -1) is never picked."""
+        if count <= 0:
+            return b"", b""
         total = len(self.ids) // _ID
         seeders = self.seeders
         if not want_seeders:
@@ -244,12 +422,12 @@ class FamilyPeers:
         return how many went."""
         if hi is None:
             hi = len(self.ids) // _ID
-        seen = self.meta[2 * lo : 2 * hi : 2]
+        seen = self.meta[_WORDS * lo : _WORDS * hi : _WORDS]
         if not seen or min(seen) >= before:  # the common case, checked in C
             return 0
         removed = 0
         for slot in range(hi - 1, lo - 1, -1):
-            if self.meta[2 * slot] < before:
+            if self.meta[_WORDS * slot] < before:
                 # Removing moves a later slot into this one; walking down, every slot
                 # above has been checked already, so nothing is missed.
                 self.remove(slot)
@@ -257,21 +435,22 @@ class FamilyPeers:
         return removed
 
     def expire_at(self, slot: int, before: int) -> None:
-        if self.meta[2 * slot] < before:
+        if self.meta[_WORDS * slot] < before:
             self.remove(slot)
 
 
 class Swarm:
     """One torrent: its peers by family, its completed count and when it was last touched."""
 
-    __slots__ = ("completed", "cursor", "last_seen", "v4", "v6")
+    __slots__ = ("completed", "cursor", "last_seen", "tally", "v4", "v6")
 
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None) -> None:
         self.v4: FamilyPeers | None = None
         self.v6: FamilyPeers | None = None
         self.completed = 0
         self.last_seen = 0
         self.cursor = 0
+        self.tally = tally if tally is not None else Tally()
 
     def counts(self) -> tuple[int, int]:
         """(seeders, leechers) over both families."""
@@ -292,6 +471,17 @@ class Swarm:
         """The swarm's figures as scrape reports them."""
         seeders, leechers = self.counts()
         return SwarmCounts(seeders, leechers, self.completed)
+
+    def family(self, width: int) -> FamilyPeers:
+        """The family of compact width ``width`` (6 or 18), made when missing."""
+        fam = self.v6 if width == 18 else self.v4
+        if fam is None:
+            fam = FamilyPeers(width, self.tally)
+            if width == 18:
+                self.v6 = fam
+            else:
+                self.v4 = fam
+        return fam
 
     def peer_ids(self, limit: int) -> list[bytes]:
         """Up to ``limit`` of the swarm's peer ids (IPv4 first)."""
@@ -315,59 +505,94 @@ class Swarm:
         self,
         request: AnnounceRequest,
         now: int,
-        numwant: int,
         timeout: int,
         rng: random.Random,
-    ) -> tuple[bytes, bytes, bytes, bytes]:
-        """Apply one announce and pick the peers to return.
+        limits: Limits = UNLIMITED,
+    ) -> tuple[bytes, bytes, bytes, bytes, int, int, bool, int, int]:
+        """Apply one announce (asking for ``request.numwant`` peers, already resolved by
+        the policy) and pick the peers to return.
 
-        Returns ``(peers4, peers6, ids4, ids6)``. Raises :class:`ClientError` when the peer
-        id is registered from another address and the request does not prove, with the same
-        BEP 7 key, that it is the same client. The peers are picked before a new peer is
-        added, and with the requester's own slot left out, so nobody is sent itself.
+        Returns ``(peers4, peers6, ids4, ids6, role_before, role_after, completed,
+        prev_uploaded, prev_downloaded)``: the outcome of :class:`AnnounceResult`. Raises
+        :class:`ClientError` when the announce may not touch the entry at its address (the
+        entry's key was not sent) or when a limit keeps a new peer out; a refused announce
+        changes nothing. The peers are picked before a new peer is added, and with the
+        requester's own slot left out, so nobody is sent itself.
         """
         self.last_seen = now
         self._expire_some(now - timeout)
         addr = request.addr
-        is_v6 = len(addr) == 18
+        width = len(addr)
+        is_v6 = width == 18
         fam = self.v6 if is_v6 else self.v4
         stopped = request.event == Event.STOPPED
         if fam is None:
             if stopped:
-                return b"", b"", b"", b""
-            fam = FamilyPeers(len(addr))
-            if is_v6:
-                self.v6 = fam
-            else:
-                self.v4 = fam
+                return b"", b"", b"", b"", ROLE_NONE, ROLE_NONE, False, 0, 0
+            fam = self.family(width)
         peer_id = request.peer_id
         key = NO_KEY if request.key is None else request.key & _KEY_MASK
         seeder = request.left == 0
-        slot = fam.find(peer_id)
+        completing = request.event == Event.COMPLETED and seeder
+        meta = fam.meta
+        role_before = ROLE_NONE
+        prev_up = prev_down = 0
+        slot = fam.find_addr(addr)
         if slot >= 0:
-            registered = fam.meta[2 * slot + 1]
-            w = fam.width
-            if fam.addrs[slot * w : slot * w + w] != addr and (
-                registered == NO_KEY or registered != key
-            ):
-                raise ClientError("peer_id is in use from another address; send its key")
-            if stopped:
-                fam.remove(slot)
-                return b"", b"", b"", b""
-            # A peer that registered without a key adopts the first key it sends.
-            fam.update(slot, addr, now, registered if registered != NO_KEY else key)
+            base = _WORDS * slot
+            registered = meta[base + 1] & _KEY_MASK
+            if fam.ids[slot * _ID : slot * _ID + _ID] == peer_id:
+                if registered != NO_KEY and registered != key:
+                    raise ClientError(KEY_MISMATCH)
+                role_before = ROLE_SEEDER if slot < fam.seeders else ROLE_LEECHER
+                prev_up, prev_down = meta[base + 2], meta[base + 3]
+                if stopped:
+                    fam.remove(slot)
+                    return b"", b"", b"", b"", role_before, ROLE_NONE, False, prev_up, prev_down
+            elif stopped:
+                # Not this client's entry: a stop removes only its own.
+                return b"", b"", b"", b"", ROLE_NONE, ROLE_NONE, False, 0, 0
+            else:
+                fam.replace(slot, peer_id, addr, key)  # a client restarted at this address
+        else:
+            moved = fam.find(peer_id) if key != NO_KEY else -1
+            if moved >= 0 and meta[_WORDS * moved + 1] & _KEY_MASK == key:
+                # The registered key proves it is the same client, now at a new address.
+                role_before = ROLE_SEEDER if moved < fam.seeders else ROLE_LEECHER
+                prev_up, prev_down = meta[_WORDS * moved + 2], meta[_WORDS * moved + 3]
+                if stopped:
+                    fam.remove(moved)
+                    return b"", b"", b"", b"", role_before, ROLE_NONE, False, prev_up, prev_down
+                fam.replace(moved, peer_id, addr, key)
+                slot = moved
+            elif stopped:
+                return b"", b"", b"", b"", ROLE_NONE, ROLE_NONE, False, 0, 0
+            else:
+                if len(self) >= limits.max_peers:
+                    raise ClientError(SWARM_FULL, 5)
+                if len(fam) >= limits.max_per_ip and not _is_loopback(addr) and (
+                    fam.peers_at_ip(addr[:-2]) >= limits.max_per_ip
+                ):
+                    raise ClientError(ADDRESS_FULL, 5)
+        completed = False
+        if slot >= 0:
+            if completing and not meta[_WORDS * slot + 1] & _COMPLETED:
+                completed = not self._completed_elsewhere(peer_id, is_v6)
+            fam.update(slot, now, request.uploaded, request.downloaded, completing)
             if seeder != (slot < fam.seeders):
                 slot = fam.set_role(slot, seeder)
-                if seeder and not self._seeding_elsewhere(peer_id, is_v6):
-                    self.completed += 1
-        elif stopped:
-            return b"", b"", b"", b""
+        elif completing:
+            completed = not self._completed_elsewhere(peer_id, is_v6)
+        if completed:
+            self.completed += 1
+            self.tally.completed += 1
         want_seeders = not seeder and request.event != Event.PAUSED
         with_ids = request.want_peer_ids
+        numwant = request.numwant
         own, own_ids = fam.pick_for(numwant, slot, want_seeders, rng, with_ids)
         other = other_ids = b""
         if request.mixed_families:
-            remaining = numwant - len(own) // len(addr)
+            remaining = numwant - len(own) // width
             other_fam = self.v4 if is_v6 else self.v6
             if remaining > 0 and other_fam is not None:
                 # The same client over the other family is still the requester.
@@ -375,10 +600,14 @@ class Swarm:
                     remaining, other_fam.find(peer_id), want_seeders, rng, with_ids
                 )
         if slot < 0:
-            fam.insert(peer_id, addr, now, key, seeder)
+            fam.insert(peer_id, addr, now, key, seeder, request.uploaded, request.downloaded,
+                       _COMPLETED if completing else 0)
+        role_after = ROLE_SEEDER if seeder else ROLE_LEECHER
         if is_v6:
-            return other, own, other_ids, own_ids
-        return own, other, own_ids, other_ids
+            return (other, own, other_ids, own_ids, role_before, role_after, completed,
+                    prev_up, prev_down)
+        return (own, other, own_ids, other_ids, role_before, role_after, completed,
+                prev_up, prev_down)
 
     def _expire_some(self, before: int) -> None:
         """Lazy expiry: each announce checks one peer of each family at a rolling cursor,
@@ -391,11 +620,11 @@ class Swarm:
         if v6 is not None and v6.ids:
             v6.expire_at(cursor % (len(v6.ids) // _ID), before)
 
-    def _seeding_elsewhere(self, peer_id: bytes, is_v6: bool) -> bool:
-        """Whether the same client already seeds over the other address family, so its
-        second family's transition is not a second completed download."""
+    def _completed_elsewhere(self, peer_id: bytes, is_v6: bool) -> bool:
+        """Whether the same client's completion was already counted over the other address
+        family, so its second family's completed event is not a second download."""
         other = self.v4 if is_v6 else self.v6
         if other is None:
             return False
         slot = other.find(peer_id)
-        return 0 <= slot < other.seeders
+        return slot >= 0 and other.counted_completed(slot)

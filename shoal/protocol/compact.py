@@ -6,6 +6,7 @@ import ipaddress
 import struct
 
 _PORT = struct.Struct("!H")
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def pack_peer(ip: str, port: int) -> bytes:
@@ -26,8 +27,13 @@ def unpack_peers(data: bytes, width: int) -> list[tuple[str, int]]:
     return out
 
 
+def pack_address(ip: bytes, port: int) -> bytes:
+    """A packed IP (4 or 16 bytes) and a port -> the compact entry (6 or 18 bytes)."""
+    return ip + port.to_bytes(2, "big")
+
+
 def normalize_ip(packed: bytes) -> bytes:
     """Map an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) to its 4 IPv4 bytes."""
-    if len(packed) == 16 and packed[:12] == b"\0" * 10 + b"\xff\xff":
+    if len(packed) == 16 and packed[:12] == _V4_MAPPED:
         return packed[12:]
     return packed

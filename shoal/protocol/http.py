@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Sequence
 
 from shoal.errors import ClientError
+from shoal.protocol.compact import normalize_ip, pack_address
 from shoal.types import (
     INFO_HASH_LENGTH,
     PEER_ID_LENGTH,
@@ -101,9 +102,7 @@ def _ip_param(value: bytes, want_v6: bool | None) -> bytes | None:
         return None
     if want_v6 is not None and (ip.version == 6) != want_v6:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.packed
-    return ip.packed
+    return normalize_ip(ip.packed)
 
 
 def parse_announce(
@@ -175,7 +174,7 @@ def parse_announce(
     request = AnnounceRequest(
         info_hash=info_hash,
         peer_id=peer_id,
-        addr=ip + port.to_bytes(2, "big"),
+        addr=pack_address(ip, port),
         uploaded=uploaded,
         downloaded=downloaded,
         left=left,

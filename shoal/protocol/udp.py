@@ -9,11 +9,13 @@ All integers are big-endian; transaction ids and keys are treated as opaque unsi
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from shoal.protocol.compact import pack_address
 from shoal.types import (
     COMPACT_V4_LENGTH,
     INFO_HASH_LENGTH,
@@ -34,6 +36,13 @@ ANNOUNCE_LENGTH = 98
 """A BEP 15 announce without BEP 41 options."""
 MAX_SCRAPE_HASHES = 74
 """About what fits one datagram; more is refused rather than truncated."""
+MAX_DATAGRAM = HEADER_LENGTH + MAX_SCRAPE_HASHES * INFO_HASH_LENGTH
+"""No valid request is longer (a full scrape request, 1,496 bytes): longer ones are dropped
+unread, so an unverified source can never make the tracker work through a big datagram."""
+MAX_OPTIONS = 512
+"""Bytes of BEP 41 options accepted after an announce (URL data with a passkey path needs
+well under 100); a longer datagram is dropped unread."""
+MAX_ANNOUNCE_LENGTH = ANNOUNCE_LENGTH + MAX_OPTIONS
 REPLY_BUDGET = 1200
 """Bytes a reply datagram should stay within, to avoid IP fragmentation on common paths."""
 ANNOUNCE_REPLY_HEADER = 20
@@ -52,6 +61,7 @@ _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _SCRAPE_ENTRY = struct.Struct(">III")
 
 _ERROR_HEAD = ERROR.to_bytes(4, "big")
+EXPIRED = "connection id expired"
 # Whole scrape replies by hash count; signed fields so a figure past 2**31 - 1 fails and is
 # clamped on the slow path.
 _SCRAPE_REPLIES = [struct.Struct(">II" + "iii" * count) for count in range(MAX_SCRAPE_HASHES + 1)]
@@ -117,6 +127,7 @@ class Malformed:
     message: str
     reply: bool
     connection_id: int | None = None
+    bad_id: bool = False
 
 
 Request: TypeAlias = ConnectRequest | AnnounceRequestUdp | ScrapeRequestUdp
@@ -134,6 +145,8 @@ def parse_request(data: bytes) -> ParseResult:
     size = len(data)
     if size < HEADER_LENGTH:
         return Malformed(None, "packet too short", False)
+    if size > MAX_DATAGRAM:
+        return Malformed(None, "packet too long", False)
     connection_id, action, transaction_id = _HEADER.unpack_from(data)
     if action == ANNOUNCE:
         return _parse_announce(data, size, connection_id, transaction_id)
@@ -168,6 +181,8 @@ def _parse_announce(
     ) = _ANNOUNCE.unpack_from(data)
     if port == 0:
         return _refuse(connection_id, transaction_id, "invalid port", size)
+    if size > MAX_ANNOUNCE_LENGTH:
+        return _refuse(connection_id, transaction_id, "announce options too long", size)
     url_data = b""
     if size > ANNOUNCE_LENGTH:
         options = _parse_options(data, size)
@@ -191,17 +206,25 @@ def _parse_announce(
     )
 
 
+_NOPS = re.compile(rb"\x01*")  # BEP 41 no-op options, skipped in one C call however many
+
+
 def _parse_options(data: bytes, size: int) -> bytes | None:
-    """BEP 41 options after the announce: the URL data, or None if the list is truncated."""
+    """BEP 41 options after the announce: the URL data, or None if the list is truncated.
+
+    Runs of no-op bytes are skipped by one regex match; every other option is at least two
+    bytes, so the Python loop turns at most ``MAX_OPTIONS // 2`` times."""
     chunks: list[bytes] = []
     pos = ANNOUNCE_LENGTH
+    skip = _NOPS.match
     while pos < size:
+        match = skip(data, pos)
+        pos = match.end() if match is not None else pos
+        if pos >= size:
+            break
         kind = data[pos]
         if kind == OPTION_END:
             break
-        if kind == OPTION_NOP:
-            pos += 1
-            continue
         if pos + 1 >= size:
             return None
         end = pos + 2 + data[pos + 1]
@@ -227,29 +250,76 @@ def _parse_scrape(
     return ScrapeRequestUdp(connection_id, transaction_id, hashes)
 
 
-def to_announce_request(
-    request: AnnounceRequestUdp, ip: bytes, numwant: int | None = None
-) -> AnnounceRequest:
-    """The engine's record for a UDP announce from the packed address ``ip`` (4 or 16 bytes).
+Decoded: TypeAlias = tuple[int, int, AnnounceRequest | list[bytes] | None]
+"""``(action, transaction_id, payload)``: the engine's request for an announce, the info
+hashes for a scrape, None for a connect."""
 
-    ``numwant`` replaces the client's ``num_want`` (the server caps it to fit a datagram).
-    The peer's address is ``ip`` with the *announced* port, not the datagram's source port.
-    A UDP reply carries one family only, and BEP 15 has no peer ids in replies.
+
+def decode_request(
+    data: bytes,
+    ip: bytes,
+    source: bytes,
+    id_ok: Callable[[int, bytes], bool],
+    allow_ip_param: bool = False,
+) -> Decoded | Malformed:
+    """The server's one call from a datagram to a validated request; never raises.
+
+    ``ip`` is the client's packed IP (4 or 16 bytes, IPv4-mapped already turned into IPv4)
+    and ``source`` its packed address with the source port; ``id_ok(connection_id, source)``
+    checks a connection id. Work for an unverified source stays tiny: a datagram longer
+    than any valid request is dropped unread, and the connection id of an announce or scrape
+    is checked right after the 16-byte header, before anything else is parsed. A bad id
+    gets an error reply only when it is no larger than the datagram (no amplification).
+    The announce's peer address is ``ip`` (or, with ``allow_ip_param``, a non-zero IPv4 IP
+    field from an IPv4 client) with the announced port; its numwant is capped to what one
+    reply datagram holds, 0 kept as "no peers" and any negative as "the default" (-1).
     """
-    return AnnounceRequest(
-        info_hash=request.info_hash,
-        peer_id=request.peer_id,
-        addr=ip + request.port.to_bytes(2, "big"),
-        uploaded=request.uploaded,
-        downloaded=request.downloaded,
-        left=request.left,
-        event=request.event,
-        numwant=request.num_want if numwant is None else numwant,
-        key=request.key,
-        mixed_families=False,
-        want_peer_ids=False,
-        path=request.url_data,
-    )
+    size = len(data)
+    if size < HEADER_LENGTH:
+        return Malformed(None, "packet too short", False)
+    if size > MAX_DATAGRAM:
+        return Malformed(None, "packet too long", False)
+    connection_id, action, transaction_id = _HEADER.unpack_from(data)
+    if action == CONNECT:
+        if connection_id != PROTOCOL_ID:
+            return Malformed(transaction_id, "wrong protocol id", False)
+        return CONNECT, transaction_id, None
+    if action != ANNOUNCE and action != SCRAPE:
+        return Malformed(transaction_id, "unknown action", False)
+    safe = size - _REPLY_HEADER.size  # longest error message no larger than the datagram
+    if not id_ok(connection_id, source):
+        reply = _REPLY_HEADER.size + len(EXPIRED) <= size
+        return Malformed(transaction_id, EXPIRED, reply, bad_id=True)
+    if action == SCRAPE:
+        found = _parse_scrape(data, size, connection_id, transaction_id)
+        if isinstance(found, Malformed):
+            return Malformed(transaction_id, found.message, len(found.message) <= safe)
+        return SCRAPE, transaction_id, found.info_hashes
+    if size < ANNOUNCE_LENGTH:
+        return Malformed(transaction_id, "announce too short", safe >= 18)
+    if size > MAX_ANNOUNCE_LENGTH:
+        return Malformed(transaction_id, "announce options too long", safe >= 25)
+    (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key, num_want,
+     port) = _ANNOUNCE.unpack_from(data)
+    if port == 0:
+        return Malformed(transaction_id, "invalid port", safe >= 12)
+    url_data = b""
+    if size > ANNOUNCE_LENGTH:
+        options = _parse_options(data, size)
+        if options is None:
+            return Malformed(transaction_id, "truncated options", safe >= 17)
+        url_data = options
+    if allow_ip_param and ip_field and len(ip) == 4:
+        ip = ip_field.to_bytes(4, "big")
+    if num_want > 0:
+        num_want = min(num_want, _MAX_PEERS_V4 if len(ip) == 4 else _MAX_PEERS_V6)
+    elif num_want < 0:
+        num_want = -1
+    request = AnnounceRequest(
+        info_hash, peer_id, pack_address(ip, port), uploaded, downloaded, left,
+        _EVENTS.get(event, Event.NONE), num_want, key, False, False, url_data,
+    )  # fmt: skip
+    return ANNOUNCE, transaction_id, request
 
 
 # Server side: replies.
@@ -309,6 +379,10 @@ def max_peers(family_width: int, budget: int = REPLY_BUDGET) -> int:
     if family_width <= 0:
         raise ValueError("family_width must be positive")
     return max(0, (budget - ANNOUNCE_REPLY_HEADER) // family_width)
+
+
+_MAX_PEERS_V4 = max_peers(6)
+_MAX_PEERS_V6 = max_peers(18)
 
 
 # Client side: requests, for the tests and the load generator.

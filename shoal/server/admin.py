@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -31,21 +30,19 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from shoal import __version__
+from shoal.logic import resolved
 from shoal.server.dashboard import (
     PROTOCOLS,
     RequestHistory,
     client_mix,
     load_assets,
 )
+from shoal.server.listeners import Listener, listener_address
 from shoal.server.stats import LATENCY_BUCKETS, Counters
+from shoal.storage.base import PeerStore
 from shoal.types import StoreTotals, SwarmCounts
 
-if TYPE_CHECKING:
-    from shoal.server.app import Listener, Tracker
-
 log = logging.getLogger("shoal.admin")
-
-T = TypeVar("T")
 
 FAMILIES = ("ipv4", "ipv6")
 KINDS = {"http": ("announce", "scrape", "error"), "udp": ("connect", "announce", "scrape", "error")}
@@ -84,41 +81,23 @@ class AdminOptions:
     max_head_bytes: int = 8192
 
 
-async def _resolve(value: T | Awaitable[T]) -> T:
-    if isinstance(value, Awaitable):
-        result: T = await value
-        return result
-    return value
+class StatsSource(Protocol):
+    """What the admin listener reads of a running tracker, and nothing more."""
 
+    counters: Counters
+    started_at: float
 
-def _bound(datagram: bool, address: Any) -> tuple[bool, str, int]:
-    host = str(address[0]).split("%")[0]
-    with contextlib.suppress(ValueError):
-        host = ipaddress.ip_address(host).compressed
-    return datagram, host, int(address[1])
+    @property
+    def store(self) -> PeerStore: ...
 
+    def listener_health(self) -> list[tuple[Listener, bool]]:
+        """Each HTTP and UDP listener and whether it still serves."""
+        ...
 
-def listener_health(
-    listeners: list[Listener],
-    servers: list[asyncio.Server],
-    transports: list[asyncio.BaseTransport],
-) -> list[tuple[Listener, bool]]:
-    """Each listener and whether a serving TCP server or an open UDP socket is bound to its
-    address (a closed server has no sockets, a closed transport is closing)."""
-    live: set[tuple[bool, str, int]] = set()
-    for server in servers:
-        if server.is_serving():
-            live.update(_bound(False, sock.getsockname()) for sock in server.sockets)
-    for transport in transports:
-        sockname = transport.get_extra_info("sockname")
-        if not transport.is_closing() and sockname:
-            live.add(_bound(True, sockname))
-    return [(x, _bound(x.kind == "udp", (x.host, x.port)) in live) for x in listeners]
-
-
-def listener_address(listener: Listener) -> str:
-    host = f"[{listener.host}]" if ":" in listener.host else listener.host
-    return f"{host}:{listener.port}"
+    def component_health(self) -> list[tuple[str, bool, str]]:
+        """Each background component (sweeper, snapshot writer, ...): name, whether it
+        runs, and its last error or an empty string."""
+        ...
 
 
 def latency_quantile(counts: list[int], q: float) -> float | None:
@@ -139,7 +118,7 @@ def latency_quantile(counts: list[int], q: float) -> float | None:
 class TrackerCollector(Collector):
     """Prometheus metrics built from the counters and store totals at scrape time."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: StatsSource) -> None:
         self.tracker = tracker
         self.totals = StoreTotals(0, 0, 0, 0)  # set by the admin server before each scrape
 
@@ -247,7 +226,7 @@ def _labelled_counter(
 class AdminServer:
     """Serves ``/metrics``, ``/stats``, ``/health`` and the dashboard for one tracker."""
 
-    def __init__(self, tracker: Tracker, options: AdminOptions | None = None) -> None:
+    def __init__(self, tracker: StatsSource, options: AdminOptions | None = None) -> None:
         self.tracker = tracker
         self.options = options or AdminOptions()
         opts = self.options
@@ -291,12 +270,18 @@ class AdminServer:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         states = self.tracker.listener_health()
-        healthy = bool(states) and all(serving for _, serving in states)
+        components = self.tracker.component_health()
+        healthy = (bool(states) and all(serving for _, serving in states)
+                   and all(running for _, running, _ in components))
         return healthy, {
             "status": "ok" if healthy else "unavailable",
             "listeners": [
                 {"kind": x.kind, "address": listener_address(x), "serving": serving}
                 for x, serving in states
+            ],
+            "components": [
+                {"name": name, "running": running, "last_error": error}
+                for name, running, error in components
             ],
         }
 
@@ -306,10 +291,10 @@ class AdminServer:
         if self._details is not None and now - self._details_at < self.options.detail_ttl:
             return self._details
         store = self.tracker.store
-        top: list[tuple[bytes, SwarmCounts]] = await _resolve(
+        top: list[tuple[bytes, SwarmCounts]] = await resolved(
             store.top_swarms(self.options.top_swarms)
         )
-        ids: list[bytes] = await _resolve(store.sample_peer_ids(self.options.client_sample))
+        ids: list[bytes] = await resolved(store.sample_peer_ids(self.options.client_sample))
         self._details = {
             "top_swarms": [
                 {
@@ -330,7 +315,7 @@ class AdminServer:
         """Every figure as one JSON-ready dict (what ``/stats`` serves)."""
         tracker = self.tracker
         c = tracker.counters
-        totals: StoreTotals = await _resolve(tracker.store.totals())
+        totals: StoreTotals = await resolved(tracker.store.totals())
         now = time.time()
         requests = dict(c.requests)
         by: dict[str, dict[str, int]] = {"protocol": {}, "family": {}, "kind": {}}
@@ -399,7 +384,7 @@ class AdminServer:
 
     async def metrics(self) -> bytes:
         assert self.registry is not None and self.collector is not None
-        self.collector.totals = await _resolve(self.tracker.store.totals())
+        self.collector.totals = await resolved(self.tracker.store.totals())
         return generate_latest(self.registry)
 
     # HTTP

@@ -10,38 +10,37 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
 
 from shoal import __version__
-from shoal.config import Settings
+from shoal.config import (
+    ConfigError,
+    Settings,
+    live_changes,
+    read_network_list,
+    read_torrent_list,
+)
 from shoal.engine.policy import Policy
-from shoal.engine.store import MemoryStore, PeerStore, SweepProgress
+from shoal.engine.rules import AccessRules
+from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
-from shoal.server.admin import AdminOptions, AdminServer, listener_health
+from shoal.server.admin import AdminOptions, AdminServer
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
+from shoal.server.listeners import Listener, listener_health
 from shoal.server.stats import Counters
+from shoal.server.supervisor import Supervisor
 from shoal.server.udp import UdpEndpoint, UdpOptions
+from shoal.storage.base import PeerStore, StoreSettings
+from shoal.storage.memory import MemoryStore
 
 log = logging.getLogger("shoal")
 
 # Errors that mean "this machine has no such address family or address": a default
 # listener on them is skipped with a warning instead of failing the start.
 _UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """One bound socket: what it serves and where."""
-
-    kind: str  # "http" or "udp"
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.kind}://{host}:{self.port}/announce"
 
 
 def event_loop_name() -> str:
@@ -87,71 +86,128 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
-class Tracker:
-    """One tracker process: a store, its frontends and their background tasks."""
+def configuration_from(settings: Settings) -> Configuration:
+    """Policy, access rules (reading their list files) and store limits from the settings.
+    Raises ConfigError naming the file and line of a bad list entry."""
+    a, t = settings.access, settings.tracker
+    policy = policy_from(settings)
+    hashes = read_torrent_list(a.torrent_list) if a.torrent_list else frozenset()
+    banned = list(a.banned_networks)
+    if a.ban_list:
+        banned += read_network_list(a.ban_list)
+    try:
+        access = AccessRules.build(a.torrents, hashes, a.client_allow, a.client_deny, banned)
+    except ValueError as exc:
+        raise ConfigError(f"access: {exc}") from exc
+    limits = StoreSettings(policy.peer_timeout, t.max_torrents, t.max_peers_per_swarm,
+                           t.max_peers_per_ip)
+    return Configuration(policy, access, limits)
 
-    def __init__(self, settings: Settings, store: PeerStore | None = None) -> None:
+
+def http_options(settings: Settings) -> HttpOptions:
+    t, h = settings.tracker, settings.http
+    return HttpOptions(
+        max_connections=h.max_connections,
+        request_timeout=h.request_timeout,
+        keepalive_timeout=h.keepalive_timeout,
+        max_request_line=h.max_request_line,
+        max_header_bytes=h.max_header_bytes,
+        max_headers=h.max_headers,
+        trusted_proxies=tuple(h.trusted_proxies),
+        real_ip_header=h.real_ip_header,
+        allow_ip_param=t.allow_ip_param,
+        max_scrape_hashes=t.max_scrape_hashes,
+        full_scrape=t.full_scrape,
+        full_scrape_cache=t.full_scrape_cache,
+        access_log=h.access_log,
+        use_httptools=h.parser == "auto",
+    )
+
+
+class Tracker:
+    """One tracker process: a store behind the logic layer, its frontends, and the
+    supervised background components.
+
+    ``reload_settings`` re-reads the settings (file, environment, flags) for SIGHUP; without
+    it a reload re-reads the list files of the current settings. ``reconfigure_logging``
+    applies a new log level and format.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: PeerStore | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+        reconfigure_logging: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = Clock()
         self.counters = Counters()
-        self.store: PeerStore = store if store is not None else MemoryStore(policy_from(settings))
-        t, h = settings.tracker, settings.http
-        self.http = HttpFrontend(
-            self.store,
-            self.clock,
-            self.counters,
-            HttpOptions(
-                max_connections=h.max_connections,
-                request_timeout=h.request_timeout,
-                keepalive_timeout=h.keepalive_timeout,
-                max_request_line=h.max_request_line,
-                max_header_bytes=h.max_header_bytes,
-                max_headers=h.max_headers,
-                trusted_proxies=tuple(h.trusted_proxies),
-                real_ip_header=h.real_ip_header,
-                allow_ip_param=t.allow_ip_param,
-                max_scrape_hashes=t.max_scrape_hashes,
-                full_scrape=t.full_scrape,
-                full_scrape_cache=t.full_scrape_cache,
-                access_log=h.access_log,
-                use_httptools=h.parser == "auto",
-            ),
-        )
+        self._store: PeerStore = store if store is not None else MemoryStore()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.logic = TrackerLogic(self._store, configuration_from(settings), spawn=self._spawn)
+        self.supervisor = Supervisor(self.counters)
+        self._reload_settings = reload_settings
+        self._reconfigure_logging = reconfigure_logging
+        self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
         u = settings.udp
         secret = bytes.fromhex(u.secret) if u.secret else os.urandom(32)
         self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
-        self.udp_options = UdpOptions(allow_ip_param=t.allow_ip_param)
+        self.udp_options = UdpOptions(allow_ip_param=settings.tracker.allow_ip_param)
+        self.udp_endpoints: list[UdpEndpoint] = []
         self.listeners: list[Listener] = []
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
         self._transports: list[asyncio.BaseTransport] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self._stop: asyncio.Event | None = None
+        self._reloading: asyncio.Task[bool] | None = None
         self.admin: AdminServer | None = None
         self.admin_listener: Listener | None = None
 
+    @property
+    def store(self) -> PeerStore:
+        return self._store
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._inflight.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._inflight.discard)
+
     async def start(self) -> None:
-        """Bind every listener and start the background tasks."""
+        """Bind every listener and start the background components. A configured listener
+        that cannot be bound stops the start with an error naming it."""
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         h = self.settings.http
+        try:
+            if h.enabled:
+                for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
+                    server = await loop.create_server(self.http.protocol, sock=sock,
+                                                      backlog=1024)
+                    self._servers.append(server)
+                    self.listeners.append(Listener("http", host, sock.getsockname()[1]))
+            u = self.settings.udp
+            if u.enabled:
+                for host, sock in self._bind_all("udp", u.hosts, u.port, socket.SOCK_DGRAM):
+                    _raise_buffers(sock)
+                    transport, endpoint = await loop.create_datagram_endpoint(
+                        self.udp_endpoint, sock=sock
+                    )
+                    self._transports.append(transport)
+                    self.udp_endpoints.append(endpoint)
+                    self.listeners.append(Listener("udp", host, sock.getsockname()[1]))
+            if not self.listeners:
+                raise OSError("no listener could be bound: enable http or udp, check hosts")
+            if self.settings.admin.enabled:
+                await self._start_admin()
+        except BaseException:
+            self._close_listeners()
+            raise
+        sup = self.supervisor
+        sup.start("clock", self.clock.run)
+        sup.start("sweeper", self._sweeper)
         if h.enabled:
-            for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
-                server = await loop.create_server(self.http.protocol, sock=sock, backlog=1024)
-                self._servers.append(server)
-                self.listeners.append(Listener("http", host, sock.getsockname()[1]))
-            self._tasks.append(asyncio.ensure_future(self.http.run_reaper()))
-        u = self.settings.udp
-        if u.enabled:
-            for host, sock in self._bind_all("udp", u.hosts, u.port, socket.SOCK_DGRAM):
-                _raise_buffers(sock)
-                transport, _ = await loop.create_datagram_endpoint(self.udp_endpoint, sock=sock)
-                self._transports.append(transport)
-                self.listeners.append(Listener("udp", host, sock.getsockname()[1]))
-        if not self.listeners:
-            raise OSError("no listener could be bound: enable http or udp, check hosts")
-        self._tasks.append(asyncio.ensure_future(self.clock.run()))
-        self._tasks.append(asyncio.ensure_future(self._sweeper()))
+            sup.start("http-reaper", self.http.run_reaper)
         log.info(
             "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s)",
             __version__,
@@ -160,19 +216,25 @@ class Tracker:
             event_loop_name(),
             parser_name(self.http.use_httptools),
         )
-        if self.settings.admin.enabled:
-            await self._start_admin()
+        log.info("access: %s", self.logic.access.summary())
+        if self.admin is not None and self.admin_listener is not None:
+            a = self.settings.admin
+            host = f"[{a.host}]" if ":" in a.host else a.host
+            log.info("admin listening on http://%s:%d/ (dashboard %s, metrics %s)", host,
+                     self.admin_listener.port,
+                     "on" if self.admin.options.dashboard else "off",
+                     "on" if a.metrics else "off")
 
     async def _start_admin(self) -> None:
-        """Serve metrics, stats, health and the dashboard. Tracking goes on without them when
-        the admin port cannot be bound; the error is logged (and /health stays unreachable)."""
+        """Serve metrics, stats, health and the dashboard (a bind failure is fatal: an
+        operator who configured /health relies on it)."""
         a = self.settings.admin
         try:
             sock = bind_socket(a.host, a.port, socket.SOCK_STREAM)
         except OSError as exc:
-            log.error("admin: cannot listen on %s:%d: %s; running without the admin listener",
-                      a.host, a.port, exc.strerror)
-            return
+            raise OSError(
+                exc.errno, f"admin: cannot listen on {a.host}:{a.port}: {exc.strerror}"
+            ) from exc
         self.admin_listener = Listener("admin", a.host, sock.getsockname()[1])
         try:
             self.admin = AdminServer(self, AdminOptions(dashboard=a.dashboard, metrics=a.metrics))
@@ -180,25 +242,36 @@ class Tracker:
             log.error("admin: dashboard unavailable (%s); serving metrics, stats and health", exc)
             self.admin = AdminServer(self, AdminOptions(dashboard=False, metrics=a.metrics))
         await self.admin.start(sock)
-        host = f"[{a.host}]" if ":" in a.host else a.host
-        log.info("admin listening on http://%s:%d/ (dashboard %s, metrics %s)", host,
-                 self.admin_listener.port, "on" if self.admin.options.dashboard else "off",
-                 "on" if a.metrics else "off")
+
+    def _close_listeners(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in self._transports:
+            transport.close()
 
     def listener_health(self) -> list[tuple[Listener, bool]]:
         """Each HTTP and UDP listener and whether it still serves (for /health)."""
         return listener_health(self.listeners, self._servers, self._transports)
+
+    def component_health(self) -> list[tuple[str, bool, str]]:
+        """Each supervised background component (for /health)."""
+        return self.supervisor.health()
 
     def _bind_all(
         self, name: str, hosts: list[str], port: int, kind: int
     ) -> list[tuple[str, socket.socket]]:
         """Bind ``port`` on every host; with port 0 the hosts share the first port chosen."""
         bound = []
-        for host in hosts:
-            sock = self._bind(host, port, kind, name, explicit=hosts)
-            if sock is not None:
-                port = sock.getsockname()[1]
-                bound.append((host, sock))
+        try:
+            for host in hosts:
+                sock = self._bind(host, port, kind, name, explicit=hosts)
+                if sock is not None:
+                    port = sock.getsockname()[1]
+                    bound.append((host, sock))
+        except BaseException:
+            for _, sock in bound:
+                sock.close()
+            raise
         return bound
 
     def _bind(
@@ -217,22 +290,24 @@ class Tracker:
 
     def udp_endpoint(self) -> UdpEndpoint:
         return UdpEndpoint(
-            self.store, self.clock, self.counters, self.connection_ids, self.udp_options
+            self.logic, self.clock, self.counters, self.connection_ids, self.udp_options
         )
+
+    # -- expiry ---------------------------------------------------------------------
 
     async def _sweeper(self) -> None:
         """Expire silent peers in small steps, yielding to the loop between steps."""
-        t = self.settings.tracker
         while True:
-            await asyncio.sleep(t.sweep_interval)
+            await asyncio.sleep(self.settings.tracker.sweep_interval)
             await self.sweep_once()
 
     async def sweep_once(self) -> None:
         started = time.perf_counter()
         peers = torrents = swarms = 0
         while True:
-            found = self.store.sweep(self.clock.now, self.settings.tracker.sweep_budget)
-            progress = found if isinstance(found, SweepProgress) else await found
+            progress = await resolved(
+                self._store.sweep(self.clock.now, self.settings.tracker.sweep_budget)
+            )
             peers += progress.peers_removed
             torrents += progress.torrents_removed
             swarms += progress.swarms_examined
@@ -247,6 +322,74 @@ class Tracker:
         log.debug("sweep: %d swarms examined, %d peers and %d torrents removed in %.3f s",
                   swarms, peers, torrents, elapsed)
 
+    # -- reload ---------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the settings and list files in a worker thread, then apply what
+        can change live. Never stops the tracker."""
+        if self._reloading is not None and not self._reloading.done():
+            log.warning("reload: one is already running; this one is skipped")
+            return
+        self._reloading = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> bool:
+        """Re-read and apply; on any error keep everything running as it was."""
+        try:
+            new, config = await asyncio.to_thread(self._read_configuration)
+        except (ConfigError, OSError, ValueError) as exc:
+            self.counters.reload_failures += 1
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        except Exception:
+            self.counters.reload_failures += 1
+            log.exception("reload failed, keeping the running configuration")
+            return False
+        self.apply(new, config)
+        return True
+
+    def _read_configuration(self) -> tuple[Settings, Configuration]:
+        new = self._reload_settings() if self._reload_settings is not None else self.settings
+        return new, configuration_from(new)
+
+    def apply(self, new: Settings, config: Configuration) -> None:
+        """Apply the live part of ``new`` (already validated) at once; warn about the
+        rest, which waits for a restart."""
+        live, restart = live_changes(self.settings, new)
+        self.logic.configure(config)
+        fe = self.http
+        fe.options = replace(
+            fe.options,
+            allow_ip_param=new.tracker.allow_ip_param,
+            max_scrape_hashes=new.tracker.max_scrape_hashes,
+            full_scrape=new.tracker.full_scrape,
+            full_scrape_cache=new.tracker.full_scrape_cache,
+            access_log=new.http.access_log,
+        )
+        fe.full_scrape.ttl = new.tracker.full_scrape_cache
+        self.udp_options = UdpOptions(allow_ip_param=new.tracker.allow_ip_param)
+        for endpoint in self.udp_endpoints:
+            endpoint.options = self.udp_options
+        if self._reconfigure_logging is not None:
+            self._reconfigure_logging(new.log.level, new.log.format)
+        else:
+            logging.getLogger().setLevel(new.log.level.upper())
+        # Keep the running values of what needs a restart, so the next diff names them again.
+        kept: dict[str, dict[str, Any]] = {}
+        for key in restart:
+            section, name = key.split(".", 1)
+            kept.setdefault(section, {})[name] = getattr(getattr(self.settings, section), name)
+        for section, values in kept.items():
+            new = replace(new, **{section: replace(getattr(new, section), **values)})
+        self.settings = new
+        self.counters.reloads += 1
+        if restart:
+            log.warning("reload: these settings need a restart and were not applied: %s",
+                        ", ".join(restart))
+        log.info("reload: access: %s; changed: %s", config.access.summary(),
+                 ", ".join(live) or "nothing")
+
+    # -- stopping -------------------------------------------------------------------
+
     def request_stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
@@ -255,6 +398,7 @@ class Tracker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     async def wait_stopped(self) -> None:
         assert self._stop is not None
@@ -263,22 +407,20 @@ class Tracker:
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish (up to ``grace`` seconds), close."""
         log.info("shutting down")
-        for server in self._servers:
-            server.close()
-        for transport in self._transports:
-            transport.close()
+        self._close_listeners()
         self.http.close_idle()
         deadline = time.monotonic() + grace
-        while self.http.connections and time.monotonic() < deadline:
+        while (self.http.connections or self._inflight) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.http.connections):
             conn.close()
         for server in self._servers:
             await server.wait_closed()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.supervisor.stop()
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reloading
         if self.admin is not None:  # last, so /health answers 503 while the rest closes
             await self.admin.close()
             self.admin = None

@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from shoal.engine.store import PeerStore
 from shoal.errors import ClientError
+from shoal.logic import TrackerLogic, resolved
 from shoal.protocol import http as codec
 from shoal.protocol.compact import normalize_ip
 from shoal.protocol.http1 import Http1RequestParser, HttpParseError
+from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
 from shoal.server.stats import Counters
-from shoal.types import AnnounceResult
 
 log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
@@ -103,24 +102,23 @@ class FullScrape:
     """A full scrape reply, rebuilt at most every ``ttl`` seconds in a task of its own so
     requests never pay for walking every torrent; waiting requests share one build."""
 
-    def __init__(self, store: PeerStore, clock: Clock, ttl: int) -> None:
-        self._store = store
+    def __init__(self, logic: TrackerLogic, clock: Clock, ttl: int) -> None:
+        self._logic = logic
         self._clock = clock
-        self._ttl = ttl
+        self.ttl = ttl
         self._body: bytes | None = None
         self._built_at = 0
         self._building: asyncio.Task[bytes] | None = None
 
     async def _build(self) -> bytes:
         await asyncio.sleep(0)
-        found = self._store.full_scrape()
-        entries = found if isinstance(found, list) else await found
+        entries = await resolved(self._logic.store.full_scrape())
         self._body = codec.encode_scrape([h for h, _ in entries], [c for _, c in entries])
         self._built_at = self._clock.now
         return self._body
 
     def get(self) -> bytes | asyncio.Task[bytes]:
-        fresh = self._body is not None and self._clock.now - self._built_at < self._ttl
+        fresh = self._body is not None and self._clock.now - self._built_at < self.ttl
         if fresh and self._body is not None:
             return self._body
         if self._building is None or self._building.done():
@@ -134,16 +132,16 @@ class HttpFrontend:
     """State shared by every HTTP connection of one tracker."""
 
     def __init__(
-        self, store: PeerStore, clock: Clock, counters: Counters, options: HttpOptions
+        self, logic: TrackerLogic, clock: Clock, counters: Counters, options: HttpOptions
     ) -> None:
-        self.store = store
+        self.logic = logic
         self.clock = clock
         self.counters = counters
         self.options = options
         self.connections: set[HttpConnection] = set()
         self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in options.trusted_proxies)
         self.real_ip_header = options.real_ip_header.lower().encode()
-        self.full_scrape = FullScrape(store, clock, options.full_scrape_cache)
+        self.full_scrape = FullScrape(logic, clock, options.full_scrape_cache)
         self.use_httptools = options.use_httptools and httptools is not None
         self.closing = False
 
@@ -224,11 +222,7 @@ class HttpConnection(asyncio.Protocol):
         counters.connections_open = len(fe.connections)
         peer = transport.get_extra_info("peername")
         try:
-            host = peer[0]
-            if ":" in host:  # IPv6, perhaps with a zone ("fe80::1%eth0"), perhaps v4-mapped
-                packed = normalize_ip(socket.inet_pton(socket.AF_INET6, host.partition("%")[0]))
-            else:
-                packed = socket.inet_pton(socket.AF_INET, host)
+            packed = packed_ip(peer[0])
         except (TypeError, ValueError, IndexError, OSError):
             packed = b"\0\0\0\0"
         self.peer_ip = packed
@@ -372,14 +366,12 @@ class HttpConnection(asyncio.Protocol):
                 request, compact = codec.parse_announce(
                     query, client_ip, fe.options.allow_ip_param, path
                 )
-                found = fe.store.announce(request, fe.clock.now)
             except ClientError as exc:
                 return self._failure(exc, keep_alive)
-            if isinstance(found, AnnounceResult):
-                body = codec.encode_announce(found, compact, client_ip)
-                return self._ok(body, keep_alive)
-            return self._later(
-                found, lambda r: codec.encode_announce(r, compact, client_ip), keep_alive
+            now = fe.clock.now
+            return self._respond(
+                lambda reply: fe.logic.announce(request, client_ip, now, reply),
+                lambda found: codec.encode_announce(found, compact, client_ip), keep_alive,
             )
         if path == b"/scrape":
             counters.requests["http", self.family, "scrape"] += 1
@@ -395,11 +387,19 @@ class HttpConnection(asyncio.Protocol):
                 cached = fe.full_scrape.get()
                 if isinstance(cached, bytes):
                     return self._ok(cached, keep_alive)
-                return self._later(cached, lambda body: body, keep_alive)
-            counts = fe.store.scrape(hashes)
-            if isinstance(counts, list):
-                return self._ok(codec.encode_scrape(hashes, counts), keep_alive)
-            return self._later(counts, lambda c: codec.encode_scrape(hashes, c), keep_alive)
+                return self._respond(
+                    lambda reply: cached.add_done_callback(
+                        lambda task: reply(
+                            task.result() if not task.cancelled() and task.exception() is None
+                            else ClientError("full scrape unavailable, try again later")
+                        )
+                    ),
+                    lambda body: body, keep_alive,
+                )
+            return self._respond(
+                lambda reply: fe.logic.scrape(hashes, client_ip, reply),
+                lambda counts: codec.encode_scrape(hashes, counts), keep_alive,
+            )
         counters.dropped["http_not_found"] += 1
         return _response(404, b"not found: try /announce or /scrape\n", keep_alive, b"text/plain")
 
@@ -432,18 +432,41 @@ class HttpConnection(asyncio.Protocol):
         return _response(200, codec.encode_failure(exc.reason, exc.retry_in), keep_alive,
                          b"text/plain")
 
-    def _later(
-        self, awaitable: Awaitable[Any], encode: Callable[[Any], bytes], keep_alive: bool
-    ) -> asyncio.Future[bytes]:
-        async def answer() -> bytes:
-            try:
-                value = await awaitable
-            except ClientError as exc:
-                return self._failure(exc, keep_alive and not self.frontend.closing)
-            # Shutdown may have begun while waiting: then say this is the last reply.
-            return self._ok(encode(value), keep_alive and not self.frontend.closing)
+    def _respond(
+        self,
+        start: Callable[[Callable[[Any], None]], None],
+        encode: Callable[[Any], bytes],
+        keep_alive: bool,
+    ) -> bytes | asyncio.Future[bytes]:
+        """Ask the logic layer through ``start(reply)``; the reply comes back at once
+        (returned as bytes) or later (through the returned future)."""
+        now: list[bytes] = []
+        later: asyncio.Future[bytes] | None = None
 
-        return asyncio.ensure_future(answer())
+        def reply(found: Any) -> None:
+            # Shutdown may have begun while waiting: then say this is the last reply.
+            ka = keep_alive and not self.frontend.closing
+            try:
+                if isinstance(found, ClientError):
+                    response = self._failure(found, ka)
+                else:
+                    response = self._ok(encode(found), ka)
+            except Exception as exc:
+                if later is None:
+                    raise
+                if not later.done():
+                    later.set_exception(exc)
+                return
+            if later is None:
+                now.append(response)
+            elif not later.done():
+                later.set_result(response)
+
+        start(reply)
+        if now:
+            return now[0]
+        later = asyncio.get_running_loop().create_future()
+        return later
 
     def _finish(self, slot: list[Any], fut: asyncio.Future[bytes]) -> None:
         if self.frontend.closing:

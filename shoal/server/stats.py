@@ -35,6 +35,9 @@ class Counters:
         self.connections_total = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.component_failures: defaultdict[str, int] = defaultdict(int)
+        self.reloads = 0
+        self.reload_failures = 0
         self.sweeps = 0
         self.sweep_seconds = 0.0
         self.last_sweep_seconds = 0.0

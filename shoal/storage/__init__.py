@@ -1,1 +1,2 @@
-"""Peer stores other than the in-memory one, and persistence."""
+"""Where swarms live: the :class:`~shoal.storage.base.PeerStore` interface, the in-memory
+store, and the SQLite persistence of the in-memory store."""

@@ -17,9 +17,14 @@ def test_defaults_follow_the_protocol_notes() -> None:
     assert (p.default_numwant, p.max_numwant) == (50, 200)
 
 
-@pytest.mark.parametrize("asked", [0, -1, -50, -(2**31)])
-def test_numwant_of_zero_or_less_means_the_default(asked: int) -> None:
+@pytest.mark.parametrize("asked", [-1, -50, -(2**31)])
+def test_negative_numwant_means_the_default(asked: int) -> None:
     assert Policy().numwant(asked) == 50
+
+
+def test_numwant_zero_means_no_peers() -> None:
+    """BEP 3: numwant "is permitted to be zero"; clients send it with stopped."""
+    assert Policy().numwant(0) == 0
 
 
 @pytest.mark.parametrize(("asked", "given"), [(1, 1), (49, 49), (50, 50), (199, 199)])
@@ -34,11 +39,11 @@ def test_numwant_is_capped(asked: int) -> None:
 
 def test_numwant_limits_are_configurable() -> None:
     p = Policy(default_numwant=10, max_numwant=30)
-    assert [p.numwant(a) for a in (-1, 0, 5, 30, 31)] == [10, 10, 5, 30, 30]
+    assert [p.numwant(a) for a in (-1, 0, 5, 30, 31)] == [10, 0, 5, 30, 30]
 
 
 def test_cap_applies_to_the_default_too() -> None:
-    assert Policy(default_numwant=80, max_numwant=30).numwant(0) == 30
+    assert Policy(default_numwant=80, max_numwant=30).numwant(-1) == 30
 
 
 def test_numwant_cap_of_zero_hands_out_nobody() -> None:

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.invariants import check_family, check_swarm
+from support.peers import addr, addr4, addr6, decode_addr, peer_id, request, split
 
 from shoal.engine.swarm import INDEX_MIN, NO_KEY, FamilyPeers, Swarm
 from shoal.errors import ClientError
 from shoal.types import Event
-
-from .invariants import check_family, check_swarm
-from .peers import addr, addr4, addr6, decode_addr, peer_id, request, split
 
 T0 = 1_000_000
 
@@ -73,7 +72,7 @@ def snapshot(fam: FamilyPeers) -> dict[bytes, tuple[bytes, int, int, bool]]:
 
 
 def raw(fam: FamilyPeers) -> tuple[bytes, bytes, list[int], int, dict[bytes, int] | None]:
-    index = dict(fam.index) if fam.index is not None else None
+    index = dict(fam.by_addr) if fam.by_addr is not None else None
     return bytes(fam.addrs), bytes(fam.ids), list(fam.meta), fam.seeders, index
 
 
@@ -384,17 +383,24 @@ def test_set_role_both_ways(seeders: int, leechers: int, width: int) -> None:
             assert snapshot(fam) == before
 
 
-def test_update_changes_address_time_and_key_only() -> None:
+def test_update_changes_time_and_reported_totals_only() -> None:
     fam = family(2, 2, 18)
-    fam.update(3, addr6(101, 1), T0 + 50, 77)
+    fam.update(3, T0 + 50, 7, 8, completed=True)
     assert layout(fam) == [0, 1, 100, 101]
     assert (fam.addr(3), fam.seen(3), fam.key(3), fam.is_seeder(3)) == (
-        addr6(101, 1),
-        T0 + 50,
-        77,
-        False,
-    )
-    assert (fam.seen(2), fam.key(2)) == (seen_of(100), key_of(100))
+        addr6(101), T0 + 50, key_of(101), False)
+    assert fam.reported(3) == (7, 8) and fam.counted_completed(3)
+    assert (fam.seen(2), fam.key(2), fam.counted_completed(2)) == (
+        seen_of(100), key_of(100), False)
+    check_family(fam, 18)
+
+
+def test_replace_moves_an_entry_keeping_its_role() -> None:
+    fam = family(2, 2, 18)
+    fam.replace(3, peer_id(101), addr6(101, 1), key_of(101))
+    assert layout(fam) == [0, 1, 100, 101]
+    assert (fam.addr(3), fam.key(3), fam.is_seeder(3)) == (addr6(101, 1), key_of(101), False)
+    assert fam.find_addr(addr6(101)) == -1 and fam.find_addr(addr6(101, 1)) == 3
     check_family(fam, 18)
 
 
@@ -405,23 +411,23 @@ def test_index_is_built_past_index_min_and_dropped_below_half() -> None:
     fam = FamilyPeers(6)
     for n in range(INDEX_MIN):
         fam.insert(peer_id(n), addr4(n), T0, NO_KEY, n % 3 == 0)
-        assert fam.index is None
+        assert fam.by_addr is None
     fam.insert(peer_id(INDEX_MIN), addr4(INDEX_MIN), T0, NO_KEY, True)
-    assert fam.index is not None
+    assert fam.by_addr is not None
     check_family(fam, 6)
     while len(fam) > INDEX_MIN // 2:
         fam.remove(len(fam) // 2)
-        assert fam.index is not None
+        assert fam.by_addr is not None
         check_family(fam, 6)
     fam.remove(0)
-    assert len(fam) == INDEX_MIN // 2 - 1 and fam.index is None
+    assert len(fam) == INDEX_MIN // 2 - 1 and fam.by_addr is None
     check_family(fam, 6)
     # Growing back, the index returns only past INDEX_MIN again.
     for n in range(100, 100 + INDEX_MIN - len(fam)):
         fam.insert(peer_id(n), addr4(n), T0, NO_KEY, n % 2 == 0)
-        assert fam.index is None
+        assert fam.by_addr is None
     fam.insert(peer_id(999), addr4(999), T0, NO_KEY, False)
-    assert fam.index is not None
+    assert fam.by_addr is not None
     check_family(fam, 6)
 
 
@@ -431,10 +437,10 @@ def test_find_agrees_with_the_index_either_way(size: int) -> None:
     ids = [fam.peer_id(s) for s in range(len(fam))]
     absent = [peer_id(n) for n in (50, 99, 5000)]
     by_search = [fam.find(pid) for pid in ids + absent]
-    if fam.index is None:
+    if fam.by_addr is None:
         fam._build_index()
     else:
-        fam.index = None
+        fam.by_addr = fam.by_id = fam.per_ip = None
     assert [fam.find(pid) for pid in ids + absent] == by_search
     assert by_search == [*range(len(ids)), -1, -1, -1]
 
@@ -489,7 +495,7 @@ ALPHABET_IDS = st.text(alphabet="ab", min_size=20, max_size=20).map(str.encode)
 def test_find_by_search_is_the_aligned_match(ids: list[bytes], query: bytes) -> None:
     """Ids over two letters, so matches across neighbours are common."""
     fam = family_of_ids(ids)
-    assert fam.index is None
+    assert fam.by_addr is None
     assert fam.find(query) == (ids.index(query) if query in ids else -1)
     for slot, pid in enumerate(ids):
         assert fam.find(pid) == slot
@@ -514,7 +520,7 @@ def test_expire_removes_exactly_the_silent_peers(seeders: int, leechers: int, wi
         fam = family(seeders, leechers, width)
         silent = {fam.peer_id(s) for s in range(total) if mask >> s & 1}
         for s in range(total):
-            fam.meta[2 * s] = T0 - 1 if mask >> s & 1 else T0
+            fam.meta[4 * s] = T0 - 1 if mask >> s & 1 else T0
         before = snapshot(fam)
         if silent:
             assert fam.expire(T0) == len(silent)
@@ -534,7 +540,7 @@ def test_expire_of_an_empty_family_is_nothing() -> None:
 
 def test_expire_at_checks_one_slot() -> None:
     fam = family(2, 2)
-    fam.meta[2 * 1] = T0 - 1
+    fam.meta[4 * 1] = T0 - 1
     fam.expire_at(0, T0)
     fam.expire_at(1, T0 - 1)
     assert len(fam) == 4
@@ -578,7 +584,7 @@ def test_random_operations_agree_with_a_model(width: int, scheme: str, data: Any
 
     def check() -> None:
         check_family(fam, width)
-        indexed_states.add(fam.index is not None)
+        indexed_states.add(fam.by_addr is not None)
         assert fam.seeders == sum(m[3] for m in model.values())
         found = {}
         for slot in range(len(fam)):
@@ -609,7 +615,8 @@ def test_random_operations_agree_with_a_model(width: int, scheme: str, data: Any
             assert fam.peer_id(new) == ids[n] and fam.is_seeder(new) == flag
             model[n] = (variant, seen, key, flag)
         else:
-            fam.update(slot, addr(n, v6, value), T0 + 10 + value, value)
+            fam.replace(slot, ids[n], addr(n, v6, value), value)
+            fam.update(slot, T0 + 10 + value, 0, 0, False)
             model[n] = (value, T0 + 10 + value, value, model[n][3])
 
     op = st.tuples(
@@ -629,7 +636,7 @@ def test_random_operations_agree_with_a_model(width: int, scheme: str, data: Any
                 n = data.draw(st.sampled_from(sorted(model)))
             step(n, "remove", data.draw(st.booleans()), data.draw(st.integers(0, 5)))
             check()
-        assert (fam.index is not None) == (target > INDEX_MIN // 2)
+        assert (fam.by_addr is not None) == (target > INDEX_MIN // 2)
     assert indexed_states == {True, False}
 
 
@@ -637,7 +644,8 @@ def test_random_operations_agree_with_a_model(width: int, scheme: str, data: Any
 
 
 def announce(swarm: Swarm, n: int, now: int, **kwargs: Any) -> tuple[bytes, bytes]:
-    p4, p6, _, _ = swarm.announce(request(n, **kwargs), now, 50, 150, random.Random(0))
+    kwargs.setdefault("numwant", 50)
+    p4, p6, *_ = swarm.announce(request(n, **kwargs), now, 150, random.Random(0))
     check_swarm(swarm)
     return p4, p6
 
@@ -709,21 +717,33 @@ def test_swarm_moves_a_peer_in_place_with_its_key() -> None:
 @pytest.mark.parametrize(
     ("registered", "sent"), [(None, None), (None, 9), (9, None), (9, 8), (9, 8 + (1 << 32))]
 )
-def test_swarm_refuses_a_move_without_the_registered_key(
+def test_swarm_without_the_registered_key_a_new_address_is_another_peer(
     registered: int | None, sent: int | None
 ) -> None:
     """No key registered, none sent, or another key (keys are compared as 32 bits): the
-    move is refused and the peer's slot is left exactly as it was."""
+    entry is left exactly as it was; a stop from the new address removes nothing, and an
+    announce from it is another peer."""
     swarm = Swarm()
     announce(swarm, 1, T0, key=registered)
     assert swarm.v4 is not None
     state = raw(swarm.v4)
-    with pytest.raises(ClientError):
-        announce(swarm, 1, T0 + 5, key=sent, variant=1, left=0)
-    with pytest.raises(ClientError):
-        announce(swarm, 1, T0 + 5, key=sent, variant=1, event=Event.STOPPED)
+    announce(swarm, 1, T0 + 5, key=sent, variant=1, event=Event.STOPPED)
     assert raw(swarm.v4) == state
+    announce(swarm, 1, T0 + 5, key=sent, variant=1, left=0)
+    assert swarm.v4.find_addr(addr4(1)) >= 0 and swarm.v4.find_addr(addr4(1, 1)) >= 0
     assert swarm.completed == 0
+
+
+def test_swarm_refuses_the_wrong_key_at_a_keyed_entry_and_changes_nothing() -> None:
+    swarm = Swarm()
+    announce(swarm, 1, T0, key=9)
+    assert swarm.v4 is not None
+    state = raw(swarm.v4)
+    for kwargs in ({"key": 8, "left": 0, "event": Event.COMPLETED},
+                   {"event": Event.STOPPED}):
+        with pytest.raises(ClientError):
+            announce(swarm, 1, T0 + 5, **kwargs)
+    assert raw(swarm.v4) == state and swarm.completed == 0
 
 
 def test_swarm_key_is_compared_as_32_bits() -> None:
@@ -733,27 +753,22 @@ def test_swarm_key_is_compared_as_32_bits() -> None:
     assert swarm.v4 is not None and swarm.v4.key(0) == 9
 
 
-def test_swarm_keyless_peer_adopts_its_first_key_and_keeps_it() -> None:
+def test_swarm_keyless_entry_never_adopts_a_key() -> None:
     swarm = Swarm()
     announce(swarm, 1, T0)
     fam = swarm.v4
     assert fam is not None and fam.key(0) == NO_KEY
     announce(swarm, 1, T0 + 1, key=5)
-    assert fam.key(0) == 5
-    announce(swarm, 1, T0 + 2, key=6)
-    announce(swarm, 1, T0 + 3)
-    assert fam.key(0) == 5
-    announce(swarm, 1, T0 + 4, key=5, variant=2, left=0)
-    assert (fam.addr(0), fam.key(0), fam.is_seeder(0)) == (addr4(1, 2), 5, True)
-    announce(swarm, 1, T0 + 5, key=5, left=3)
-    assert (fam.addr(0), fam.key(0), fam.is_seeder(0)) == (addr4(1), 5, False)
+    assert fam.key(0) == NO_KEY
+    announce(swarm, 1, T0 + 4, key=5, variant=2, left=0)  # not a move: another peer
+    assert len(fam) == 2 and fam.find_addr(addr4(1)) >= 0
 
 
 def test_swarm_role_change_keeps_key_and_address_and_counts_completed() -> None:
     swarm = Swarm()
     announce(swarm, 2, T0)
     announce(swarm, 1, T0, key=9)
-    announce(swarm, 1, T0 + 1, left=0, event=Event.COMPLETED)
+    announce(swarm, 1, T0 + 1, key=9, left=0, event=Event.COMPLETED)
     fam = swarm.v4
     assert fam is not None and layout(fam) == [1, 2]
     assert (fam.addr(0), fam.seen(0), fam.key(0)) == (addr4(1), T0 + 1, 9)
@@ -766,38 +781,35 @@ def test_dual_stack_client_completes_once(first_v6: bool) -> None:
     swarm = Swarm()
     announce(swarm, 1, T0, v6=first_v6)
     announce(swarm, 1, T0, v6=not first_v6)
-    announce(swarm, 1, T0 + 1, v6=first_v6, left=0)
+    done = Event.COMPLETED
+    announce(swarm, 1, T0 + 1, v6=first_v6, left=0, event=done)
     assert swarm.completed == 1
-    announce(swarm, 1, T0 + 1, v6=not first_v6, left=0)
+    announce(swarm, 1, T0 + 1, v6=not first_v6, left=0, event=done)
     assert swarm.completed == 1
     assert swarm.counts() == (2, 0)
     # Another client over both families is another download.
     announce(swarm, 2, T0 + 2, v6=False)
     announce(swarm, 2, T0 + 2, v6=True)
-    announce(swarm, 2, T0 + 3, v6=True, left=0)
-    announce(swarm, 2, T0 + 3, v6=False, left=0)
+    announce(swarm, 2, T0 + 3, v6=True, left=0, event=done)
+    announce(swarm, 2, T0 + 3, v6=False, left=0, event=done)
     assert swarm.completed == 2
 
 
-def test_dual_stack_client_new_in_its_second_family_as_a_seeder_counts_once() -> None:
+def test_dual_stack_client_new_in_its_second_family_completing_counts_once() -> None:
     swarm = Swarm()
     announce(swarm, 1, T0)
-    announce(swarm, 1, T0 + 1, left=0)
-    announce(swarm, 1, T0 + 1, v6=True, left=0)
+    announce(swarm, 1, T0 + 1, left=0, event=Event.COMPLETED)
+    announce(swarm, 1, T0 + 1, v6=True, left=0, event=Event.COMPLETED)
     assert swarm.completed == 1
 
 
-def test_second_family_finishing_first_counts_and_first_family_then_does_not() -> None:
-    """The other family's entry counts only while it is a seeder."""
+def test_seeder_rechecking_its_files_is_not_a_completion() -> None:
+    """left>0 then left=0 without event=completed: nobody downloaded anything."""
     swarm = Swarm()
-    announce(swarm, 1, T0)
-    announce(swarm, 1, T0, v6=True)
-    announce(swarm, 1, T0 + 1, v6=True, left=0)
-    announce(swarm, 1, T0 + 2, v6=True, left=5)  # a new download over IPv6
-    announce(swarm, 1, T0 + 3, left=0)  # IPv4 finishes while IPv6 is leeching: counts
-    assert swarm.completed == 2
-    announce(swarm, 1, T0 + 4, v6=True, left=0)
-    assert swarm.completed == 2
+    announce(swarm, 1, T0, left=0)
+    announce(swarm, 1, T0 + 1, left=5)
+    announce(swarm, 1, T0 + 2, left=0)
+    assert swarm.completed == 0
 
 
 def test_dual_stack_requester_is_skipped_in_the_other_family() -> None:

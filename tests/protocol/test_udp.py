@@ -10,8 +10,12 @@ from hypothesis import strategies as st
 
 from shoal.protocol import udp
 from shoal.protocol.udp import (
+    ANNOUNCE,
+    CONNECT,
+    MAX_OPTIONS,
     MAX_SCRAPE_HASHES,
     PROTOCOL_ID,
+    SCRAPE,
     AnnounceReply,
     AnnounceRequestUdp,
     ConnectReply,
@@ -20,6 +24,7 @@ from shoal.protocol.udp import (
     Malformed,
     ScrapeReply,
     ScrapeRequestUdp,
+    decode_request,
     encode_announce,
     encode_announce_request,
     encode_connect,
@@ -34,9 +39,8 @@ from shoal.protocol.udp import (
     parse_reply,
     parse_request,
     parse_scrape_reply,
-    to_announce_request,
 )
-from shoal.types import Event, SwarmCounts
+from shoal.types import AnnounceRequest, Event, SwarmCounts
 
 # Golden datagrams, written field by field from the BEP 15 tables.
 
@@ -280,10 +284,32 @@ def test_port_zero_is_malformed_with_reply() -> None:
     assert result.connection_id == 0x0102030405060708
 
 
-def test_to_announce_request_uses_announced_port_and_url_data() -> None:
-    request = parsed_announce(announce_with_options(b"\x02\x05/pass"))
-    engine = to_announce_request(request, bytes([192, 168, 0, 9]))
-    assert engine.addr == bytes([192, 168, 0, 9]) + (6881).to_bytes(2, "big")
+# decode_request: the server's one call from datagram to validated request.
+
+SOURCE_IP = bytes([192, 168, 0, 9])
+SOURCE = SOURCE_IP + (40000).to_bytes(2, "big")
+
+
+def accept_any(conn_id: int, source: bytes) -> bool:
+    return True
+
+
+def refuse_all(conn_id: int, source: bytes) -> bool:
+    return False
+
+
+def decoded_announce(data: bytes, allow_ip: bool = False) -> AnnounceRequest:
+    found = decode_request(data, SOURCE_IP, SOURCE, accept_any, allow_ip)
+    assert not isinstance(found, Malformed), found
+    action, tid, payload = found
+    assert (action, tid) == (ANNOUNCE, 0xDEADBEEF)
+    assert isinstance(payload, AnnounceRequest)
+    return payload
+
+
+def test_decode_request_builds_the_engine_request_with_the_announced_port() -> None:
+    engine = decoded_announce(announce_with_options(b"\x02\x05/pass"))
+    assert engine.addr == SOURCE_IP + (6881).to_bytes(2, "big")
     assert engine.info_hash == INFO_HASH
     assert engine.peer_id == PEER_ID
     assert (engine.downloaded, engine.left, engine.uploaded) == (0x1000, 0x2000, 0x3000)
@@ -293,6 +319,75 @@ def test_to_announce_request_uses_announced_port_and_url_data() -> None:
     assert engine.path == b"/pass"
     assert not engine.mixed_families
     assert not engine.want_peer_ids
+
+
+def test_decode_request_checks_the_connection_id_before_parsing_anything_else() -> None:
+    """A made-up id with a truncated option list is refused as a bad id: the options are
+    never looked at."""
+    seen: list[tuple[int, bytes]] = []
+
+    def record(conn_id: int, source: bytes) -> bool:
+        seen.append((conn_id, source))
+        return False
+
+    found = decode_request(announce_with_options(b"\x02\xff"), SOURCE_IP, SOURCE, record)
+    assert isinstance(found, Malformed)
+    assert found.bad_id and found.message == "connection id expired"
+    assert seen == [(0x0102030405060708, SOURCE)]
+
+
+def test_decode_request_bad_id_reply_is_never_larger_than_the_datagram() -> None:
+    header_only = ANNOUNCE_REQUEST[:16]
+    found = decode_request(header_only, SOURCE_IP, SOURCE, refuse_all)
+    assert isinstance(found, Malformed) and found.bad_id
+    assert not found.reply  # 8 + len("connection id expired") > 16
+
+
+def test_decode_request_drops_datagrams_longer_than_any_request_unread() -> None:
+    calls: list[int] = []
+
+    def count(conn_id: int, source: bytes) -> bool:
+        calls.append(conn_id)
+        return True
+
+    found = decode_request(ANNOUNCE_REQUEST + b"\x01" * 65000, SOURCE_IP, SOURCE, count)
+    assert isinstance(found, Malformed) and not found.reply
+    assert calls == []
+
+
+def test_decode_request_refuses_an_option_area_past_the_bound() -> None:
+    found = decode_request(ANNOUNCE_REQUEST + b"\x01" * (MAX_OPTIONS + 1), SOURCE_IP, SOURCE,
+                           accept_any)
+    assert isinstance(found, Malformed) and found.reply
+    assert found.message == "announce options too long"
+
+
+def test_decode_request_skips_a_full_option_area_of_no_ops() -> None:
+    data = ANNOUNCE_REQUEST + b"\x01" * (MAX_OPTIONS - 4) + b"\x02\x02/a"
+    assert decoded_announce(data).path == b"/a"
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(-1, -1), (-7, -1), (0, 0), (5, 5),
+                                                 (100_000, 196)])
+def test_decode_request_numwant_minus_one_is_default_zero_is_none_and_caps_to_a_datagram(
+    asked: int, expected: int
+) -> None:
+    data = ANNOUNCE_REQUEST[:92] + asked.to_bytes(4, "big", signed=True) + ANNOUNCE_REQUEST[96:]
+    assert decoded_announce(data).numwant == expected
+
+
+def test_decode_request_takes_the_ip_field_only_when_allowed() -> None:
+    data = ANNOUNCE_REQUEST[:84] + bytes([10, 0, 0, 7]) + ANNOUNCE_REQUEST[88:]
+    assert decoded_announce(data).addr[:4] == SOURCE_IP
+    assert decoded_announce(data, allow_ip=True).addr[:4] == bytes([10, 0, 0, 7])
+
+
+def test_decode_request_connect_and_scrape() -> None:
+    connect = decode_request(encode_connect_request(7), SOURCE_IP, SOURCE, refuse_all)
+    assert connect == (CONNECT, 7, None)
+    scrape = decode_request(encode_scrape_request(1, 9, [INFO_HASH, INFO_HASH]), SOURCE_IP,
+                            SOURCE, accept_any)
+    assert scrape == (SCRAPE, 9, [INFO_HASH, INFO_HASH])
 
 
 # BEP 41 options.
@@ -334,7 +429,7 @@ def test_truncated_option_list_is_malformed_with_reply(options: bytes) -> None:
 
 
 def test_long_url_data_is_encoded_in_255_byte_chunks() -> None:
-    url = bytes(range(256)) * 2
+    url = bytes(range(256)) + bytes(range(100))  # within MAX_OPTIONS once chunked
     request = dataclasses.replace(ANNOUNCE_RECORD, url_data=url)
     data = encode_announce_request(request)
     assert data[98:100] == b"\x02\xff"
@@ -396,10 +491,10 @@ def test_scrape_with_most_hashes_allowed() -> None:
     assert len(result.info_hashes) == MAX_SCRAPE_HASHES
 
 
-def test_scrape_with_too_many_hashes_is_malformed() -> None:
+def test_scrape_with_too_many_hashes_is_longer_than_any_request_and_dropped() -> None:
     result = malformed(encode_scrape_request(1, 2, [INFO_HASH] * (MAX_SCRAPE_HASHES + 1)))
-    assert result.message == "too many info_hashes"
-    assert result.reply
+    assert result.message == "packet too long"
+    assert not result.reply
 
 
 @given(st.binary(max_size=2000))

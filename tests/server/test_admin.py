@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
 import urllib.error
@@ -260,17 +259,15 @@ def test_admin_can_be_turned_off() -> None:
         assert [x.kind for x in rt.tracker.listeners] == ["http", "udp"]
 
 
-def test_admin_port_in_use_is_logged_and_tracking_goes_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_admin_port_in_use_stops_the_start_naming_the_admin_listener() -> None:
+    """An operator who configured /health relies on it: a lost admin port is fatal, not a
+    tracker running silently without it."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with caplog.at_level(logging.ERROR, "shoal"), running(f"admin.port={port}") as rt:
-            assert rt.tracker.admin is None
-            assert http_announce(rt, H1, TR, 7001).startswith(b"d")
-    assert any("admin: cannot listen" in r.getMessage() for r in caplog.records)
+        with pytest.raises(OSError, match="admin: cannot listen"):
+            running(f"admin.port={port}")
 
 
 def raw_request(rt: RunningTracker, data: bytes) -> bytes:

@@ -3,10 +3,10 @@ peer id sample, the client mix, the request history and latency quantiles."""
 
 from __future__ import annotations
 
-from shoal.engine.store import MemoryStore
 from shoal.server.admin import latency_quantile
 from shoal.server.dashboard import RequestHistory, client_mix
 from shoal.server.stats import LATENCY_BUCKETS, Counters
+from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, SwarmCounts
 
 

@@ -26,9 +26,8 @@ from support.net import has_ipv6_loopback
 from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings
-from shoal.engine.store import MemoryStore
 from shoal.protocol import bencode
-from shoal.server.app import policy_from
+from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, AnnounceResult
 
 WAIT = 5.0  # upper bound on any single wait for the server
@@ -724,7 +723,7 @@ class GatedStore(MemoryStore):
     SLOW = info_hash(99)
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(policy_from(settings))
+        super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
 

@@ -27,11 +27,11 @@ from support.net import has_ipv6_loopback
 from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings, UdpSettings
-from shoal.engine.store import MemoryStore
 from shoal.errors import ClientError
 from shoal.protocol import bencode
-from shoal.server.app import Tracker, policy_from
+from shoal.server.app import Tracker
 from shoal.server.clock import Clock
+from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, AnnounceResult, Event
 
 REPLY_TIMEOUT = 2.0
@@ -358,7 +358,7 @@ def test_num_want_default_and_datagram_cap(
     for n in range(swarm):
         client.announce(conn, torrent, peer_id(n), 20000 + n, left=0)
     asker = peer_id(9999)
-    for asked, expected in [(-1, 50), (0, 50), (7, 7), (1000, cap), (0x7FFFFFFF, cap)]:
+    for asked, expected in [(-1, 50), (-5, 50), (0, 0), (7, 7), (1000, cap), (0x7FFFFFFF, cap)]:
         got = client.announce(conn, torrent, asker, 30000, left=1, num_want=asked)
         assert len(got.peers) == expected, asked
         assert len(set(got.peers)) == expected
@@ -532,7 +532,7 @@ def test_key_and_events_behave_as_over_http(
         (a, 4001, 0, Event.COMPLETED, 0xA),  # a repeated completed counts once
         (a, 4001, 0, Event.NONE, 0xA),
         (b, 4002, 100, Event.STARTED, 0xB),
-        (b, 4012, 100, Event.NONE, 0xC),  # another address, wrong key: refused
+        (b, 4002, 100, Event.NONE, 0xC),  # its address, wrong key: refused
         (b, 4012, 100, Event.NONE, 0xB),  # same key: the peer moves
         (a, 4001, 0, Event.STOPPED, 0xA),  # stopped removes
         (c, 4003, 100, Event.STARTED, 0xD),
@@ -681,18 +681,24 @@ MALFORMED: dict[str, tuple[Callable[[int, int], bytes], bool]] = {
     "header-only announce": (lambda c, t: _HEADER.pack(c, 1, t), False),
     "short announce": (lambda c, t: announce_bytes(c, t)[:60], True),
     "announce one byte short": (lambda c, t: announce_bytes(c, t)[:97], True),
-    "short announce, bad id": (lambda c, t: announce_bytes(c ^ 1, t)[:60], False),
+    # The id is checked first: a bad one gets "connection id expired" where that fits.
+    "short announce, bad id": (lambda c, t: announce_bytes(c ^ 1, t)[:60], True),
     "announce port 0": (lambda c, t: announce_bytes(c, t, port=0), True),
     "truncated option length": (lambda c, t: announce_bytes(c, t) + b"\x02", True),
     "truncated option data": (lambda c, t: announce_bytes(c, t) + b"\x02\x32abc", True),
     "truncated unknown option": (lambda c, t: announce_bytes(c, t) + b"\x01\x09\x05ab", True),
-    "truncated options, bad id": (lambda c, t: announce_bytes(c ^ 1, t) + b"\x02\x32", False),
+    "truncated options, bad id": (lambda c, t: announce_bytes(c ^ 1, t) + b"\x02\x32", True),
     "empty scrape": (lambda c, t: _HEADER.pack(c, 2, t), False),
     "scrape not a multiple of 20": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 25, True),
     "scrape of 19 bytes": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 19, True),
-    "scrape of 75 hashes": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 20 * 75, True),
-    "scrape of 3000 hashes": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 20 * 3000, True),
-    "bad scrape, bad id": (lambda c, t: _HEADER.pack(c ^ 1, 2, t) + b"h" * 25, False),
+    # Longer than any valid request: dropped unread.
+    "scrape of 75 hashes": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 20 * 75, False),
+    "scrape of 3000 hashes": (lambda c, t: _HEADER.pack(c, 2, t) + b"h" * 20 * 3000, False),
+    "announce with 64 KB of no-op options": (
+        lambda c, t: announce_bytes(c, t) + b"\x01" * 60000, False),
+    "announce with 64 KB of no-op options, bad id": (
+        lambda c, t: announce_bytes(c ^ 1, t) + b"\x01" * 60000, False),
+    "bad scrape, bad id": (lambda c, t: _HEADER.pack(c ^ 1, 2, t) + b"h" * 25, True),
     "oversize garbage": (lambda c, t: bytes(random.Random(1).randbytes(60000)), False),
 }
 
@@ -770,7 +776,7 @@ def test_bep41_url_data_reaches_the_engine_as_path(
     start_tracker: Callable[..., RunningTracker], clients: Callable[..., Client], host: str
 ) -> None:
     settings = make_settings()
-    store = RecordingStore(policy_from(settings))
+    store = RecordingStore()
     tracker = start_tracker(settings, store)
     client = clients(tracker.udp(host))
     conn = client.connect()
@@ -837,7 +843,7 @@ def test_a_store_that_answers_later(
     start_tracker: Callable[..., RunningTracker], clients: Callable[..., Client]
 ) -> None:
     settings = make_settings()
-    tracker = start_tracker(settings, AwaitingStore(policy_from(settings)))
+    tracker = start_tracker(settings, AwaitingStore())
     v4 = clients(tracker.udp("127.0.0.1"))
     c4 = v4.connect()
     torrent = info_hash(100)
@@ -854,9 +860,9 @@ def test_a_store_that_answers_later(
         (2 if HAS_IPV6 else 1, 0, 2 if HAS_IPV6 else 1), (0, 0, 0)
     ]
     # A refusal raised while awaiting is an error reply too.
-    packet = v4.announce_packet(c4, torrent, peer_id(1), 1009, left=0, key=2)
+    packet = v4.announce_packet(c4, torrent, peer_id(1), 1001, left=0, key=2)
     tid, message = error_of(v4.announce_raw(packet))
-    assert tid == _HEADER.unpack_from(packet)[2] and "peer_id" in message
+    assert tid == _HEADER.unpack_from(packet)[2] and "key" in message
 
 
 def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(
@@ -929,7 +935,7 @@ def test_link_local_client_with_a_zone() -> None:
         endpoint.datagram_received(packet, addr)
         assert struct.unpack_from(">I", transport.sent[-1][0])[0] == 1
         found = tracker.store.announce(
-            AnnounceRequest(info_hash(120), peer_id(2), bytes(16) + b"\x00\x01", 0, 0, 1), 0
+            AnnounceRequest(info_hash(120), peer_id(2), bytes(16) + b"\x00\x01", 0, 0, 1, numwant=50), 0
         )
         assert decode_peers(found.peers6, 18) == [("fe80::1", 6881)]  # type: ignore[union-attr]
         assert tracker.counters.internal_errors == 0
@@ -957,7 +963,7 @@ def test_reply_fits_a_datagram_whatever_the_store_returns(
     cap: int,
 ) -> None:
     settings = make_settings()
-    tracker = start_tracker(settings, GreedyStore(policy_from(settings)))
+    tracker = start_tracker(settings, GreedyStore())
     client = clients(tracker.udp(host))
     got = client.announce(client.connect(), info_hash(130), peer_id(1), 1001, num_want=1000)
     assert len(got.peers) == cap and got.size <= 1200
@@ -974,7 +980,7 @@ def test_a_refused_scrape_is_an_error_reply(
     start_tracker: Callable[..., RunningTracker], clients: Callable[..., Client]
 ) -> None:
     settings = make_settings()
-    tracker = start_tracker(settings, RefusingStore(policy_from(settings)))
+    tracker = start_tracker(settings, RefusingStore())
     client = clients(tracker.udp("127.0.0.1"))
     client.send(_HEADER.pack(client.connect(), 2, 42) + info_hash(140))
     assert error_of(client.recv()) == (42, "scrape refused")

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import pytest
 
 from shoal.config import Settings
-from shoal.engine.store import MemoryStore
 from shoal.server.app import Tracker
+from shoal.storage.memory import MemoryStore
 
 T = TypeVar("T")
 

@@ -43,20 +43,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
-from shoal.engine.policy import Policy
-from shoal.engine.store import MaybeAwaitable, PeerStore, SweepProgress
-from shoal.errors import ClientError
-from shoal.types import (
-    ZERO_COUNTS,
-    AnnounceRequest,
-    AnnounceResult,
-    Event,
-    StoreTotals,
-    SwarmCounts,
-)
-
-from .peers import (
+from support.peers import (
     OTHER_TORRENT,
     TORRENT,
     UNKNOWN_TORRENT,
@@ -73,6 +60,22 @@ from .peers import (
     split,
 )
 
+from shoal.engine.policy import Policy
+from shoal.errors import ClientError
+from shoal.logic import Configuration, TrackerLogic
+from shoal.storage.base import MaybeAwaitable, PeerStore, StoreSettings, SweepProgress
+from shoal.types import (
+    ROLE_LEECHER,
+    ROLE_NONE,
+    ROLE_SEEDER,
+    ZERO_COUNTS,
+    AnnounceRequest,
+    AnnounceResult,
+    Event,
+    StoreTotals,
+    SwarmCounts,
+)
+
 T = TypeVar("T")
 T0 = 1_700_000_000  # a plausible clock reading; every test counts from here
 TIMEOUT = 150  # the peer timeout of the expiry tests' policy
@@ -83,22 +86,40 @@ async def _await(awaitable: Awaitable[T]) -> T:
 
 
 class Tracker:
-    """A store seen through synchronous calls, with the helpers the tests share."""
+    """A store behind the logic layer (as every frontend sees it), through synchronous
+    calls, with the helpers the tests share."""
 
-    def __init__(self, store: PeerStore, resolve: Callable[[Any], Any]) -> None:
+    def __init__(self, store: PeerStore, logic: TrackerLogic, loop: asyncio.AbstractEventLoop,
+                 resolve: Callable[[Any], Any]) -> None:
         self.store = store
+        self.logic = logic
+        self.loop = loop
         self.resolve = resolve
 
     @property
     def policy(self) -> Policy:
-        return self.store.policy
+        return self.logic.policy
+
+    def _call(self, start: Callable[[Callable[[Any], None]], None]) -> Any:
+        box: list[Any] = []
+        start(box.append)
+        while not box:  # a networked store answers in a task on this loop
+            self.loop.run_until_complete(asyncio.sleep(0.001))
+        if isinstance(box[0], ClientError):
+            raise box[0]
+        return box[0]
 
     def announce(self, req: AnnounceRequest, now: int) -> AnnounceResult:
-        result: AnnounceResult = self.resolve(self.store.announce(req, now))
+        source = req.addr[:-2]
+        result: AnnounceResult = self._call(
+            lambda reply: self.logic.announce(req, source, now, reply)
+        )
         return result
 
     def scrape(self, hashes: Sequence[bytes]) -> list[SwarmCounts]:
-        result: list[SwarmCounts] = self.resolve(self.store.scrape(hashes))
+        result: list[SwarmCounts] = self._call(
+            lambda reply: self.logic.scrape(hashes, b"\x7f\0\0\1", reply)
+        )
         return [SwarmCounts(*c) for c in result]
 
     def counts(self, torrent: bytes = TORRENT) -> SwarmCounts:
@@ -140,8 +161,8 @@ class StoreConformance:
     #: Peers in the swarm of the O(numwant) test; a slow store may lower it.
     big_swarm_size: ClassVar[int] = 100_000
 
-    def make_store(self, policy: Policy) -> PeerStore:
-        """A new, empty store applying ``policy``."""
+    def make_store(self) -> PeerStore:
+        """A new, empty store (the suite configures its limits through the logic layer)."""
         raise NotImplementedError
 
     def close_store(self, store: PeerStore) -> MaybeAwaitable[None]:
@@ -176,15 +197,20 @@ class StoreConformance:
     def open(self, **policy: Any) -> Tracker:
         """A new store with a policy built from ``policy`` (seeded randomness)."""
         policy.setdefault("rng", random.Random(20240611))
-        store = self.make_store(Policy(**policy))
+        limits = {k: policy.pop(k) for k in ("max_torrents", "max_peers_per_swarm",
+                                             "max_peers_per_ip") if k in policy}
+        store = self.make_store()
         self._opened.append(store)
-        return Tracker(store, self.resolve)
+        made = Policy(**policy)
+        config = Configuration(made, limits=StoreSettings(made.peer_timeout, **limits))
+        logic = TrackerLogic(store, config, spawn=self._loop.create_task)
+        return Tracker(store, logic, self._loop, self.resolve)
 
     def open_expiring(self) -> Tracker:
         """A store whose peers expire ``TIMEOUT`` seconds after their last announce."""
         return self.open(interval=100, min_interval=10, interval_jitter=0, peer_timeout=TIMEOUT)
 
-    # -- identity: peers are keyed by peer id ----------------------------------------
+    # -- identity: an entry is its address; a peer_id is never a credential ------------
 
     def test_peer_is_counted_once_however_often_it_announces(self) -> None:
         t = self.open()
@@ -192,20 +218,57 @@ class StoreConformance:
             t.announce(request(1), T0 + i)
         assert t.counts() == (0, 1, 0)
 
-    def test_two_peer_ids_at_one_address_are_two_peers(self) -> None:
-        t = self.open()
-        t.announce(request(1), T0)
-        t.announce(dataclasses.replace(request(2), addr=addr4(1)), T0)
-        assert t.counts() == (0, 2, 0)
-
-    def test_peer_reannouncing_from_its_address_needs_no_key(self) -> None:
+    def test_new_peer_id_at_an_address_replaces_the_entry(self) -> None:
+        """A client restarted at the same ip:port is one peer, never one endpoint twice."""
         t = self.open()
         t.announce(request(1, key=7), T0)
-        t.announce(request(1), T0 + 1)
+        t.announce(dataclasses.replace(request(2), addr=addr4(1)), T0 + 1)
+        assert t.counts() == (0, 1, 0)
+        reply = t.announce(request(3, ids=True), T0 + 2)
+        assert reply.peer_ids4 == peer_id(2)
+
+    def test_stop_with_another_peer_id_leaves_the_entry(self) -> None:
+        t = self.open()
+        t.announce(request(1), T0)
+        t.announce(dataclasses.replace(request(2, event=Event.STOPPED), addr=addr4(1)), T0 + 1)
+        assert t.counts() == (0, 1, 0)
+
+    def test_peer_reannouncing_from_its_address_needs_no_key_when_it_registered_none(
+        self,
+    ) -> None:
+        t = self.open()
+        t.announce(request(1), T0)
+        t.announce(request(1, key=9), T0 + 1)
         t.announce(request(1, event=Event.STOPPED), T0 + 2)
         assert t.counts() == (0, 0, 0)
 
-    # -- BEP 7 key rule --------------------------------------------------------------
+    def test_keyed_entry_needs_its_key_even_from_its_own_address(self) -> None:
+        """Someone behind the same IP announcing the same port cannot stop or change it."""
+        t = self.open()
+        t.announce(request(1, key=7), T0)
+        for attempt in (request(1, event=Event.STOPPED), request(1, key=8, left=0),
+                        request(1, key=8, event=Event.STOPPED)):
+            with pytest.raises(ClientError):
+                t.announce(attempt, T0 + 1)
+        assert t.counts() == (0, 1, 0)
+        t.announce(request(1, key=7, event=Event.STOPPED), T0 + 2)
+        assert t.counts() == (0, 0, 0)
+
+    def test_peer_id_from_another_address_is_another_peer(self) -> None:
+        """A squatter announcing a client's public peer_id first locks nobody out."""
+        t = self.open()
+        t.announce(request(1, variant=1), T0)  # the squatter, elsewhere
+        t.announce(request(1, key=7), T0 + 1)  # the real client
+        assert t.counts() == (0, 2, 0)
+
+    def test_peer_id_from_another_address_cannot_stop_the_entry(self) -> None:
+        t = self.open()
+        t.announce(request(1), T0)
+        t.announce(request(1, variant=1, event=Event.STOPPED), T0 + 1)
+        t.announce(request(1, variant=1, key=3, event=Event.STOPPED), T0 + 1)
+        assert t.counts() == (0, 1, 0)
+
+    # -- BEP 7 key rule: the registered key moves an entry ----------------------------
 
     def test_address_change_with_the_registered_key_moves_the_peer(self) -> None:
         t = self.open()
@@ -215,29 +278,22 @@ class StoreConformance:
         reply = t.announce(request(2), T0 + 2)
         assert [decode_addr(e) for e in split(reply.peers4, 6)] == [(1, 1)]
 
-    def test_address_change_without_any_key_is_refused(self) -> None:
-        t = self.open()
-        t.announce(request(1), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1), T0 + 1)
-
-    def test_address_change_with_another_key_is_refused(self) -> None:
+    def test_address_change_with_another_key_is_a_new_peer(self) -> None:
         t = self.open()
         t.announce(request(1, key=7), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=8), T0 + 1)
+        t.announce(request(1, variant=1, key=8), T0 + 1)
+        reply = t.announce(request(2), T0 + 2)
+        assert sorted(decode_addr(e) for e in split(reply.peers4, 6)) == [(1, 0), (1, 1)]
 
-    def test_address_change_without_the_registered_key_is_refused(self) -> None:
-        t = self.open()
-        t.announce(request(1, key=7), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1), T0 + 1)
-
-    def test_peer_registered_without_key_cannot_be_moved_by_a_key(self) -> None:
+    def test_keyless_entry_cannot_be_moved_by_a_key(self) -> None:
+        """A key sent later is not adopted: nobody sharing a keyless peer's address can
+        attach a key to its entry and then move it away."""
         t = self.open()
         t.announce(request(1), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=7), T0 + 1)
+        t.announce(request(1, key=7), T0 + 1)
+        t.announce(request(1, variant=1, key=7), T0 + 2)
+        reply = t.announce(request(2), T0 + 3)
+        assert sorted(decode_addr(e) for e in split(reply.peers4, 6)) == [(1, 0), (1, 1)]
 
     def test_refused_announce_changes_nothing(self) -> None:
         t = self.open_expiring()
@@ -245,86 +301,42 @@ class StoreConformance:
         t.announce(request(2, left=0), T0)
         before = t.counts()
         attempts = [
-            request(1, variant=1, key=8, left=0, event=Event.COMPLETED),
-            request(1, variant=1, key=8, event=Event.STOPPED),
-            request(1, variant=1, key=8, left=0, event=Event.PAUSED),
-            request(1, variant=1, event=Event.STARTED),
+            request(1, key=8, left=0, event=Event.COMPLETED),
+            request(1, key=8, event=Event.STOPPED),
+            request(1, key=8, left=0, event=Event.PAUSED),
+            request(1, event=Event.STARTED),
         ]
         for attempt in attempts:
             with pytest.raises(ClientError):
                 t.announce(attempt, T0 + 100)
         assert t.counts() == before == (1, 1, 0)
-        # Still at its first address, and still a leecher: a seeder is sent it.
+        # Still a leecher: a seeder is sent it.
         reply = t.announce(request(2, left=0), T0 + 100)
         assert [decode_addr(e) for e in split(reply.peers4, 6)] == [(1, 0)]
-        # Still holding its key: the owner can move it, the attacker still cannot.
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=8), T0 + 100)
         # Not refreshed by the refused announces: it expires a timeout after T0.
         t.sweep_pass(T0 + TIMEOUT + 1)
         assert t.counts() == (1, 0, 0)
 
-    def test_refused_announce_keeps_the_owner_able_to_move(self) -> None:
-        t = self.open()
-        t.announce(request(1, key=7), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=8), T0 + 1)
-        t.announce(request(1, variant=1, key=7), T0 + 2)
-        reply = t.announce(request(2), T0 + 3)
-        assert [decode_addr(e) for e in split(reply.peers4, 6)] == [(1, 1)]
-
-    def test_keyless_peer_adopts_the_first_key_it_sends(self) -> None:
-        t = self.open()
-        t.announce(request(1), T0)
-        t.announce(request(1, key=5), T0 + 1)
-        t.announce(request(1, key=6), T0 + 2)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=6), T0 + 3)
-        t.announce(request(1, variant=1, key=5), T0 + 4)
-        reply = t.announce(request(2), T0 + 5)
-        assert [decode_addr(e) for e in split(reply.peers4, 6)] == [(1, 1)]
-
     def test_registered_key_is_not_replaced_by_a_later_key(self) -> None:
         t = self.open()
         t.announce(request(1, key=5), T0)
-        t.announce(request(1, key=6), T0 + 1)
         with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=6), T0 + 2)
+            t.announce(request(1, key=6), T0 + 1)
         t.announce(request(1, variant=1, key=5), T0 + 3)
-
-    def test_registered_key_is_kept_when_announces_carry_none(self) -> None:
-        t = self.open()
-        t.announce(request(1, key=5), T0)
-        t.announce(request(1), T0 + 1)
-        t.announce(request(1, variant=1, key=5), T0 + 2)
         assert t.counts() == (0, 1, 0)
 
     def test_registered_key_survives_a_leecher_becoming_a_seeder(self) -> None:
         t = self.open()
         t.announce(request(1, key=5), T0)
-        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
-        t.announce(request(1, left=0, key=6), T0 + 2)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, left=0, key=6), T0 + 3)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, left=0), T0 + 3)
+        t.announce(request(1, left=0, key=5, event=Event.COMPLETED), T0 + 1)
         t.announce(request(1, variant=1, left=0, key=5), T0 + 4)
         assert t.counts() == (1, 0, 1)
-
-    def test_registered_key_survives_a_seeder_becoming_a_leecher(self) -> None:
-        t = self.open()
-        t.announce(request(1, left=0, key=5), T0)
-        t.announce(request(1, left=10, key=6), T0 + 1)
-        with pytest.raises(ClientError):
-            t.announce(request(1, variant=1, key=6), T0 + 2)
-        t.announce(request(1, variant=1, key=5), T0 + 3)
-        assert t.counts() == (0, 1, 0)
 
     def test_moved_peer_can_stop_from_its_new_address(self) -> None:
         t = self.open()
         t.announce(request(1, key=5), T0)
         t.announce(request(1, variant=1, key=5), T0 + 1)
-        t.announce(request(1, variant=1, event=Event.STOPPED), T0 + 2)
+        t.announce(request(1, variant=1, key=5, event=Event.STOPPED), T0 + 2)
         assert t.counts() == (0, 0, 0)
 
     def test_moving_peer_can_stop_with_its_key_from_a_new_address(self) -> None:
@@ -337,10 +349,75 @@ class StoreConformance:
         t = self.open()
         t.announce(request(1, v6=True, key=5), T0)
         with pytest.raises(ClientError):
-            t.announce(request(1, v6=True, variant=1, key=6), T0 + 1)
+            t.announce(request(1, v6=True, key=6), T0 + 1)
         t.announce(request(1, v6=True, variant=1, key=5), T0 + 2)
         reply = t.announce(request(2, v6=True), T0 + 3)
         assert [decode_addr(e) for e in split(reply.peers6, 18)] == [(1, 1)]
+
+    # -- the outcome -------------------------------------------------------------------
+
+    def test_outcome_of_a_new_peer(self) -> None:
+        t = self.open()
+        r = t.announce(request(1, event=Event.STARTED), T0)
+        assert (r.new_peer, r.role_before, r.role_after, r.stopped) == (
+            True, ROLE_NONE, ROLE_LEECHER, False)
+        assert (r.prev_uploaded, r.prev_downloaded, r.completed) == (0, 0, False)
+
+    def test_outcome_carries_the_previously_reported_totals(self) -> None:
+        t = self.open()
+        t.announce(dataclasses.replace(request(1), uploaded=10, downloaded=20), T0)
+        r = t.announce(dataclasses.replace(request(1), uploaded=15, downloaded=70), T0 + 1)
+        assert (r.new_peer, r.prev_uploaded, r.prev_downloaded) == (False, 10, 20)
+        r = t.announce(dataclasses.replace(request(1), uploaded=16, downloaded=71), T0 + 2)
+        assert (r.prev_uploaded, r.prev_downloaded) == (15, 70)
+
+    def test_outcome_of_a_completion(self) -> None:
+        t = self.open()
+        t.announce(request(1), T0)
+        r = t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
+        assert (r.role_before, r.role_after, r.completed) == (ROLE_LEECHER, ROLE_SEEDER, True)
+
+    def test_outcome_of_a_stop(self) -> None:
+        t = self.open()
+        t.announce(dataclasses.replace(request(1, left=0), uploaded=5), T0)
+        r = t.announce(request(1, left=0, event=Event.STOPPED), T0 + 1)
+        assert (r.stopped, r.role_before, r.role_after, r.prev_uploaded) == (
+            True, ROLE_SEEDER, ROLE_NONE, 5)
+
+    def test_outcome_of_a_refused_stop_is_nothing(self) -> None:
+        t = self.open()
+        r = t.announce(request(1, event=Event.STOPPED), T0)
+        assert (r.stopped, r.new_peer, r.role_before, r.role_after) == (
+            False, False, ROLE_NONE, ROLE_NONE)
+
+    # -- limits ------------------------------------------------------------------------
+
+    def test_full_swarm_refuses_new_peers_but_serves_its_own(self) -> None:
+        t = self.open(max_peers_per_swarm=3)
+        for n in range(3):
+            t.announce(request(n), T0)
+        with pytest.raises(ClientError, match="swarm is full"):
+            t.announce(request(9), T0)
+        assert len(all_peers(t.announce(request(1), T0 + 1))) == 2
+        assert t.counts() == (0, 3, 0)
+
+    def test_one_address_holds_at_most_max_peers_per_ip_in_a_swarm(self) -> None:
+        t = self.open(max_peers_per_ip=2)
+        for variant in range(2):
+            t.announce(request(1, variant=variant), T0)
+        with pytest.raises(ClientError, match="too many peers from your address"):
+            t.announce(dataclasses.replace(request(2, variant=5), addr=addr4(1, 5)), T0)
+        t.announce(request(3), T0)  # another address is served
+        assert t.counts() == (0, 3, 0)
+
+    def test_full_tracker_refuses_new_torrents_but_serves_known_ones(self) -> None:
+        t = self.open(max_torrents=1)
+        t.announce(request(1), T0)
+        with pytest.raises(ClientError, match="tracker is full"):
+            t.announce(request(1, torrent=OTHER_TORRENT), T0)
+        assert t.counts(OTHER_TORRENT) == (0, 0, 0)
+        t.announce(request(2), T0)
+        assert t.counts() == (0, 2, 0)
 
     # -- who is sent whom --------------------------------------------------------------
 
@@ -428,8 +505,15 @@ class StoreConformance:
     def test_numwant_defaults_to_50(self) -> None:
         t = self.open()
         t.join(range(300), T0)
-        for asked in (-1, 0, -7):
+        for asked in (-1, -7):
             assert len(all_peers(t.announce(request(999, numwant=asked), T0))) == 50
+
+    def test_numwant_zero_is_sent_no_peers(self) -> None:
+        """BEP 3: numwant "is permitted to be zero" (clients send it with stopped)."""
+        t = self.open()
+        t.join(range(10), T0)
+        reply = t.announce(request(999, numwant=0), T0)
+        assert all_peers(reply) == [] and reply.incomplete == 11
 
     def test_numwant_is_capped_at_200(self) -> None:
         t = self.open()
@@ -534,7 +618,7 @@ class StoreConformance:
         t.announce(request(2, left=0, event=Event.PAUSED), T0)
         assert t.counts() == (1, 1, 0)
 
-    # -- completed -----------------------------------------------------------------
+    # -- completed: event=completed, once per peer entry ------------------------------
 
     def test_leecher_finishing_counts_one_completed(self) -> None:
         t = self.open()
@@ -543,46 +627,38 @@ class StoreConformance:
         assert (reply.complete, reply.incomplete, reply.downloaded) == (1, 0, 1)
         assert t.counts() == (1, 0, 1)
 
-    def test_completed_is_counted_once(self) -> None:
+    def test_completed_is_counted_once_per_peer_entry(self) -> None:
         t = self.open()
         t.announce(request(1), T0)
         t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
         t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 2)
-        t.announce(request(1, left=0), T0 + 3)
+        t.announce(request(1, left=10), T0 + 3)
+        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 4)
         assert t.counts() == (1, 0, 1)
 
-    def test_new_peer_announcing_completed_is_not_counted(self) -> None:
-        t = self.open()
-        t.announce(request(1, left=0, event=Event.COMPLETED), T0)
-        assert t.counts() == (1, 0, 0)
+    def test_completed_from_a_client_whose_entry_expired_is_counted(self) -> None:
+        """rTorrent stretches a short interval and may be expired before it says
+        completed: the download still happened."""
+        t = self.open_expiring()
+        t.announce(request(1), T0)
+        t.sweep_pass(T0 + TIMEOUT + 1)
+        assert t.counts() == (0, 0, 0)
+        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + TIMEOUT + 2)
+        assert t.counts() == (1, 0, 1)
 
-    def test_seeder_reannouncing_completed_is_not_counted(self) -> None:
-        t = self.open()
-        t.announce(request(1, left=0, event=Event.STARTED), T0)
-        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
-        assert t.counts() == (1, 0, 0)
-
-    def test_finishing_without_the_completed_event_is_counted(self) -> None:
-        """The transition counts, not the event: a lost ``completed`` still counts."""
+    def test_finishing_without_the_completed_event_is_not_counted(self) -> None:
+        """A seeder re-checking its files goes from left>0 to left=0 without the event:
+        nobody downloaded anything."""
         t = self.open()
         t.announce(request(1), T0)
         t.announce(request(1, left=0), T0 + 1)
-        assert t.counts() == (1, 0, 1)
+        assert t.counts() == (1, 0, 0)
 
     def test_completed_event_with_bytes_left_is_not_counted(self) -> None:
         t = self.open()
         t.announce(request(1), T0)
         t.announce(request(1, left=5, event=Event.COMPLETED), T0 + 1)
         assert t.counts() == (0, 1, 0)
-
-    def test_seeder_turned_leecher_counts_again_when_it_finishes_again(self) -> None:
-        t = self.open()
-        t.announce(request(1), T0)
-        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
-        t.announce(request(1, left=10), T0 + 2)
-        assert t.counts() == (0, 1, 1)
-        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 3)
-        assert t.counts() == (1, 0, 2)
 
     def test_leecher_stopping_with_nothing_left_is_not_counted(self) -> None:
         t = self.open()
@@ -599,12 +675,12 @@ class StoreConformance:
 
     def test_completed_counts_a_dual_stack_client_once(self) -> None:
         """Over IPv4 and IPv6 a client is two peers, but it finished one download: the
-        second family's transition does not count again."""
+        second family's completed event does not count again."""
         t = self.open()
         t.announce(request(1), T0)
         t.announce(request(1, v6=True), T0)
-        t.announce(request(1, left=0), T0 + 1)
-        t.announce(request(1, v6=True, left=0), T0 + 1)
+        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
+        t.announce(request(1, v6=True, left=0, event=Event.COMPLETED), T0 + 1)
         assert t.counts() == (2, 0, 1)
 
     # -- address families ------------------------------------------------------------
@@ -729,11 +805,11 @@ class StoreConformance:
             (request(3, v6=True, event=Event.STARTED), (1, 2, 0)),
             (request(1, left=0, event=Event.COMPLETED), (2, 1, 1)),
             (request(2, left=0, event=Event.STOPPED), (1, 1, 1)),
-            (request(3, v6=True, left=0), (2, 0, 2)),
-            (request(4, v6=True, left=0, event=Event.PAUSED), (3, 0, 2)),
-            (request(1, left=50), (2, 1, 2)),
-            (request(3, v6=True, event=Event.STOPPED), (1, 1, 2)),
-            (request(9, event=Event.STOPPED), (1, 1, 2)),
+            (request(3, v6=True, left=0), (2, 0, 1)),
+            (request(4, v6=True, left=0, event=Event.PAUSED), (3, 0, 1)),
+            (request(1, left=50), (2, 1, 1)),
+            (request(3, v6=True, event=Event.STOPPED), (1, 1, 1)),
+            (request(9, event=Event.STOPPED), (1, 1, 1)),
         ]
         for i, (req, expected) in enumerate(steps):
             reply = t.announce(req, T0 + i)
@@ -780,7 +856,7 @@ class StoreConformance:
         t.join([1, 2], T0, left=0)
         t.join([3], T0, v6=True)
         t.join([1], T0, torrent=OTHER_TORRENT)
-        t.announce(request(1, torrent=OTHER_TORRENT, left=0), T0 + 1)
+        t.announce(request(1, torrent=OTHER_TORRENT, left=0, event=Event.COMPLETED), T0 + 1)
         assert t.full_scrape() == {TORRENT: (2, 1, 0), OTHER_TORRENT: (1, 0, 1)}
 
     def test_full_scrape_of_an_empty_store_is_empty(self) -> None:
@@ -829,7 +905,7 @@ class StoreConformance:
         t.announce(request(1, key=5), T0)
         t.sweep_pass(T0 + TIMEOUT + 1)
         t.announce(request(1, variant=1, key=6), T0 + TIMEOUT + 2)
-        t.announce(request(1, variant=1, left=0, event=Event.COMPLETED), T0 + TIMEOUT + 3)
+        t.announce(request(1, variant=1, key=6, left=0, event=Event.COMPLETED), T0 + TIMEOUT + 3)
         assert t.counts() == (1, 0, 1)
 
     def test_sweep_works_in_steps_under_a_small_budget(self) -> None:
@@ -899,7 +975,7 @@ class StoreConformance:
     def test_peer_joining_an_emptied_torrent_sees_its_completed_count(self) -> None:
         t = self.open_expiring()
         t.announce(request(1), T0)
-        t.announce(request(1, left=0), T0 + 1)
+        t.announce(request(1, left=0, event=Event.COMPLETED), T0 + 1)
         t.announce(request(1, left=0, event=Event.STOPPED), T0 + 2)
         t.sweep_pass(T0 + 50)
         reply = t.announce(request(2), T0 + 100)
@@ -930,7 +1006,7 @@ class StoreConformance:
         t.join([1, 2], T0, left=0)
         t.join([3], T0, v6=True)
         t.join([4, 5, 6], T0, torrent=OTHER_TORRENT)
-        t.announce(request(4, torrent=OTHER_TORRENT, left=0), T0 + 1)
+        t.announce(request(4, torrent=OTHER_TORRENT, left=0, event=Event.COMPLETED), T0 + 1)
         assert t.totals() == StoreTotals(torrents=2, seeders=3, leechers=3, completed=1)
 
     # -- intervals -------------------------------------------------------------------
@@ -980,22 +1056,27 @@ MODEL_PEERS = 5
 
 @dataclasses.dataclass
 class ModelPeer:
-    variant: int
     seeder: bool
     key: int | None
     seen: int
+    completed: bool = False  # this entry's completion has been seen
 
 
 @dataclasses.dataclass
 class ModelTorrent:
     completed: int = 0
-    completed_maybe: int = 0  # transitions the store may or may not count (see announce)
+    completed_maybe: int = 0  # completions the store may or may not count (see announce)
     touched: int = 0  # last announce the store accepted (stopped for a known peer included)
     asked: int = 0  # last announce of any kind, refused or for an unknown peer
 
 
+ModelKey = tuple[bytes, bool, int, int]  # torrent, is IPv6, peer number, address variant
+
+
 class StoreModel(RuleBasedStateMachine):
-    """The store against a dict of peers keyed by (torrent, is IPv6, peer number).
+    """The store against a dict of peer entries keyed by their address: (torrent, is IPv6,
+    peer number, variant). Peer ``n`` announces with one peer_id from two addresses, so the
+    identity rules (an entry is its address; only its key moves it) are exercised.
 
     A peer silent for longer than the timeout may or may not still be in the store (lazy
     expiry is the store's business), so until a sweep it is "stale": counted as a maybe,
@@ -1007,7 +1088,7 @@ class StoreModel(RuleBasedStateMachine):
         self.suite = suite
         self.tracker = suite.open_expiring()
         self.now = T0
-        self.peers: dict[tuple[bytes, bool, int], ModelPeer] = {}
+        self.peers: dict[ModelKey, ModelPeer] = {}
         self.torrents: dict[bytes, ModelTorrent] = {}
 
     def teardown(self) -> None:
@@ -1018,13 +1099,13 @@ class StoreModel(RuleBasedStateMachine):
     def stale(self, p: ModelPeer) -> bool:
         return p.seen < self.now - TIMEOUT
 
-    def members(self, torrent: bytes, v6: bool) -> dict[int, ModelPeer]:
-        return {n: p for (h, f, n), p in self.peers.items() if h == torrent and f == v6}
+    def members(self, torrent: bytes, v6: bool) -> dict[tuple[int, int], ModelPeer]:
+        return {(n, var): p for (h, f, n, var), p in self.peers.items() if h == torrent and f == v6}
 
     def count_range(self, torrent: bytes) -> tuple[tuple[int, int], tuple[int, int]]:
         """((least seeders, most seeders), (least leechers, most leechers))."""
         lo, hi = [0, 0], [0, 0]
-        for (h, _, _), p in self.peers.items():
+        for (h, _, _, _), p in self.peers.items():
             if h == torrent:
                 role = 0 if p.seeder else 1
                 hi[role] += 1
@@ -1066,9 +1147,13 @@ class StoreModel(RuleBasedStateMachine):
         mixed: bool,
         ids: bool,
     ) -> None:
-        mkey = (torrent, v6, n)
-        p = self.peers.get(mkey)
-        if p is not None and self.stale(p):
+        here: ModelKey = (torrent, v6, n, variant)
+        elsewhere: ModelKey = (torrent, v6, n, 1 - variant)
+        p = self.peers.get(here)
+        moving = None if p is not None or key is None else self.peers.get(elsewhere)
+        if moving is not None and moving.key != key:
+            moving = None
+        if (p is not None and self.stale(p)) or (moving is not None and self.stale(moving)):
             return  # it may or may not be in the store any more
         req = request(
             n, torrent=torrent, left=0 if seeder else 100, event=event, v6=v6,
@@ -1077,46 +1162,49 @@ class StoreModel(RuleBasedStateMachine):
         model_torrent = self.torrents.get(torrent)
         if model_torrent is not None:
             model_torrent.asked = self.now
-        if p is not None and p.variant != variant and (p.key is None or p.key != key):
+        if p is not None and p.key is not None and p.key != key:
             with pytest.raises(ClientError):
                 self.tracker.announce(req, self.now)
             return
         reply = self.tracker.announce(req, self.now)
 
+        entry = p if p is not None else moving
         if event == Event.STOPPED:
-            if p is not None:
-                del self.peers[mkey]
+            if entry is not None:
+                self.peers.pop(here if p is not None else elsewhere)
                 assert model_torrent is not None
                 model_torrent.touched = self.now
         else:
             if model_torrent is None:
                 model_torrent = self.torrents[torrent] = ModelTorrent()
             model_torrent.touched = model_torrent.asked = self.now
-            if p is None:
-                self.peers[mkey] = ModelPeer(variant, seeder, key, self.now)
-            else:
-                p.variant, p.seen = variant, self.now
-                if p.key is None:
-                    p.key = key
-                if seeder and not p.seeder:
-                    # A client already seeding over the other family finished nothing new;
-                    # if that entry is stale the store may have dropped it, so either way.
-                    other = self.peers.get((torrent, not v6, n))
-                    if other is None or not other.seeder:
-                        model_torrent.completed += 1
-                    elif self.stale(other):
-                        model_torrent.completed_maybe += 1
-                p.seeder = seeder
+            if entry is None:
+                entry = ModelPeer(seeder, key, self.now)
+            elif moving is not None:
+                del self.peers[elsewhere]
+            self.peers[here] = entry
+            entry.seen, entry.seeder = self.now, seeder
+            if event == Event.COMPLETED and seeder and not entry.completed:
+                # Once per entry; not again when the same client's other family counted.
+                others = [q for (h, f, m, _), q in self.peers.items()
+                          if h == torrent and f != v6 and m == n]
+                if not any(q.completed for q in others):
+                    model_torrent.completed += 1
+                elif not all(q.completed and not self.stale(q) for q in others):
+                    model_torrent.completed_maybe += 1
+            if event == Event.COMPLETED and seeder:
+                entry.completed = True
 
         self.check_counts(torrent, reply.complete, reply.incomplete, reply.downloaded)
-        assert reply.min_interval == 10 and reply.interval == 100
-        if event == Event.STOPPED:
+        if event == Event.STOPPED or reply.role_after == ROLE_NONE:
             assert reply.peers4 == reply.peers6 == reply.peer_ids4 == reply.peer_ids6 == b""
             return
-        self.check_reply(req, reply, n, v6, torrent)
+        assert reply.min_interval == 10 and reply.interval == 100
+        self.check_reply(req, reply, n, variant, v6, torrent)
 
     def check_reply(
-        self, req: AnnounceRequest, reply: AnnounceResult, n: int, v6: bool, torrent: bytes
+        self, req: AnnounceRequest, reply: AnnounceResult, n: int, variant: int, v6: bool,
+        torrent: bytes,
     ) -> None:
         wants_leechers_only = req.left == 0 or req.event == Event.PAUSED
         want = self.tracker.policy.numwant(req.numwant)
@@ -1133,24 +1221,23 @@ class StoreModel(RuleBasedStateMachine):
                 continue
             least += sum(
                 1
-                for m, p in members.items()
+                for (m, var), p in members.items()
                 if m != n and not self.stale(p) and not (wants_leechers_only and p.seeder)
             )
             numbers = []
             roles = []
             for entry in entries:
-                m, variant = decode_addr(entry)
-                assert m != n, "requester was sent itself"
-                assert m in members, f"peer {m} is not in the swarm"
-                assert members[m].variant == variant, "peer sent at a stale address"
-                numbers.append(m)
-                roles.append(members[m].seeder)
+                m, var = decode_addr(entry)
+                assert family_v6 != v6 or (m, var) != (n, variant), "requester was sent itself"
+                assert (m, var) in members, f"peer {m} at {var} is not in the swarm"
+                numbers.append((m, var))
+                roles.append(members[m, var].seeder)
             assert len(numbers) == len(set(numbers)), "a peer was sent twice"
             assert roles == sorted(roles, reverse=True), "a leecher came before a seeder"
             if wants_leechers_only:
                 assert not any(roles), "a seeder or paused peer was sent a seeder"
             if req.want_peer_ids:
-                assert [peer_number(pid) for pid in split(pids, 20)] == numbers
+                assert [peer_number(pid) for pid in split(pids, 20)] == [m for m, _ in numbers]
             else:
                 assert pids == b""
             total += len(numbers)
@@ -1167,7 +1254,7 @@ class StoreModel(RuleBasedStateMachine):
         self.peers = {k: p for k, p in self.peers.items() if p.seen >= before}
         listed = self.tracker.full_scrape()
         for torrent, model in list(self.torrents.items()):
-            if any(h == torrent for h, _, _ in self.peers):
+            if any(h == torrent for h, _, _, _ in self.peers):
                 assert torrent in listed, "torrent with live peers removed"
             elif model.asked < before:
                 assert torrent not in listed, "torrent empty for a timeout kept"

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from shoal.engine.policy import Policy
-from shoal.engine.store import MemoryStore, PeerStore
+from support.invariants import check_store
+from support.peers import TORRENT, request
+
+from shoal.storage.base import PeerStore, StoreSettings
+from shoal.storage.memory import MemoryStore
 from shoal.types import Event
 
-from .invariants import check_store
-from .peers import TORRENT, request
 from .store_conformance import T0, TIMEOUT, StoreConformance
 
 
 class TestMemoryStore(StoreConformance):
-    def make_store(self, policy: Policy) -> PeerStore:
-        return MemoryStore(policy)
+    def make_store(self) -> PeerStore:
+        return MemoryStore()
 
     def check_invariants(self, store: PeerStore) -> None:
         assert isinstance(store, MemoryStore)
@@ -21,11 +22,11 @@ class TestMemoryStore(StoreConformance):
 
 
 def expiring_store() -> MemoryStore:
-    return MemoryStore(Policy(interval=100, interval_jitter=0, peer_timeout=TIMEOUT))
+    return MemoryStore(StoreSettings(peer_timeout=TIMEOUT))
 
 
-def test_default_policy_is_used_without_one() -> None:
-    assert MemoryStore().policy == Policy()
+def test_default_settings_are_used_without_any() -> None:
+    assert MemoryStore().settings == StoreSettings()
 
 
 def test_lazy_expiry_reaches_every_peer_within_a_pass_of_announces() -> None:

@@ -1,0 +1,209 @@
+"""The logic layer: the one object every frontend (HTTP, UDP, later WebSocket) calls.
+
+``announce`` runs the access rules, resolves ``numwant`` by the policy, asks the store,
+fills in the intervals, runs the post-announce hooks and hands the result (or the
+:class:`ClientError` that refused it) to the frontend's ``reply`` callback. It is the only
+place where a store's awaitable result is resolved: a direct result is replied at once,
+with no task; an awaitable one is run by the ``spawn`` function the server gives (which
+keeps the task referenced), with at most ``max_pending`` in flight, past which requests
+are refused with a transient failure instead of piling up.
+
+Rules, policy and store limits are swapped whole by :meth:`TrackerLogic.configure`, so a
+request sees the old configuration or the new one, never a mix. It sits above the storage
+layer (it calls a store) and below the servers; it imports no asyncio, sockets or clock.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from shoal.engine.policy import Policy
+from shoal.engine.rules import BANNED, OPEN, RETRY_LATER, AccessRules, Rule
+from shoal.errors import ClientError
+from shoal.storage.base import MaybeAwaitable, PeerStore, StoreSettings
+from shoal.types import AnnounceRequest, AnnounceResult, SwarmCounts
+
+log = logging.getLogger("shoal.logic")
+
+T = TypeVar("T")
+BUSY = "tracker busy, try again shortly"
+INTERNAL = "internal error, try again later"
+
+AnnounceReply = Callable[[AnnounceResult | ClientError], None]
+ScrapeReply = Callable[[list[SwarmCounts] | ClientError], None]
+Hook = Callable[[AnnounceRequest, AnnounceResult], None]
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """What reload can change: the policy, the access rules and the store's limits."""
+
+    policy: Policy
+    access: AccessRules = OPEN
+    limits: StoreSettings | None = None
+
+
+class TrackerLogic:
+    """Rules -> policy -> store -> outcome -> hooks, for every frontend."""
+
+    def __init__(
+        self,
+        store: PeerStore,
+        config: Configuration | None = None,
+        *,
+        spawn: Spawn | None = None,
+        max_pending: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.spawn = spawn
+        self.max_pending = max_pending
+        self.pending = 0
+        self.hooks: tuple[Hook, ...] = ()
+        self.hook_errors = 0
+        self.internal_errors = 0
+        self.config = config if config is not None else Configuration(Policy())
+        self._policy = self.config.policy
+        self._rules: tuple[Rule, ...] = ()
+        self._banned = self.config.access.banned
+        self.configure(self.config)
+
+    def configure(self, config: Configuration) -> None:
+        """Apply a new configuration; everything a request reads is replaced at once."""
+        limits = config.limits
+        if limits is None:
+            limits = StoreSettings(peer_timeout=config.policy.peer_timeout)
+        self.store.configure(limits)
+        self.config = config
+        self._policy, self._rules, self._banned = (
+            config.policy, config.access.announce_rules(), config.access.banned)
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def access(self) -> AccessRules:
+        return self.config.access
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(request, result)`` after every announce the store answered."""
+        self.hooks = (*self.hooks, hook)
+
+    def admits(self, source: bytes) -> bool:
+        """Whether a datagram from ``source`` (packed IP) may be answered at all: a banned
+        UDP source gets no reply, not even a connection id."""
+        banned = self._banned
+        return not banned.count or source not in banned
+
+    # -- announce -------------------------------------------------------------------
+
+    def announce(
+        self, request: AnnounceRequest, source: bytes, now: int, reply: AnnounceReply
+    ) -> None:
+        """Answer ``request`` from the client at packed IP ``source`` through ``reply``
+        (called once: at once for a direct store, later for a networked one)."""
+        policy = self._policy
+        try:
+            for rule in self._rules:
+                rule(request, source)
+            request.numwant = policy.numwant(request.numwant)
+            found = self.store.announce(request, now)
+        except ClientError as exc:
+            reply(exc)
+            return
+        if isinstance(found, AnnounceResult):
+            found.interval = policy.next_interval()
+            found.min_interval = policy.min_interval
+            if self.hooks:
+                self._run_hooks(request, found)
+            reply(found)
+            return
+        self._later(found, reply, lambda result: self._finish(request, result, policy))
+
+    def _finish(self, request: AnnounceRequest, found: AnnounceResult,
+                policy: Policy) -> AnnounceResult:
+        found.interval = policy.next_interval()
+        found.min_interval = policy.min_interval
+        if self.hooks:
+            self._run_hooks(request, found)
+        return found
+
+    def _run_hooks(self, request: AnnounceRequest, result: AnnounceResult) -> None:
+        for hook in self.hooks:
+            try:
+                hook(request, result)
+            except Exception:
+                self.hook_errors += 1
+                log.exception("post-announce hook %r failed", hook)
+
+    # -- scrape ---------------------------------------------------------------------
+
+    def scrape(self, info_hashes: Sequence[bytes], source: bytes, reply: ScrapeReply) -> None:
+        """Counts for ``info_hashes`` (in order) through ``reply``. A banned address is
+        refused; under a torrent allow or deny list, a torrent that may not be served counts
+        zeros, as an unknown one does."""
+        access = self.config.access
+        if len(access.banned) and source in access.banned:
+            reply(ClientError(BANNED, RETRY_LATER))
+            return
+        try:
+            found = self.store.scrape(info_hashes)
+        except ClientError as exc:
+            reply(exc)
+            return
+        listed = access.torrents
+        if isinstance(found, list):
+            reply(found if listed is None else self._hide(info_hashes, found))
+            return
+        self._later(found, reply,
+                    lambda counts: counts if listed is None else self._hide(info_hashes, counts))
+
+    def _hide(self, info_hashes: Sequence[bytes], counts: list[SwarmCounts]) -> list[SwarmCounts]:
+        listed = self.config.access.torrents
+        assert listed is not None
+        return [c if listed.permits(h) else SwarmCounts(0, 0, 0)
+                for h, c in zip(info_hashes, counts, strict=True)]
+
+    # -- the one place awaitables are resolved --------------------------------------
+
+    def _later(self, awaitable: Awaitable[T], reply: Callable[[Any], None],
+               then: Callable[[T], Any]) -> None:
+        if self.spawn is None or self.pending >= self.max_pending:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # a coroutine never awaited would warn
+            if self.spawn is None:
+                raise RuntimeError("the store answered later but no spawn function was given")
+            reply(ClientError(BUSY))
+            return
+        self.pending += 1
+
+        async def wait() -> None:
+            try:
+                value = await awaitable
+                outcome: Any = then(value)
+            except ClientError as exc:
+                outcome = exc
+            except Exception:
+                self.internal_errors += 1
+                log.exception("internal error in a store call")
+                outcome = ClientError(INTERNAL)
+            finally:
+                self.pending -= 1
+            reply(outcome)
+
+        self.spawn(wait())
+
+
+async def resolved(value: MaybeAwaitable[T]) -> T:
+    """``value`` itself, or what it gives when it is awaitable: for the servers' own
+    whole-store reads (stats, sweep, full scrape), which run in tasks anyway."""
+    if inspect.isawaitable(value):
+        result: T = await value
+        return result
+    return value

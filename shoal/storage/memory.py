@@ -1,0 +1,292 @@
+"""The in-memory store: the default, needing no setup, and the one every other store is
+measured against.
+
+Whole-store figures are kept as running totals (:class:`~shoal.engine.swarm.Tally`), so
+``totals()`` costs O(1). Torrents are also listed in arrival order (``order``), which the
+sweep, the full scrape and the snapshot walk in bounded steps: none of them copies the whole
+torrent table in one go, so none holds the event loop for long at millions of torrents.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import sys
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shoal.engine.swarm import INDEX_MIN, FamilyPeers, Limits, Swarm, Tally
+from shoal.errors import ClientError
+from shoal.storage.base import TRACKER_FULL, StoreSettings, SweepProgress
+from shoal.types import (
+    ZERO_COUNTS,
+    AnnounceRequest,
+    AnnounceResult,
+    Event,
+    StoreTotals,
+    SwarmCounts,
+)
+
+_ID = 20
+_WORDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyImage:
+    """One address family of a swarm as plain bytes: compact addresses, peer ids, and the
+    per-slot words (last seen, key and flags, uploaded, downloaded) as little-endian u64."""
+
+    seeders: int
+    addrs: bytes
+    ids: bytes
+    meta: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmImage:
+    """One torrent as plain data, for snapshots: enough to rebuild it exactly."""
+
+    info_hash: bytes
+    completed: int
+    last_seen: int
+    v4: FamilyImage | None
+    v6: FamilyImage | None
+
+
+def _family_image(fam: FamilyPeers | None) -> FamilyImage | None:
+    if fam is None or not len(fam):
+        return None
+    meta = array("Q", fam.meta)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        meta.byteswap()
+    return FamilyImage(fam.seeders, bytes(fam.addrs), bytes(fam.ids), meta.tobytes())
+
+
+def _family_from(image: FamilyImage, width: int, tally: Tally) -> FamilyPeers:
+    n = len(image.ids) // _ID
+    meta = array("Q")
+    meta.frombytes(image.meta)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        meta.byteswap()
+    if (len(image.ids) % _ID or len(image.addrs) != n * width or len(meta) != n * _WORDS
+            or not 0 <= image.seeders <= n):
+        raise ValueError("inconsistent swarm image")
+    fam = FamilyPeers(width, tally)
+    fam.addrs = bytearray(image.addrs)
+    fam.ids = bytearray(image.ids)
+    fam.meta = meta
+    fam.seeders = image.seeders
+    if n > INDEX_MIN:
+        fam._build_index()
+    tally.seeders += image.seeders
+    tally.leechers += n - image.seeders
+    return fam
+
+
+class MemoryStore:
+    """Swarms in this process's memory."""
+
+    def __init__(self, settings: StoreSettings | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings if settings is not None else StoreSettings()
+        self.rng = rng if rng is not None else random.Random()
+        self.swarms: dict[bytes, Swarm] = {}
+        self.tally = Tally()
+        self._limits = Limits(self.settings.max_peers_per_swarm, self.settings.max_peers_per_ip)
+        # Every torrent once, in arrival order; the sweep rebuilds it without the torrents it
+        # dropped, so it never grows past the torrents held plus those added during a pass.
+        self.order: list[bytes] = []
+        self._kept: list[bytes] = []
+        self._sweep_pos = 0
+        # (info_hash, family index, next top slot) of a swarm a sweep step left half done
+        self._sweep_partial: tuple[bytes, int, int] | None = None
+
+    def configure(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self._limits = Limits(settings.max_peers_per_swarm, settings.max_peers_per_ip)
+
+    def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
+        swarm = self.swarms.get(request.info_hash)
+        if swarm is None:
+            if request.event == Event.STOPPED:  # a stop for a torrent we never saw leaves no trace
+                return AnnounceResult(0, 0, 0)
+            if len(self.swarms) >= self.settings.max_torrents:
+                raise ClientError(TRACKER_FULL, 30)
+            swarm = Swarm(self.tally)
+            # A refused first announce raises before anything is added: no torrent is left.
+            found = swarm.announce(request, now, self.settings.peer_timeout, self.rng,
+                                   self._limits)
+            self.swarms[request.info_hash] = swarm
+            self.order.append(request.info_hash)
+        else:
+            found = swarm.announce(request, now, self.settings.peer_timeout, self.rng,
+                                   self._limits)
+        peers4, peers6, ids4, ids6, before, after, completed, up, down = found
+        seeders, leechers = swarm.counts()
+        # Positional: the order of AnnounceResult's fields (a little cheaper on this path).
+        return AnnounceResult(
+            seeders, leechers, swarm.completed, 0, 0, peers4, peers6, ids4, ids6,
+            before, after, completed, up, down,
+        )  # fmt: skip
+
+    def scrape(self, info_hashes: Sequence[bytes]) -> list[SwarmCounts]:
+        out = []
+        swarms = self.swarms
+        for info_hash in info_hashes:
+            swarm = swarms.get(info_hash)
+            if swarm is None:
+                out.append(ZERO_COUNTS)
+            else:
+                out.append(swarm.scrape_counts())
+        return out
+
+    def full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in self.swarms.items()]
+
+    def scrape_step(self, start: int, budget: int) -> tuple[list[tuple[bytes, SwarmCounts]], int]:
+        """Counts for up to ``budget`` torrents from position ``start`` of :attr:`order`;
+        returns them and the next position (``len(order)`` or more when done). For building
+        a full scrape in steps that each hold the loop briefly."""
+        swarms = self.swarms
+        out = []
+        end = start + budget
+        for info_hash in self.order[start:end]:
+            swarm = swarms.get(info_hash)
+            if swarm is not None:
+                out.append((info_hash, swarm.scrape_counts()))
+        return out, end
+
+    def sweep(self, now: int, budget: int) -> SweepProgress:
+        """One step of a pass over every swarm: expire its silent peers, and drop it when it
+        has been empty for a whole peer timeout (so a finished torrent's completed count
+        outlives its last peer's ``stopped`` for a while). A step examines about ``budget``
+        peers; a swarm larger than that is worked through over several steps."""
+        before = now - self.settings.peer_timeout
+        examined = peers_removed = torrents_removed = swarms_examined = 0
+        order = self.order
+        while self._sweep_pos < len(order) and examined < budget:
+            info_hash = order[self._sweep_pos]
+            swarm = self.swarms.get(info_hash)
+            if swarm is None:  # pragma: no cover - only the sweep drops torrents
+                self._sweep_pos += 1
+                continue
+            removed, looked, done = self._expire_swarm(
+                info_hash, swarm, before, budget - examined
+            )
+            examined += looked + 1
+            peers_removed += removed
+            if not done:
+                break
+            self._sweep_pos += 1
+            swarms_examined += 1
+            if not len(swarm) and swarm.last_seen < before:
+                del self.swarms[info_hash]
+                self.tally.completed -= swarm.completed
+                torrents_removed += 1
+            else:
+                self._kept.append(info_hash)
+        finished = self._sweep_pos >= len(order)
+        if finished:
+            self.order = self._kept
+            self._kept = []
+            self._sweep_pos = 0
+        return SweepProgress(finished, swarms_examined, peers_removed, torrents_removed)
+
+    def _expire_swarm(
+        self, info_hash: bytes, swarm: Swarm, before: int, allowance: int
+    ) -> tuple[int, int, bool]:
+        """Expire up to ``allowance`` of a swarm's peers, from the top slots down, resuming
+        where the previous step left this swarm. Returns (removed, examined, finished)."""
+        start_family, hi = 0, -1
+        if self._sweep_partial is not None and self._sweep_partial[0] == info_hash:
+            _, start_family, hi = self._sweep_partial
+        self._sweep_partial = None
+        removed = looked = 0
+        for index, fam in enumerate((swarm.v4, swarm.v6)):
+            if index < start_family or fam is None:
+                continue
+            top = len(fam) if index != start_family or hi < 0 else min(hi, len(fam))
+            lo = max(0, top - (allowance - looked))
+            removed += fam.expire(before, lo, top)
+            looked += top - lo
+            if lo > 0:
+                self._sweep_partial = (info_hash, index, lo)
+                return removed, looked, False
+        return removed, looked, True
+
+    def totals(self) -> StoreTotals:
+        tally = self.tally
+        return StoreTotals(len(self.swarms), tally.seeders, tally.leechers, tally.completed)
+
+    def top_swarms(self, count: int) -> list[tuple[bytes, SwarmCounts]]:
+        largest = heapq.nlargest(count, self.swarms.items(), key=lambda item: len(item[1]))
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in largest]
+
+    def sample_peer_ids(self, limit: int) -> list[bytes]:
+        """At most an even share of ``limit`` from each swarm, so one huge swarm does not
+        stand for the whole tracker; stops once ``limit`` ids are found."""
+        if limit <= 0 or not self.swarms:
+            return []
+        share = max(1, limit // len(self.swarms))
+        out: list[bytes] = []
+        for swarm in self.swarms.values():
+            out.extend(swarm.peer_ids(min(share, limit - len(out))))
+            if len(out) >= limit:
+                break
+        return out
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def export_step(self, start: int, budget: int) -> tuple[list[SwarmImage], int]:
+        """Images of the torrents from position ``start`` of :attr:`order`, about
+        ``budget`` peers' worth (at least one torrent); returns them and the next position
+        (at or past ``len(order)`` when done). A snapshot is taken in such steps so that it
+        never holds the loop for long; each torrent is captured whole."""
+        swarms = self.swarms
+        order = self.order
+        out: list[SwarmImage] = []
+        taken = 0
+        pos = start
+        while pos < len(order) and (taken < budget or not out):
+            info_hash = order[pos]
+            pos += 1
+            swarm = swarms.get(info_hash)
+            if swarm is None:  # pragma: no cover - only the sweep drops torrents
+                continue
+            out.append(SwarmImage(info_hash, swarm.completed, swarm.last_seen,
+                                  _family_image(swarm.v4), _family_image(swarm.v6)))
+            taken += len(swarm) + 1
+        return out, pos
+
+    def restore(self, image: SwarmImage) -> None:
+        """Put back a torrent from a snapshot (replacing any torrent of that hash)."""
+        old = self.swarms.pop(image.info_hash, None)
+        if old is not None:
+            seeders, leechers = old.counts()
+            self.tally.seeders -= seeders
+            self.tally.leechers -= leechers
+            self.tally.completed -= old.completed
+        else:
+            self.order.append(image.info_hash)
+        swarm = Swarm(self.tally)
+        if image.v4 is not None:
+            swarm.v4 = _family_from(image.v4, 6, self.tally)
+        if image.v6 is not None:
+            swarm.v6 = _family_from(image.v6, 18, self.tally)
+        swarm.completed = image.completed
+        swarm.last_seen = image.last_seen
+        self.tally.completed += image.completed
+        self.swarms[image.info_hash] = swarm
+
+    def set_completed(self, info_hash: bytes, completed: int, now: int) -> None:
+        """Restore a torrent's completed count (kept across restarts even when the torrent
+        had no peers in the snapshot)."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            swarm = self.swarms[info_hash] = Swarm(self.tally)
+            swarm.last_seen = now
+            self.order.append(info_hash)
+        self.tally.completed += completed - swarm.completed
+        swarm.completed = completed
+
