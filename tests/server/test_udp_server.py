@@ -935,7 +935,8 @@ def test_link_local_client_with_a_zone() -> None:
         endpoint.datagram_received(packet, addr)
         assert struct.unpack_from(">I", transport.sent[-1][0])[0] == 1
         found = tracker.store.announce(
-            AnnounceRequest(info_hash(120), peer_id(2), bytes(16) + b"\x00\x01", 0, 0, 1, numwant=50), 0
+            AnnounceRequest(info_hash(120), peer_id(2), bytes(16) + b"\x00\x01", 0, 0, 1,
+                            numwant=50), 0
         )
         assert decode_peers(found.peers6, 18) == [("fe80::1", 6881)]  # type: ignore[union-attr]
         assert tracker.counters.internal_errors == 0
