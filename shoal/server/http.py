@@ -255,12 +255,14 @@ class HttpFrontend:
         conn.slot = slot
         self._wheel.setdefault(slot, []).append(conn)
 
-    def reap(self) -> None:
+    def reap(self) -> int:
         """Close connections past their deadline (called about once a second). Only the
-        connections filed under the seconds gone by are looked at, not every one."""
+        connections filed under the seconds gone by are looked at, not every one; returns
+        how many were."""
         now = time.monotonic()
         start, self._wheel_next = self._wheel_next, int(now) + 1
         due = [self._wheel.pop(s) for s in range(start, self._wheel_next) if s in self._wheel]
+        looked = 0
         for bucket in due:
             for conn in bucket:
                 if conn.slot is None or conn.slot >= self._wheel_next:
@@ -268,10 +270,12 @@ class HttpFrontend:
                 conn.slot = None
                 if conn.transport is None:
                     continue
+                looked += 1
                 if now > conn.deadline:
                     conn.timed_out()
                 if conn.transport is not None:
                     self.file(conn)
+        return looked
 
     async def run_reaper(self) -> None:
         while True:
