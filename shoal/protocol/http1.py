@@ -64,6 +64,7 @@ class Http1RequestParser:
         self._buf = b""
         self._body_left = 0
         self._in_message = False
+        self._line_checked = False  # the current request line is whole and was checked
         self._max_line = max_request_line
         self._max_head = max_head
         self._max_body = max_body
@@ -95,11 +96,14 @@ class Http1RequestParser:
                 if not buf:
                     break
                 self._in_message = True
+                self._line_checked = False
                 self._cb.on_message_begin()
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 line_end = buf.find(b"\r\n")
-                self._check_line_start(buf if line_end < 0 else buf[:line_end])
+                if not self._line_checked:  # (once whole, not again for every header byte)
+                    self._check_line_start(buf if line_end < 0 else buf[:line_end])
+                    self._line_checked = line_end >= 0
                 if (line_end < 0 and len(buf) > self._max_line) or line_end > self._max_line:
                     raise HttpParseError(414, "request line too long")
                 if len(buf) > self._max_head:

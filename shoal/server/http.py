@@ -193,7 +193,7 @@ class HttpFrontend:
         self.connections: set[HttpConnection] = set()
         self.per_ip: dict[bytes, int] = {}  # open connections by packed client address
         # Idle keep-alive connections, oldest idle first (closed first when slots run short).
-        self.idle: dict[HttpConnection, None] = {}
+        self.idle_connections: dict[HttpConnection, None] = {}
         # Deadline buckets: connections filed under the whole second after their deadline,
         # so the reaper looks only at those whose deadline may have passed.
         self._wheel: dict[int, list[HttpConnection]] = {}
@@ -222,9 +222,9 @@ class HttpFrontend:
         if (0 < opts.max_connections_per_ip <= per_ip
                 and not self.is_trusted_proxy(conn.peer_ip)):
             return "http_per_ip_limit"
-        if len(self.connections) >= opts.max_connections * _PRESSURE and self.idle:
+        if len(self.connections) >= opts.max_connections * _PRESSURE and self.idle_connections:
             # Make room before it runs out: close the connection idle the longest.
-            oldest = next(iter(self.idle))
+            oldest = next(iter(self.idle_connections))
             self.counters.dropped["http_idle_evicted"] += 1
             oldest.evict()
         if len(self.connections) >= opts.max_connections:
@@ -239,7 +239,7 @@ class HttpFrontend:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        self.idle.pop(conn, None)
+        self.idle_connections.pop(conn, None)
         left = self.per_ip[conn.peer_ip] - 1
         if left:
             self.per_ip[conn.peer_ip] = left
@@ -521,7 +521,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.idle:
             self.idle = False
-            self.frontend.idle.pop(self, None)
+            self.frontend.idle_connections.pop(self, None)
         self._in_request = True
         self._head_done = False
         self._head_bytes = 0
@@ -748,7 +748,7 @@ class HttpConnection(asyncio.Protocol):
             return
         fe = self.frontend
         self.idle = True
-        fe.idle[self] = None
+        fe.idle_connections[self] = None
         self._set_deadline(fe.options.keepalive_timeout)
         if fe.closing:
             self.close()
@@ -792,7 +792,8 @@ class HttpConnection(asyncio.Protocol):
             # Closing at once with unread data would reset the connection, and the reset can
             # destroy the error reply before the client reads it.
             self.transport.write_eof()
-            self.idle = True
+            self.idle = True  # (for shutdown; not one to evict: it is closing already)
+            fe.idle_connections.pop(self, None)
             self._set_deadline(_LINGER)
         else:
             self.transport.close()
