@@ -7,10 +7,17 @@ so it handles request lines, headers and ``Content-Length`` bodies; chunked requ
 are refused. Limits raise :class:`HttpParseError` with the status to answer. As in
 httptools, ``on_message_begin`` comes with a request's first byte (so a server can time a
 request that arrives slowly) and empty lines before a request line are skipped.
+
+It refuses what llhttp refuses, and as early: a request line that cannot become HTTP (a TLS
+ClientHello, an HTTP/2 preface, a method that is not one upper-case token, a control byte,
+space or non-ASCII byte in the target) fails as soon as the offending byte arrives, not when
+the head is complete or its deadline passes; header names must be tokens, header values
+free of control bytes, and ``Content-Length`` given once.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 
@@ -31,6 +38,16 @@ class ParserCallbacks(Protocol):
 
 
 _METHOD_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_MAX_METHOD = 20  # llhttp's longest method (MKCALENDAR, VERSION-CONTROL...) is shorter
+# What a request line can start with and still become a valid one: a method, a target of
+# visible ASCII, the beginning of "HTTP/d.d".
+_LINE_START = re.compile(
+    rb"[A-Z]{1,%d}(?: [\x21-\x7e]*(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.[0-9]?)?)?)?)?)?)?)?)?)?"
+    % _MAX_METHOD
+)
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Http1RequestParser:
@@ -47,6 +64,7 @@ class Http1RequestParser:
         self._buf = b""
         self._body_left = 0
         self._in_message = False
+        self._line_checked = False  # the current request line is whole and was checked
         self._max_line = max_request_line
         self._max_head = max_head
         self._max_body = max_body
@@ -78,10 +96,14 @@ class Http1RequestParser:
                 if not buf:
                     break
                 self._in_message = True
+                self._line_checked = False
                 self._cb.on_message_begin()
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 line_end = buf.find(b"\r\n")
+                if not self._line_checked:  # (once whole, not again for every header byte)
+                    self._check_line_start(buf if line_end < 0 else buf[:line_end])
+                    self._line_checked = line_end >= 0
                 if (line_end < 0 and len(buf) > self._max_line) or line_end > self._max_line:
                     raise HttpParseError(414, "request line too long")
                 if len(buf) > self._max_head:
@@ -92,6 +114,16 @@ class Http1RequestParser:
             self._parse_head(head)
         self._buf = buf
 
+    def _check_line_start(self, line: bytes) -> None:
+        """Fail now if the request line received so far cannot become a valid one."""
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line.startswith(b"PRI "):
+            raise HttpParseError(400, "HTTP/2 is not supported")
+        # A prefix of a valid start is one too, so the check stops at the length limit.
+        if _LINE_START.fullmatch(line[: self._max_line]) is None:
+            raise HttpParseError(400, "malformed request line")
+
     def _parse_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
         request_line = lines[0]
@@ -101,19 +133,25 @@ class Http1RequestParser:
         if len(parts) != 3 or not parts[0] or not set(parts[0]) <= _METHOD_CHARS:
             raise HttpParseError(400, "malformed request line")
         method, url, version = parts
+        if method == b"PRI":
+            raise HttpParseError(400, "HTTP/2 is not supported")
+        if len(method) > _MAX_METHOD or _TARGET.fullmatch(url) is None:
+            raise HttpParseError(400, "malformed request line")
         if version not in (b"HTTP/1.1", b"HTTP/1.0"):
             raise HttpParseError(505 if version.startswith(b"HTTP/") else 400, "bad version")
         self._method = method
         self._version = version[5:].decode()
         keep_alive = version == b"HTTP/1.1"
-        content_length = 0
+        content_length = -1
         cb = self._cb
         cb.on_url(url)
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
+            if not colon or _TOKEN.fullmatch(name) is None:
                 raise HttpParseError(400, "malformed header")
-            value = value.strip()
+            value = value.strip(b" \t")
+            if _VALUE_CONTROL.search(value) is not None:
+                raise HttpParseError(400, "control byte in a header value")
             lname = name.lower()
             if lname == b"connection":
                 tokens = {t.strip() for t in value.lower().split(b",")}
@@ -122,6 +160,8 @@ class Http1RequestParser:
                 elif b"keep-alive" in tokens:
                     keep_alive = True
             elif lname == b"content-length":
+                if content_length >= 0:
+                    raise HttpParseError(400, "duplicate Content-Length")
                 if not value.isdigit():
                     raise HttpParseError(400, "bad Content-Length")
                 if len(value) > 18 or int(value) > self._max_body:
@@ -132,7 +172,7 @@ class Http1RequestParser:
             cb.on_header(name, value)
         self._keep_alive = keep_alive
         cb.on_headers_complete()
-        if content_length:
+        if content_length > 0:
             self._body_left = content_length
         else:
             self._complete()

@@ -121,6 +121,8 @@ def http_options(settings: Settings) -> HttpOptions:
         full_scrape_cache=t.full_scrape_cache,
         access_log=h.access_log,
         use_httptools=h.parser == "auto",
+        max_connections_per_ip=h.max_connections_per_ip,
+        first_byte_timeout=h.first_byte_timeout,
     )
 
 

@@ -3,8 +3,14 @@
 Parsing uses httptools (llhttp) when it is installed and falls back to the small parser in
 ``shoal.protocol.http1``; the choice is logged at start. Limits keep one client from
 holding the server: request line (414), header bytes and count (431), body size (413), a
-deadline to send a whole request and an idle keep-alive deadline (the connection is
-closed), and a cap on open connections.
+deadline for a new connection's first byte, one to send a whole request and an idle
+keep-alive deadline (the connection is closed), a cap on open connections and one per
+client address (idle keep-alive connections are closed, oldest first, to make room).
+
+A client that pipelines requests without reading the replies is not answered ahead: parsing
+stops while the transport's write buffer is over its high-water mark or a few replies are
+unwritten, the unparsed input is kept (up to ``_MAX_INBOX``; then the socket is not read)
+and parsing resumes as the client reads.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -62,6 +69,29 @@ _REASONS = {
 _MAX_BODY = 65536
 _LINGER = 1.0  # seconds a connection answered with an error may drain before it is closed
 _INTERNAL_FAILURE = codec.encode_failure("internal error, try again later")
+_MAX_PENDING = 4  # replies built but not yet written, per connection: parsing waits beyond
+_MAX_INBOX = 65536  # unparsed input kept while parsing waits: the socket is not read beyond
+_FEED_SLICE = 16384  # input is parsed this much at a time, so a wait takes effect soon
+_WRITE_HIGH = 65536  # transport write buffer high-water mark (pause_writing beyond)
+_SPLIT_BODY = 16384  # a body this large is written after its head, not copied onto it
+_PRESSURE = 0.9  # share of max_connections from which idle keep-alive connections are closed
+_LOG_TARGET = 200  # bytes of a request target that reach the access log
+
+# A reply: the whole response, or (head, body) for a large body written without a copy.
+Reply = bytes | tuple[bytes, bytes]
+# A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
+# HTTP/1.0, perf_counter at its first byte.
+_Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
+
+_UNPRINTABLE = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
+
+
+def printable(data: bytes, limit: int = _LOG_TARGET) -> str:
+    """``data`` safe for a log line: every byte but printable ASCII and the space (the
+    backslash too) becomes ``\\xNN``, so a client can neither forge lines nor send terminal
+    escapes; cut at ``limit`` bytes (marked with ``...``)."""
+    text = _UNPRINTABLE.sub(lambda m: b"\\x%02x" % m[0][0], data[:limit]).decode("ascii")
+    return text + "..." if len(data) > limit else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +99,8 @@ class HttpOptions:
     """The HTTP frontend's settings (a subset of the config, so this module stays testable)."""
 
     max_connections: int = 10000
+    max_connections_per_ip: int = 256  # 0: no cap; trusted proxies are never capped
+    first_byte_timeout: float = 5.0  # a new connection silent this long is closed
     request_timeout: float = 10.0
     keepalive_timeout: float = 30.0
     max_request_line: int = 8192
@@ -86,7 +118,7 @@ class HttpOptions:
 
 def _response(
     status: int, body: bytes, keep_alive: bool, content_type: bytes, extra: bytes = b""
-) -> bytes:
+) -> Reply:
     head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         _REASONS.get(status, b"Error"),
@@ -95,7 +127,25 @@ def _response(
         extra,
         b"" if keep_alive else b"Connection: close\r\n",
     )
+    if len(body) >= _SPLIT_BODY:  # a full scrape, shared by every request: never copied
+        return head, body
     return head + body
+
+
+def _status(reply: Reply) -> int:
+    head = reply if isinstance(reply, bytes) else reply[0]
+    return int(head[9:12])
+
+
+def _outcome(reply: Reply) -> str:
+    """``ok``, or ``failure: <reason>`` for a tracker failure reply (for the access log)."""
+    if isinstance(reply, bytes):
+        body = reply[reply.find(b"\r\n\r\n") + 4 :]
+        if body.startswith(b"d14:failure reason"):
+            length, _, rest = body[18:].partition(b":")
+            if length.isdigit():
+                return "failure: " + printable(rest[: int(length)])
+    return "ok"
 
 
 class FullScrape:
@@ -139,6 +189,13 @@ class HttpFrontend:
         self.counters = counters
         self.options = options
         self.connections: set[HttpConnection] = set()
+        self.per_ip: dict[bytes, int] = {}  # open connections by packed client address
+        # Idle keep-alive connections, oldest idle first (closed first when slots run short).
+        self.idle_connections: dict[HttpConnection, None] = {}
+        # Deadline buckets: connections filed under the whole second after their deadline,
+        # so the reaper looks only at those whose deadline may have passed.
+        self._wheel: dict[int, list[HttpConnection]] = {}
+        self._wheel_next = int(time.monotonic())
         self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in options.trusted_proxies)
         self.real_ip_header = options.real_ip_header.lower().encode()
         self.full_scrape = FullScrape(logic, clock, options.full_scrape_cache)
@@ -154,12 +211,69 @@ class HttpFrontend:
         ip = ipaddress.ip_address(packed_ip)
         return any(ip in net for net in self.proxies)
 
-    def reap(self) -> None:
-        """Close connections past their deadline (called about once a second)."""
+    def admit(self, conn: HttpConnection) -> str | None:
+        """Register a new connection, or say why it is refused (a ``dropped`` cause)."""
+        opts = self.options
+        if self.closing:
+            return "http_connection_limit"
+        per_ip = self.per_ip.get(conn.peer_ip, 0)
+        if (0 < opts.max_connections_per_ip <= per_ip
+                and not self.is_trusted_proxy(conn.peer_ip)):
+            return "http_per_ip_limit"
+        if len(self.connections) >= opts.max_connections * _PRESSURE and self.idle_connections:
+            # Make room before it runs out: close the connection idle the longest.
+            oldest = next(iter(self.idle_connections))
+            self.counters.dropped["http_idle_evicted"] += 1
+            oldest.evict()
+        if len(self.connections) >= opts.max_connections:
+            return "http_connection_limit"
+        self.connections.add(conn)
+        self.per_ip[conn.peer_ip] = per_ip + 1
+        self.counters.connections_open = len(self.connections)
+        return None
+
+    def forget(self, conn: HttpConnection) -> None:
+        """Unregister a connection (once: when it is evicted or lost, whichever is first)."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        self.idle_connections.pop(conn, None)
+        left = self.per_ip[conn.peer_ip] - 1
+        if left:
+            self.per_ip[conn.peer_ip] = left
+        else:
+            del self.per_ip[conn.peer_ip]
+        self.counters.connections_open = len(self.connections)
+
+    def file(self, conn: HttpConnection) -> None:
+        """Make sure the reaper looks at ``conn`` soon after its deadline."""
+        slot = max(int(conn.deadline) + 1, self._wheel_next)
+        if conn.slot is not None and conn.slot <= slot:
+            return  # it will be looked at sooner, and filed again then
+        conn.slot = slot
+        self._wheel.setdefault(slot, []).append(conn)
+
+    def reap(self) -> int:
+        """Close connections past their deadline (called about once a second). Only the
+        connections filed under the seconds gone by are looked at, not every one; returns
+        how many were."""
         now = time.monotonic()
-        for conn in list(self.connections):
-            if conn.deadline and now > conn.deadline:
-                conn.timed_out()
+        start, self._wheel_next = self._wheel_next, int(now) + 1
+        due = [self._wheel.pop(s) for s in range(start, self._wheel_next) if s in self._wheel]
+        looked = 0
+        for bucket in due:
+            for conn in bucket:
+                if conn.slot is None or conn.slot >= self._wheel_next:
+                    continue  # filed again under a later second: this entry is stale
+                conn.slot = None
+                if conn.transport is None:
+                    continue
+                looked += 1
+                if now > conn.deadline:
+                    conn.timed_out()
+                if conn.transport is not None:
+                    self.file(conn)
+        return looked
 
     async def run_reaper(self) -> None:
         while True:
@@ -175,7 +289,8 @@ class HttpFrontend:
 
 
 class HttpConnection(asyncio.Protocol):
-    """One client connection. Pipelined requests are answered in order."""
+    """One client connection. Pipelined requests are answered in order, a few at a time:
+    input beyond those waits, unparsed, until the client reads the replies."""
 
     def __init__(self, frontend: HttpFrontend) -> None:
         self.frontend = frontend
@@ -183,20 +298,36 @@ class HttpConnection(asyncio.Protocol):
         self.peer_ip = b""
         self.family = "ipv4"
         self.deadline = 0.0
+        self.slot: int | None = None  # the reaper's bucket this connection is filed under
         self.idle = True
+        self._seen = False  # a byte has arrived
         self._in_request = False  # a request has begun and is not yet complete
         self._head_done = False  # ... and its headers are complete
         self._head_bytes = 0  # bytes of an unfinished head, counted in whole chunks
         self._messages = 0
         self._closing = False  # the last reply is written (or the stream is broken)
-        self._url = b""
+        # The request being parsed.
+        self._parse_url = b""
+        self._parse_real_ip: bytes | None = None
         self._headers = 0
         self._header_bytes = 0
         self._body = 0
+        self._begun = 0.0
+        # The request being answered (what _handle reads).
+        self._method = b""
+        self._url = b""
         self._real_ip: bytes | None = None
         self._started = 0.0
-        self._pending: deque[list[Any]] = deque()  # [response or None] in request order
-        self._waiting: set[asyncio.Future[bytes]] = set()
+        # [reply or None, keep-alive, HTTP/1.0 keep-alive, target, started, client]
+        self._pending: deque[list[Any]] = deque()  # in request order
+        self._waiting: set[asyncio.Future[Reply]] = set()
+        # Backpressure: requests parsed while replies were backed up, and input not parsed.
+        self._deferred: deque[_Request] = deque()
+        self._inbox = b""
+        self._inbox_pos = 0
+        self._write_paused = False
+        self._read_paused = False
+        self._busy = False  # inside _pump (the parser is not reentrant)
         opts = frontend.options
         if frontend.use_httptools:
             self.parser: Any = httptools.HttpRequestParser(self)
@@ -214,12 +345,6 @@ class HttpConnection(asyncio.Protocol):
         fe = self.frontend
         counters = fe.counters
         counters.connections_total += 1
-        if len(fe.connections) >= fe.options.max_connections or fe.closing:
-            counters.dropped["http_connection_limit"] += 1
-            transport.abort()
-            return
-        fe.connections.add(self)
-        counters.connections_open = len(fe.connections)
         peer = transport.get_extra_info("peername")
         try:
             packed = packed_ip(peer[0])
@@ -227,27 +352,138 @@ class HttpConnection(asyncio.Protocol):
             packed = b"\0\0\0\0"
         self.peer_ip = packed
         self.family = "ipv6" if len(self.peer_ip) == 16 else "ipv4"
-        self.deadline = time.monotonic() + fe.options.request_timeout
+        refused = fe.admit(self)
+        if refused is not None:
+            counters.dropped[refused] += 1
+            self.transport = None
+            transport.abort()
+            return
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        opts = fe.options
+        self._set_deadline(min(opts.first_byte_timeout, opts.request_timeout))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        fe = self.frontend
-        fe.connections.discard(self)
-        fe.counters.connections_open = len(fe.connections)
+        self.frontend.forget(self)
         self.transport = None
+        self._deferred.clear()
+        self._inbox = b""
 
     def pause_writing(self) -> None:
-        # A client that does not read its replies stops being read until it catches up.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        # A client that does not read its replies is not answered further until it does;
+        # it has keepalive_timeout to read on.
+        self._write_paused = True
+        self._set_deadline(self.frontend.options.keepalive_timeout)
 
     def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self._write_paused = False
+        if self.transport is None:
+            return
+        self._set_deadline(self.frontend.options.keepalive_timeout)
+        self._pump()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return  # bytes after a final reply (e.g. pipelined past Connection: close)
         self.frontend.counters.bytes_in["http"] += len(data)
+        if not self._seen:
+            self._seen = True
+            self._set_deadline(self.frontend.options.request_timeout)
+        if self._inbox:
+            self._inbox = self._inbox[self._inbox_pos :] + data
+        else:
+            self._inbox = data
+        self._inbox_pos = 0
+        self._pump()
+
+    def timed_out(self) -> None:
+        counters = self.frontend.counters
+        if self._closing:  # an error reply's lingering close has run its course
+            self._drop()
+            return
+        if not self._seen:
+            counters.dropped["http_first_byte_timeout"] += 1
+            self._drop()
+            return
+        counters.dropped["http_timeout"] += 1
+        if self.idle:
+            self._drop()
+        else:
+            self._fail(408)
+
+    def close(self) -> None:
+        """Close once the replies written are sent; abort if told to close before (its
+        client is not reading them, and would hold the connection open for ever)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.is_closing():
+            transport.abort()
+        else:
+            transport.close()
+
+    def _drop(self) -> None:
+        """Close on a deadline: at once if replies are still unsent (the client is not
+        reading them)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.is_closing() or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def evict(self) -> None:
+        """Close an idle keep-alive connection to make room for a new one."""
+        self.frontend.forget(self)
+        if self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    # reading: parse only while the replies keep up
+
+    def _blocked(self) -> bool:
+        return self._write_paused or len(self._pending) >= _MAX_PENDING
+
+    def _pump(self) -> None:
+        """Answer the requests parsed earlier, then parse the input kept, while the replies
+        keep up; stop reading the socket while too much input is kept."""
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self.transport is not None and not self._blocked():
+                if self._deferred:
+                    self._dispatch(self._deferred.popleft())
+                elif self._inbox and not self._closing:
+                    pos = self._inbox_pos
+                    data = self._inbox
+                    if len(data) - pos > _FEED_SLICE:
+                        self._inbox_pos = pos + _FEED_SLICE
+                        data = data[pos : pos + _FEED_SLICE]
+                    else:
+                        self._inbox, self._inbox_pos = b"", 0
+                        if pos:
+                            data = data[pos:]
+                    self._feed(data)
+                else:
+                    break
+        finally:
+            self._busy = False
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        self._maybe_idle()
+        kept = len(self._inbox) - self._inbox_pos
+        if kept > _MAX_INBOX and not self._read_paused:
+            self._read_paused = True
+            transport.pause_reading()
+        elif kept <= _MAX_INBOX and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
+    def _feed(self, data: bytes) -> None:
         in_head, messages = self._in_request and not self._head_done, self._messages
         try:
             self.parser.feed_data(data)
@@ -270,39 +506,31 @@ class HttpConnection(asyncio.Protocol):
             cause = exc.__context__
             self._fail(cause.status if isinstance(cause, HttpParseError) else 400)
 
-    def timed_out(self) -> None:
-        if self._closing:  # an error reply's lingering close has run its course
-            self.close()
-            return
-        self.frontend.counters.dropped["http_timeout"] += 1
-        if self.idle:
-            self.close()
-        else:
-            self._fail(408)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def _set_deadline(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.frontend.file(self)
 
     # parser callbacks
 
     def on_message_begin(self) -> None:
-        self.idle = False
+        if self.idle:
+            self.idle = False
+            self.frontend.idle_connections.pop(self, None)
         self._in_request = True
         self._head_done = False
         self._head_bytes = 0
         self._messages += 1
-        self._url = b""
+        self._parse_url = b""
         self._headers = 0
         self._header_bytes = 0
         self._body = 0
-        self._real_ip = None
-        self._started = time.perf_counter()
-        self.deadline = time.monotonic() + self.frontend.options.request_timeout
+        self._parse_real_ip = None
+        self._begun = time.perf_counter()
+        self._set_deadline(self.frontend.options.request_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.frontend.options.max_request_line:
+        self._parse_url += url
+        if len(self._parse_url) > self.frontend.options.max_request_line:
             raise HttpParseError(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -313,7 +541,9 @@ class HttpConnection(asyncio.Protocol):
             raise HttpParseError(431, "request headers too large")
         fe = self.frontend
         if fe.proxies and name.lower() == fe.real_ip_header:
-            self._real_ip = value if self._real_ip is None else self._real_ip + b"," + value
+            self._parse_real_ip = (
+                value if self._parse_real_ip is None else self._parse_real_ip + b"," + value
+            )
 
     def on_headers_complete(self) -> None:
         self._head_done = True
@@ -330,9 +560,24 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive() and not self.frontend.closing
         if not keep_alive:
             self._closing = True
-        # [reply, keep-alive, HTTP/1.0 keep-alive: the reply must say so explicitly]
-        slot: list[Any] = [None, keep_alive,
-                           keep_alive and self.parser.get_http_version() == "1.0"]
+        request = (self.parser.get_method(), self._parse_url, self._parse_real_ip, keep_alive,
+                   self.parser.get_http_version() == "1.0", self._begun)
+        if self._deferred or self._blocked():
+            self._deferred.append(request)  # answered once the replies before it are read
+        else:
+            self._dispatch(request)
+
+    def _dispatch(self, request: _Request) -> None:
+        method, url, real_ip, keep_alive, legacy, started = request
+        if self.frontend.closing and keep_alive:  # shutdown began while it waited
+            keep_alive = False
+            self._closing = True
+            self._deferred.clear()
+        self._method, self._url, self._real_ip, self._started = method, url, real_ip, started
+        # [reply, keep-alive, HTTP/1.0 keep-alive: the reply must say so explicitly, ...]
+        slot: list[Any] = [None, keep_alive, keep_alive and legacy, url, started, None]
+        if self.frontend.options.access_log:
+            slot[5] = self._client_ip()
         self._pending.append(slot)
         try:
             result = self._handle(keep_alive)
@@ -340,18 +585,18 @@ class HttpConnection(asyncio.Protocol):
             log.exception("internal error answering %r", self._url[:200])
             self.frontend.counters.internal_errors += 1
             result = _response(200, _INTERNAL_FAILURE, keep_alive, b"text/plain")
-        if isinstance(result, bytes):
-            slot[0] = result
-            self._flush()
-        else:
+        if isinstance(result, asyncio.Future):
             self._waiting.add(result)  # the loop keeps only weak references to tasks
             result.add_done_callback(self._waiting.discard)
             result.add_done_callback(lambda fut: self._finish(slot, fut))
+        else:
+            slot[0] = result
+            self._flush()
 
     # request handling
 
-    def _handle(self, keep_alive: bool) -> bytes | asyncio.Future[bytes]:
-        method = self.parser.get_method()
+    def _handle(self, keep_alive: bool) -> Reply | asyncio.Future[Reply]:
+        method = self._method
         url = self._url
         path, _, query = url.partition(b"?")
         if method != b"GET":
@@ -423,10 +668,10 @@ class HttpConnection(asyncio.Protocol):
                 break
         return chosen
 
-    def _ok(self, body: bytes, keep_alive: bool) -> bytes:
+    def _ok(self, body: bytes, keep_alive: bool) -> Reply:
         return _response(200, body, keep_alive, b"text/plain")
 
-    def _failure(self, exc: ClientError, keep_alive: bool) -> bytes:
+    def _failure(self, exc: ClientError, keep_alive: bool) -> Reply:
         counters = self.frontend.counters
         counters.failures[exc.reason] += 1  # counted once as its kind, and here by reason
         return _response(200, codec.encode_failure(exc.reason, exc.retry_in), keep_alive,
@@ -437,11 +682,11 @@ class HttpConnection(asyncio.Protocol):
         start: Callable[[Callable[[Any], None]], None],
         encode: Callable[[Any], bytes],
         keep_alive: bool,
-    ) -> bytes | asyncio.Future[bytes]:
+    ) -> Reply | asyncio.Future[Reply]:
         """Ask the logic layer through ``start(reply)``; the reply comes back at once
-        (returned as bytes) or later (through the returned future)."""
-        now: list[bytes] = []
-        later: asyncio.Future[bytes] | None = None
+        (returned) or later (through the returned future)."""
+        now: list[Reply] = []
+        later: asyncio.Future[Reply] | None = None
 
         def reply(found: Any) -> None:
             # Shutdown may have begun while waiting: then say this is the last reply.
@@ -468,7 +713,7 @@ class HttpConnection(asyncio.Protocol):
         later = asyncio.get_running_loop().create_future()
         return later
 
-    def _finish(self, slot: list[Any], fut: asyncio.Future[bytes]) -> None:
+    def _finish(self, slot: list[Any], fut: asyncio.Future[Reply]) -> None:
         if self.frontend.closing:
             slot[1] = False  # the reply was built saying "Connection: close"
         if fut.cancelled() or fut.exception() is not None:
@@ -480,56 +725,99 @@ class HttpConnection(asyncio.Protocol):
             slot[0] = fut.result()
         self._flush()
 
+    # writing
+
     def _flush(self) -> None:
         """Write every finished reply at the head of the queue, in request order."""
         pending = self._pending
         transport = self.transport
         fe = self.frontend
         while pending and pending[0][0] is not None:
-            body, keep_alive, legacy = pending.popleft()
+            reply, keep_alive, legacy, url, started, client = pending.popleft()
             if transport is None:
                 continue
-            if legacy and keep_alive:
-                body = body.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
-            transport.write(body)
-            fe.counters.bytes_out["http"] += len(body)
+            if isinstance(reply, bytes):
+                head, body = reply, b""
+            else:
+                head, body = reply
+            if legacy:  # only the head is copied, never a large body
+                head = head.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
+            transport.write(head)
+            if body:
+                transport.write(body)
+            fe.counters.bytes_out["http"] += len(head) + len(body)
+            latency = time.perf_counter() - started
+            fe.counters.observe_latency(latency)
             if fe.options.access_log:
-                access_log.info("%s %s %d", self.family, self._url[:200].decode("latin-1"),
-                                len(body))
+                self._log_access(client, _status(head), _outcome(reply), latency, url)
             if not keep_alive:
-                fe.counters.observe_latency(time.perf_counter() - self._started)
                 pending.clear()
+                self._deferred.clear()
+                self._inbox, self._inbox_pos = b"", 0
                 transport.close()
+                self._set_deadline(fe.options.keepalive_timeout)  # to send the reply
                 return
-        if not pending and not self._in_request:
-            fe.counters.observe_latency(time.perf_counter() - self._started)
-            self.idle = True
-            self.deadline = time.monotonic() + fe.options.keepalive_timeout
-            if fe.closing:
-                self.close()
+        if transport is None:
+            return
+        if self._deferred or len(self._inbox) > self._inbox_pos:
+            self._pump()  # replies drained: parse on (unless already parsing)
+        elif not self._busy:
+            self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        """Between requests (nothing pending, parsed or kept): start the keep-alive wait."""
+        if (self.idle or self._pending or self._in_request or self._deferred
+                or len(self._inbox) > self._inbox_pos):
+            return
+        fe = self.frontend
+        self.idle = True
+        fe.idle_connections[self] = None
+        self._set_deadline(fe.options.keepalive_timeout)
+        if fe.closing:
+            self.close()
+
+    def _log_access(
+        self, client: bytes | None, status: int, outcome: str, latency: float, url: bytes
+    ) -> None:
+        address = str(ipaddress.ip_address(client or self.peer_ip))
+        latency_ms = round(latency * 1000, 3)
+        request = printable(url)
+        access_log.info("%s %d %s %.3fms %s", address, status, outcome, latency_ms, request,
+                        extra={"client": address, "status": status, "outcome": outcome,
+                               "latency_ms": latency_ms, "request": request})
 
     def _fail(self, status: int) -> None:
         """Answer a request that cannot be parsed, then close: the stream is out of step."""
-        counters = self.frontend.counters
+        fe = self.frontend
+        counters = fe.counters
         counters.requests["http", self.family, "error"] += 1
         counters.dropped[f"http_{status}"] += 1
         if self.transport is None:
             return
+        self._deferred.clear()
+        self._inbox, self._inbox_pos = b"", 0
         if self._closing:  # the final reply is already written or due: just end it
             self.transport.close()
             return
         self._closing = True
         reason = _REASONS.get(status, b"Error").decode()
         self._pending.clear()
-        self.transport.write(_response(status, f"{reason}\n".encode(), False, b"text/plain"))
+        reply = _response(status, f"{reason}\n".encode(), False, b"text/plain")
+        assert isinstance(reply, bytes)
+        self.transport.write(reply)
+        if fe.options.access_log:
+            begun = self._begun if self._in_request else time.perf_counter()
+            self._log_access(None, status, "refused", time.perf_counter() - begun,
+                             self._parse_url if self._in_request else b"")
         if self.transport.can_write_eof():
             # Lingering close: end our side, then discard what the client is still sending
             # (data_received ignores it) until it closes or the reaper does, a moment later.
             # Closing at once with unread data would reset the connection, and the reset can
             # destroy the error reply before the client reads it.
             self.transport.write_eof()
-            self.idle = True
-            self.deadline = time.monotonic() + _LINGER
+            self.idle = True  # (for shutdown; not one to evict: it is closing already)
+            fe.idle_connections.pop(self, None)
+            self._set_deadline(_LINGER)
         else:
             self.transport.close()
 

@@ -253,3 +253,101 @@ def test_arbitrary_bytes_raise_only_http_parse_error(data: bytes) -> None:
         parser.feed_data(data)
     except HttpParseError as exc:
         assert exc.status in (400, 413, 414, 431, 501, 505)
+
+
+# Refused as llhttp refuses them, and as soon as the offending byte arrives: a client must
+# not hold a connection until its deadline with bytes that can never become a request.
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", id="tls-client-hello"),
+        pytest.param(b"PRI * HTTP/2.0\r\n", id="http2-preface-line"),
+        pytest.param(b"PRI ", id="http2-preface-start"),
+        pytest.param(b"SSH-2.0-OpenSSH_9.2\r\n", id="ssh-banner"),
+        pytest.param(b"\x00\x00\x00", id="nul-bytes"),
+        pytest.param(b"GETTINGLONGERTHANANYMETHOD", id="method-too-long"),
+        pytest.param(b"GET /a\x00b", id="nul-in-target"),
+        pytest.param(b"GET /a\rb HTTP/1.1", id="cr-in-target"),
+        pytest.param(b"GET /a\x1b[2Jb", id="escape-in-target"),
+        pytest.param(b"GET /a\x7fb", id="del-in-target"),
+        pytest.param(b"GET /a\xc3\xa9", id="non-ascii-in-target"),
+        pytest.param(b"GET /a FTP/1.1", id="not-http-version"),
+        pytest.param(b"GET /a HTTP/1.1x", id="junk-after-version"),
+        pytest.param(b"GET / HTTP/1.1\r", id="bare-cr-then-more"),
+    ],
+)
+def test_a_request_line_that_cannot_become_http_is_400_before_the_head_ends(
+    start: bytes,
+) -> None:
+    parser, _ = make()
+    data = start + b"x" if start.endswith(b"\r") else start
+    with pytest.raises(HttpParseError) as info:
+        parser.feed_data(data)
+    assert info.value.status == 400
+
+
+def test_every_prefix_of_a_valid_request_line_is_kept_waiting() -> None:
+    line = b"GET /announce?info_hash=%00&port=1 HTTP/1.1\r\n"
+    for end in range(1, len(line) + 1):
+        parser, rec = make()
+        parser.feed_data(line[:end])  # no error: it may still become a request
+        assert rec.events[0] == "begin"
+        assert "complete" not in rec.events
+
+
+@pytest.mark.parametrize(
+    "target", [b"/a\x01b", b"/a\tb", b"/a\x7fb", b"/a\x80b", b"/\xff"],
+    ids=["control", "tab", "del", "high", "ff"],
+)
+def test_a_complete_request_with_a_bad_byte_in_the_target_is_400(target: bytes) -> None:
+    parser, rec = make()
+    with pytest.raises(HttpParseError) as info:
+        parser.feed_data(b"GET " + target + b" HTTP/1.1\r\n\r\n")
+    assert info.value.status == 400
+    assert not [e for e in rec.events if isinstance(e, tuple) and e[0] == "url"]
+
+
+def test_an_http2_preface_is_400() -> None:
+    parser, _ = make()
+    with pytest.raises(HttpParseError) as info:
+        parser.feed_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "lengths", [(b"5", b"5"), (b"5", b"6"), (b"0", b"0")], ids=["same", "conflicting", "zero"]
+)
+def test_a_repeated_content_length_is_400(lengths: tuple[bytes, bytes]) -> None:
+    parser, rec = make()
+    head = b"POST / HTTP/1.1\r\n" + b"".join(b"Content-Length: " + n + b"\r\n" for n in lengths)
+    with pytest.raises(HttpParseError) as info:
+        parser.feed_data(head + b"\r\nabcdef")
+    assert info.value.status == 400
+    assert "complete" not in rec.events
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(b"X: a\x00b", id="nul-in-value"),
+        pytest.param(b"X: a\x1bb", id="escape-in-value"),
+        pytest.param(b"X: a\x7fb", id="del-in-value"),
+        pytest.param(b"X: a\rb", id="bare-cr-in-value"),
+        pytest.param(b"X\x01: ab", id="control-in-name"),
+        pytest.param(b"X(1): ab", id="separator-in-name"),
+    ],
+)
+def test_a_header_with_a_control_byte_or_a_non_token_name_is_400(header: bytes) -> None:
+    parser, _ = make()
+    with pytest.raises(HttpParseError) as info:
+        parser.feed_data(b"GET / HTTP/1.1\r\n" + header + b"\r\n\r\n")
+    assert info.value.status == 400
+
+
+def test_header_values_may_hold_tabs_and_non_ascii_bytes_as_in_llhttp() -> None:
+    parser, rec = make()
+    parser.feed_data(b"GET / HTTP/1.1\r\nUser-Agent: a\tb \xc3\xa9\r\n\r\n")
+    assert ("header", b"User-Agent", b"a\tb \xc3\xa9") in rec.events
+    assert len(rec.done) == 1

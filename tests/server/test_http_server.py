@@ -576,18 +576,24 @@ def test_connections_beyond_the_cap_are_closed(
     rt = start(make_settings(parser, http_max_connections=3))
     held = [rt.connect() for _ in range(3)]
     try:
-        for c in held:
-            assert c.request("/").status == 404  # each one accepted and registered
+        for c in held:  # each one in the middle of a request: none can be closed for room
+            c.send(b"GET / HTTP/1.1\r\n")
+        wait_until(lambda: rt.in_loop(
+            lambda: sum(not conn.idle for conn in rt.tracker.http.connections)) == 3)
         with rt.connect() as extra:
             assert extra.closed()
         held.pop().close()
         wait_until(lambda: rt.in_loop(lambda: len(rt.tracker.http.connections)) == 2)
         with rt.connect() as again:
             assert again.request("/").status == 404
+        for c in held:
+            c.send(b"\r\n")
+            assert c.response().status == 404
     finally:
         for c in held:
             c.close()
     assert rt.in_loop(lambda: rt.tracker.counters.dropped["http_connection_limit"]) == 1
+    assert rt.in_loop(lambda: rt.tracker.counters.dropped["http_idle_evicted"]) == 0
 
 
 def test_many_clients_at_once(start: Callable[..., RunningTracker]) -> None:
