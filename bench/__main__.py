@@ -1,4 +1,5 @@
-"""``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series."""
+"""``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series;
+``python -m bench snapshot``: what persistence snapshots cost."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ def main() -> int:
         from bench.scaling import main as scaling_main
 
         return scaling_main(sys.argv[2:])
+    if sys.argv[1:2] == ["snapshot"]:
+        from bench.snapshot import main as snapshot_main
+
+        return snapshot_main(sys.argv[2:])
     from bench.runner import main as runner_main
 
     return runner_main(sys.argv[1:])
