@@ -281,7 +281,8 @@ def shoal_command(port: int, extra_settings: list[str]) -> list[str]:
     ]
     # The admin server (stats, metrics) listens on a fixed port of its own: off, so several
     # instances can run and the tracker does only tracker work.
-    for setting in ["admin.enabled=false", *extra_settings]:
+    # Nothing written to disk either: the comparison is of the announce path.
+    for setting in ["admin.enabled=false", "storage.persist=false", *extra_settings]:
         cmd += ["--set", setting]
     return cmd
 

@@ -409,6 +409,7 @@ def test_setup_logging_writes_the_chosen_format_to_stderr(
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    env["SHOAL_STORAGE_PERSIST"] = "false"  # nothing written to the working directory
     env.update(extra)
     return env
 

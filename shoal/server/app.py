@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from shoal import __version__
@@ -30,6 +31,7 @@ from shoal.server.admin import AdminOptions, AdminServer
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
 from shoal.server.listeners import Listener, listener_health
+from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
 from shoal.server.supervisor import Supervisor
 from shoal.server.udp import UdpEndpoint, UdpOptions
@@ -152,8 +154,23 @@ class Tracker:
         self._reload_settings = reload_settings
         self._reconfigure_logging = reconfigure_logging
         self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
+        self.persistence: Persistence | None = None
+        st = settings.storage
+        if st.persist and isinstance(self._store, MemoryStore):
+            self.persistence = Persistence(
+                Path(st.data_dir), self._store, lambda: self.clock.now,
+                st.snapshot_interval, st.flush_interval,
+            )
+            report = self.persistence.open_and_load()
+            log.info("storage: %s (%s)", report.describe(), Path(st.data_dir).resolve())
+            self.logic.add_hook(self.persistence.on_announce)
         u = settings.udp
-        secret = bytes.fromhex(u.secret) if u.secret else os.urandom(32)
+        if u.secret:
+            secret = bytes.fromhex(u.secret)
+        elif self.persistence is not None:
+            secret = self.persistence.udp_secret()  # ids issued before a restart stay valid
+        else:
+            secret = os.urandom(32)
         self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
         self.udp_options = UdpOptions(allow_ip_param=settings.tracker.allow_ip_param)
         self.udp_endpoints: list[UdpEndpoint] = []
@@ -210,6 +227,9 @@ class Tracker:
         sup.start("sweeper", self._sweeper)
         if h.enabled:
             sup.start("http-reaper", self.http.run_reaper)
+        if self.persistence is not None:
+            sup.start("completed-writer", self.persistence.run_flusher)
+            sup.start("snapshot-writer", self.persistence.run_snapshots)
         log.info(
             "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s)",
             __version__,
@@ -419,6 +439,11 @@ class Tracker:
         for server in self._servers:
             await server.wait_closed()
         await self.supervisor.stop()
+        if self.persistence is not None:  # the last completed counts and a final snapshot
+            try:
+                await self.persistence.close()
+            except Exception:
+                log.exception("storage: the final snapshot failed")
         if self._reloading is not None:
             self._reloading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

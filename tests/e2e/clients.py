@@ -421,6 +421,7 @@ class Tracker:
         argv += ["--log-level", "INFO"]
         # The admin server's default port is fixed; give each tracker a free one.
         argv += ["--set", f"admin.port={self.admin_port}"]
+        argv += ["--set", f"storage.data_dir={self.log.parent / 'data'}"]
         for setting in settings:
             argv += ["--set", setting]
         self.proc = self.registry.spawn("tracker", argv, self.log, cwd=REPO_ROOT)

@@ -9,6 +9,7 @@ tests/conftest.py, which also check that no request ended in an internal error.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -35,7 +36,12 @@ class RunningTracker:
         loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
         *,
         grace: float = 1.0,
+        persist: bool = False,
     ) -> None:
+        if not persist:  # tests keep nothing on disk unless they ask to
+            settings = dataclasses.replace(
+                settings, storage=dataclasses.replace(settings.storage, persist=False)
+            )
         self.tracker = Tracker(settings, store)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
