@@ -5,7 +5,8 @@ ports), and for ``--seconds`` (15 by default) two processes run side by side: th
 from source addresses 127.0.1.1-127.0.1.8, and a normal client from 127.0.0.1 sending steady
 HTTP and UDP announces (``--rate`` a second in all, half each, every one with a 2 s
 timeout). Meanwhile the tracker's RSS is sampled every 0.5 s. Then the attacker stops, the
-tracker is probed over HTTP and UDP ("alive") and stopped.
+tracker is probed over HTTP and UDP: "alive after" means it answered both within 10 s
+(else the table says when it answered again, up to 60 s, or that it exited).
 
 The attacks (``--attacks a,b`` picks some; ``baseline`` is no attack at all):
 
@@ -162,7 +163,7 @@ async def http_pipeline_worker(
     while c.running():
         try:
             reader, writer = await open_from(source, port)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             c.error(exc)
             await asyncio.sleep(0.05)
             continue
@@ -173,8 +174,8 @@ async def http_pipeline_worker(
                 remaining = max(0.1, c.deadline - time.monotonic() + 1.0)
                 for _ in range(depth):
                     await asyncio.wait_for(read_reply(reader), min(5.0, remaining))
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError,
-                asyncio.LimitOverrunError, ValueError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:
             c.error(exc)
         finally:
             abort(writer)
@@ -282,7 +283,7 @@ async def attack_slowloris(c: Counter, port: int, connections: int = 3000) -> No
         while c.running():
             try:
                 reader, writer = await open_from(source, port, timeout=5.0)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 c.error(exc)
                 await asyncio.sleep(0.5)
                 continue
@@ -298,7 +299,7 @@ async def attack_slowloris(c: Counter, port: int, connections: int = 3000) -> No
                         break
                     writer.write(b"a")
                     await asyncio.wait_for(writer.drain(), 2.0)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 c.error(exc)
             finally:
                 open_now -= 1
@@ -347,7 +348,7 @@ async def attack_pipeline_noread(
     async def pipeline(i: int) -> None:
         try:
             _, writer = await open_from(ATTACK_SOURCES[i % 8], port, timeout=5.0)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             c.error(exc)
             return
         try:
@@ -364,7 +365,7 @@ async def attack_pipeline_noread(
                         break
                     await asyncio.wait_for(writer.drain(), remaining)
             await asyncio.sleep(max(0.0, c.deadline - time.monotonic()))  # never read
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if time.monotonic() < c.deadline:
                 c.error(exc)
         finally:
@@ -458,7 +459,7 @@ def attacker_main(name: str, port: int, seconds: float, ready: Any, results: Any
         started = time.monotonic()
         try:
             await asyncio.wait_for(ATTACK_FUNCTIONS[name](c, port), seconds + 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             c.error("attack overran its time")
         return {"sent": c.sent, "errors": c.errors,
                 "elapsed_s": round(time.monotonic() - started, 2)}
@@ -661,16 +662,21 @@ def tracker(workdir: Path, extra: list[str]) -> Iterator[Tracker]:
         t.stop()
 
 
-def still_serving(t: Tracker, within: float = 10.0) -> bool:
-    """True when the process runs and answers an HTTP and a UDP announce probe in time."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+ALIVE_WITHIN = 10.0
+RECOVERY_LIMIT = 60.0
+
+
+def recovery_seconds(t: Tracker, limit: float = RECOVERY_LIMIT) -> float | None:
+    """Seconds until the process answers an HTTP and a UDP announce probe once the attack
+    is over; None when it exited or did not answer within ``limit``."""
+    start = time.monotonic()
+    while time.monotonic() < start + limit:
         if not t.alive():
-            return False
+            return None
         if probe_http(t.port, PROBE_HASH) is None and probe_udp(t.port):
-            return True
+            return time.monotonic() - start
         time.sleep(0.2)
-    return False
+    return None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -716,7 +722,9 @@ def run_attack(name: str, seconds: float, rate: float, workdir: Path,
                 if p.is_alive():
                     p.kill()
                     p.join()
-        row["alive_after"] = still_serving(t)
+        recovery = recovery_seconds(t)
+        row["recovery_s"] = None if recovery is None else round(recovery, 1)
+        row["alive_after"] = recovery is not None and recovery <= ALIVE_WITHIN
         if not t.alive():
             row["exit_code"] = t.process.returncode
             row["log_tail"] = t.log_tail()
@@ -757,7 +765,14 @@ def table(rows: list[dict[str, Any]]) -> str:
                    f"{_fmt(r['normal_udp_success'], '{:.0%}')})")
         p99 = (f"{_fmt(r['normal_p99_ms'])} ({_fmt(r['normal_http_p99_ms'])} / "
                f"{_fmt(r['normal_udp_p99_ms'])})")
-        alive = "yes" if r["alive_after"] else "NO"
+        if r["alive_after"]:
+            alive = "yes"
+        elif "exit_code" in r:
+            alive = f"NO: exited ({r['exit_code']})"
+        elif r["recovery_s"] is not None:
+            alive = f"NO: answered again after {r['recovery_s']:g} s"
+        else:
+            alive = f"NO: no answer for {RECOVERY_LIMIT:g} s"
         lines.append(
             f"| {r['attack']} | {_fmt(r['attacker_sent'], '{:,}')} | {success} | {p99} "
             f"| {r['peak_rss_mib']} | {alive} |"

@@ -13,5 +13,5 @@ _SHARED = {
 }
 
 # No example database on CI: a run is its own, and a failure prints the blob to replay it.
-settings.register_profile("ci", max_examples=300, database=None, **_SHARED)
+settings.register_profile("ci", max_examples=500, database=None, **_SHARED)
 settings.register_profile("long", max_examples=20_000, **_SHARED)

@@ -177,7 +177,9 @@ def announce_queries(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
 
 @FUZZ
 @given(announce_queries())
-def test_every_encoding_of_a_valid_announce_round_trips(case: tuple[bytes, dict[str, object]]) -> None:
+def test_every_encoding_of_a_valid_announce_round_trips(
+    case: tuple[bytes, dict[str, object]],
+) -> None:
     query, f = case
     request, compact = parse_announce(query, PEER_V4)
     assert request.info_hash == f["info_hash"]
