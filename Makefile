@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint unit bench clean
+.PHONY: run test lint unit bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Shoal needs Python 3.11 or newer")'
@@ -31,6 +31,9 @@ bench: $(STAMP)
 	bash scripts/install-bench-deps.sh
 	$(PY) -m bench $(ARGS)
 	$(PY) -m bench scaling
+
+soak: $(STAMP)
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
