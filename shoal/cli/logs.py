@@ -1,8 +1,8 @@
 """Logging for ``shoal serve``: plain text lines or one JSON object per line, to stderr.
 
 Both carry the time with milliseconds and the UTC offset (``2026-12-02T22:40:00.123+0000``).
-A record logged with ``extra={"client": ..., "status": ..., "latency_ms": ..., "request":
-...}`` (the HTTP access log) gets those as separate fields in JSON.
+A record logged with ``extra={"client": ..., "status": ..., "outcome": ..., "latency_ms": ...,
+"request": ...}`` (the HTTP access log) gets those as separate fields in JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 # Attributes that access-log records carry as ``extra``, copied into JSON lines as fields.
-EXTRA_FIELDS = ("client", "status", "latency_ms", "request")
+EXTRA_FIELDS = ("client", "status", "outcome", "latency_ms", "request")
 
 
 def timestamp(created: float) -> str:

@@ -17,11 +17,13 @@ its last-announce time, key, flags and last reported uploaded/downloaded in an a
 Identity (the threat model is in the README): a peer entry *is* its address (ip and
 announced port). A peer_id is public (``compact=0`` replies carry it), so it is never a
 credential: an announce may change or remove an entry only when it comes from the entry's
-address with the entry's peer_id, and, when the entry registered a BEP 7 key, with that
-key; or when it proves that key from another address (a client that moved). Another
-peer_id at an entry's address replaces the entry (a restarted client), so one endpoint is
-never handed out twice; a peer_id seen at another address without the key is simply
-another peer, so nobody can lock a client out by announcing its peer_id first.
+address with the entry's peer_id, or when it proves from another address the BEP 7 key the
+entry registered with (a client that moved). No key is asked at the entry's own address,
+since real clients (aria2, uTorrent) change their key between announces; and a key sent
+later is never adopted by a keyless entry. Another peer_id at an entry's address replaces
+the entry (a restarted client), so one endpoint is never handed out twice; a peer_id seen
+at another address without the key is simply another peer, so nobody can lock a client
+out by announcing its peer_id first.
 
 (Written by hand rather than with a container library because this is the announce hot
 path, and the memory per peer is a published target; see bench/.)
@@ -51,7 +53,6 @@ _WORDS = 4  # meta words per slot: seen, key | flags << 32, uploaded, downloaded
 _COMPLETED = 1 << 32  # flag: this entry's completed download has been counted
 _U64 = (1 << 64) - 1
 
-KEY_MISMATCH = "key does not match this peer"
 SWARM_FULL = "swarm is full"
 ADDRESS_FULL = "too many peers from your address in this swarm"
 
@@ -514,9 +515,8 @@ class Swarm:
 
         Returns ``(peers4, peers6, ids4, ids6, role_before, role_after, completed,
         prev_uploaded, prev_downloaded)``: the outcome of :class:`AnnounceResult`. Raises
-        :class:`ClientError` when the announce may not touch the entry at its address (the
-        entry's key was not sent) or when a limit keeps a new peer out; a refused announce
-        changes nothing. The peers are picked before a new peer is added, and with the
+        :class:`ClientError` when a limit keeps a new peer out; a refused announce changes
+        nothing. The peers are picked before a new peer is added, and with the
         requester's own slot left out, so nobody is sent itself.
         """
         self.last_seen = now
@@ -540,10 +540,9 @@ class Swarm:
         slot = fam.find_addr(addr)
         if slot >= 0:
             base = _WORDS * slot
-            registered = meta[base + 1] & _KEY_MASK
             if fam.ids[slot * _ID : slot * _ID + _ID] == peer_id:
-                if registered != NO_KEY and registered != key:
-                    raise ClientError(KEY_MISMATCH)
+                # From its own address no key is asked: aria2 and uTorrent change their key
+                # between announces. The registered key is kept; only it moves the entry.
                 role_before = ROLE_SEEDER if slot < fam.seeders else ROLE_LEECHER
                 prev_up, prev_down = meta[base + 2], meta[base + 3]
                 if stopped:

@@ -21,6 +21,7 @@ from typing import Any, cast
 from shoal.errors import ClientError
 from shoal.logic import TrackerLogic
 from shoal.protocol import udp as codec
+from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
@@ -98,7 +99,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         counters = self.counters
         family = _FAMILY[len(ip)]
         now = self.clock.now
-        source = ip + addr[1].to_bytes(2, "big")
+        source = pack_address(ip, addr[1])
         decoded = codec.decode_request(data, ip, source, self._id_ok, self.options.allow_ip_param)
         if isinstance(decoded, codec.Malformed):
             self._malformed(decoded, family, addr, started)

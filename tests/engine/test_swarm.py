@@ -14,7 +14,6 @@ from support.invariants import check_family, check_swarm
 from support.peers import addr, addr4, addr6, decode_addr, peer_id, request, split
 
 from shoal.engine.swarm import INDEX_MIN, NO_KEY, FamilyPeers, Swarm
-from shoal.errors import ClientError
 from shoal.types import Event
 
 T0 = 1_000_000
@@ -734,16 +733,13 @@ def test_swarm_without_the_registered_key_a_new_address_is_another_peer(
     assert swarm.completed == 0
 
 
-def test_swarm_refuses_the_wrong_key_at_a_keyed_entry_and_changes_nothing() -> None:
+def test_swarm_entry_address_needs_no_key_and_keeps_the_registered_one() -> None:
     swarm = Swarm()
     announce(swarm, 1, T0, key=9)
-    assert swarm.v4 is not None
-    state = raw(swarm.v4)
-    for kwargs in ({"key": 8, "left": 0, "event": Event.COMPLETED},
-                   {"event": Event.STOPPED}):
-        with pytest.raises(ClientError):
-            announce(swarm, 1, T0 + 5, **kwargs)
-    assert raw(swarm.v4) == state and swarm.completed == 0
+    announce(swarm, 1, T0 + 5, key=8, left=0, event=Event.COMPLETED)
+    assert swarm.v4 is not None and swarm.v4.key(0) == 9 and swarm.completed == 1
+    announce(swarm, 1, T0 + 6, key=4, event=Event.STOPPED)
+    assert len(swarm) == 0
 
 
 def test_swarm_key_is_compared_as_32_bits() -> None:

@@ -69,6 +69,7 @@ def make_settings(
     allow_ip_param: bool = False,
     default_numwant: int = 50,
     max_numwant: int = 1000,
+    max_peers_per_swarm: int = 200_000,
 ) -> Settings:
     if udp_hosts is None:
         udp_hosts = ["127.0.0.1", "::1"] if HAS_IPV6 else ["127.0.0.1"]
@@ -81,6 +82,7 @@ def make_settings(
             allow_ip_param=allow_ip_param,
             default_numwant=default_numwant,
             max_numwant=max_numwant,
+            max_peers_per_swarm=max_peers_per_swarm,
         ),
         http=dataclasses.replace(base.http, enabled=http, hosts=["127.0.0.1"], port=0),
         udp=UdpSettings(hosts=list(udp_hosts), port=0, secret=secret, connection_id_ttl=ttl),
@@ -532,8 +534,9 @@ def test_key_and_events_behave_as_over_http(
         (a, 4001, 0, Event.COMPLETED, 0xA),  # a repeated completed counts once
         (a, 4001, 0, Event.NONE, 0xA),
         (b, 4002, 100, Event.STARTED, 0xB),
-        (b, 4002, 100, Event.NONE, 0xC),  # its address, wrong key: refused
-        (b, 4012, 100, Event.NONE, 0xB),  # same key: the peer moves
+        (b, 4012, 100, Event.NONE, 0xC),  # another address, another key: another peer
+        (b, 4012, 100, Event.STOPPED, 0xC),  # which stops from its own address
+        (b, 4013, 100, Event.NONE, 0xB),  # the registered key: the peer moves
         (a, 4001, 0, Event.STOPPED, 0xA),  # stopped removes
         (c, 4003, 100, Event.STARTED, 0xD),
     ]
@@ -543,16 +546,18 @@ def test_key_and_events_behave_as_over_http(
         torrent = info_hash(30 if name == "udp" else 31)
         observed[name] = [side.announce(torrent, *step) for step in steps]
         scraped[name] = scraper.scrape(scraper.connect(), [torrent])
-    assert observed["udp"][:7] == [
+    assert observed["udp"] == [
         ("ok", 0, 1, []),
         ("ok", 1, 0, []),
         ("ok", 1, 0, []),
         ("ok", 1, 0, []),
         ("ok", 1, 1, [4001]),
-        ("refused",),
+        ("ok", 1, 2, [4001, 4002]),
+        ("ok", 1, 1, []),
         ("ok", 1, 1, [4001]),
+        ("ok", 0, 1, []),
+        ("ok", 0, 2, [4013]),  # a is gone, b is at its new port
     ]
-    assert observed["udp"][8][3] == [4012]  # a is gone, b is at its new port
     assert observed["udp"] == observed["http"]
     assert scraped["udp"] == scraped["http"] == [(0, 1, 2)]
 
@@ -842,7 +847,8 @@ class AwaitingStore(MemoryStore):
 def test_a_store_that_answers_later(
     start_tracker: Callable[..., RunningTracker], clients: Callable[..., Client]
 ) -> None:
-    settings = make_settings()
+    # A full swarm refuses the fifth peer (the fourth without IPv6 loopback).
+    settings = make_settings(max_peers_per_swarm=4 if HAS_IPV6 else 2)
     tracker = start_tracker(settings, AwaitingStore())
     v4 = clients(tracker.udp("127.0.0.1"))
     c4 = v4.connect()
@@ -860,9 +866,9 @@ def test_a_store_that_answers_later(
         (2 if HAS_IPV6 else 1, 0, 2 if HAS_IPV6 else 1), (0, 0, 0)
     ]
     # A refusal raised while awaiting is an error reply too.
-    packet = v4.announce_packet(c4, torrent, peer_id(1), 1001, left=0, key=2)
+    packet = v4.announce_packet(c4, torrent, peer_id(5), 1005, left=0)
     tid, message = error_of(v4.announce_raw(packet))
-    assert tid == _HEADER.unpack_from(packet)[2] and "key" in message
+    assert tid == _HEADER.unpack_from(packet)[2] and "swarm is full" in message
 
 
 def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(

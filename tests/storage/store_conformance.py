@@ -206,9 +206,10 @@ class StoreConformance:
         logic = TrackerLogic(store, config, spawn=self._loop.create_task)
         return Tracker(store, logic, self._loop, self.resolve)
 
-    def open_expiring(self) -> Tracker:
+    def open_expiring(self, **limits: Any) -> Tracker:
         """A store whose peers expire ``TIMEOUT`` seconds after their last announce."""
-        return self.open(interval=100, min_interval=10, interval_jitter=0, peer_timeout=TIMEOUT)
+        return self.open(interval=100, min_interval=10, interval_jitter=0, peer_timeout=TIMEOUT,
+                         **limits)
 
     # -- identity: an entry is its address; a peer_id is never a credential ------------
 
@@ -242,17 +243,17 @@ class StoreConformance:
         t.announce(request(1, event=Event.STOPPED), T0 + 2)
         assert t.counts() == (0, 0, 0)
 
-    def test_keyed_entry_needs_its_key_even_from_its_own_address(self) -> None:
-        """Someone behind the same IP announcing the same port cannot stop or change it."""
+    def test_entry_address_needs_no_key_and_keeps_the_registered_one(self) -> None:
+        """aria2 and uTorrent change their key between announces: from its own address a
+        peer is served whatever key it sends, and only the key it registered moves it."""
         t = self.open()
         t.announce(request(1, key=7), T0)
-        for attempt in (request(1, event=Event.STOPPED), request(1, key=8, left=0),
-                        request(1, key=8, event=Event.STOPPED)):
-            with pytest.raises(ClientError):
-                t.announce(attempt, T0 + 1)
-        assert t.counts() == (0, 1, 0)
-        t.announce(request(1, key=7, event=Event.STOPPED), T0 + 2)
-        assert t.counts() == (0, 0, 0)
+        t.announce(request(1, key=8, left=0, event=Event.COMPLETED), T0 + 1)
+        assert t.counts() == (1, 0, 1)
+        t.announce(request(1, variant=1, key=8, left=0), T0 + 2)  # not a move: a new peer
+        assert t.counts() == (2, 0, 1)
+        t.announce(request(1, key=9, event=Event.STOPPED), T0 + 3)
+        assert t.counts() == (1, 0, 1)
 
     def test_peer_id_from_another_address_is_another_peer(self) -> None:
         """A squatter announcing a client's public peer_id first locks nobody out."""
@@ -296,21 +297,19 @@ class StoreConformance:
         assert sorted(decode_addr(e) for e in split(reply.peers4, 6)) == [(1, 0), (1, 1)]
 
     def test_refused_announce_changes_nothing(self) -> None:
-        t = self.open_expiring()
+        t = self.open_expiring(max_peers_per_swarm=2)
         t.announce(request(1, key=7), T0)
         t.announce(request(2, left=0), T0)
         before = t.counts()
         attempts = [
-            request(1, key=8, left=0, event=Event.COMPLETED),
-            request(1, key=8, event=Event.STOPPED),
-            request(1, key=8, left=0, event=Event.PAUSED),
-            request(1, event=Event.STARTED),
+            request(3, left=0, event=Event.COMPLETED),
+            request(3, event=Event.STARTED),
+            request(1, variant=1, key=8, left=0, event=Event.PAUSED),
         ]
         for attempt in attempts:
             with pytest.raises(ClientError):
                 t.announce(attempt, T0 + 100)
         assert t.counts() == before == (1, 1, 0)
-        # Still a leecher: a seeder is sent it.
         reply = t.announce(request(2, left=0), T0 + 100)
         assert [decode_addr(e) for e in split(reply.peers4, 6)] == [(1, 0)]
         # Not refreshed by the refused announces: it expires a timeout after T0.
@@ -320,10 +319,12 @@ class StoreConformance:
     def test_registered_key_is_not_replaced_by_a_later_key(self) -> None:
         t = self.open()
         t.announce(request(1, key=5), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, key=6), T0 + 1)
-        t.announce(request(1, variant=1, key=5), T0 + 3)
-        assert t.counts() == (0, 1, 0)
+        t.announce(request(1, key=6), T0 + 1)
+        t.announce(request(1, variant=1, key=6), T0 + 2)  # another peer
+        assert t.counts() == (0, 2, 0)
+        t.announce(request(1, variant=2, key=5), T0 + 3)  # the registered key moves it
+        reply = t.announce(request(2), T0 + 4)
+        assert sorted(decode_addr(e) for e in split(reply.peers4, 6)) == [(1, 1), (1, 2)]
 
     def test_registered_key_survives_a_leecher_becoming_a_seeder(self) -> None:
         t = self.open()
@@ -348,8 +349,7 @@ class StoreConformance:
     def test_key_rule_holds_for_ipv6_peers(self) -> None:
         t = self.open()
         t.announce(request(1, v6=True, key=5), T0)
-        with pytest.raises(ClientError):
-            t.announce(request(1, v6=True, key=6), T0 + 1)
+        t.announce(request(1, v6=True, key=6), T0 + 1)
         t.announce(request(1, v6=True, variant=1, key=5), T0 + 2)
         reply = t.announce(request(2, v6=True), T0 + 3)
         assert [decode_addr(e) for e in split(reply.peers6, 18)] == [(1, 1)]
@@ -1162,10 +1162,6 @@ class StoreModel(RuleBasedStateMachine):
         model_torrent = self.torrents.get(torrent)
         if model_torrent is not None:
             model_torrent.asked = self.now
-        if p is not None and p.key is not None and p.key != key:
-            with pytest.raises(ClientError):
-                self.tracker.announce(req, self.now)
-            return
         reply = self.tracker.announce(req, self.now)
 
         entry = p if p is not None else moving

@@ -3,6 +3,7 @@ secret, and what it does with a database it cannot trust."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -24,7 +25,6 @@ from support.swarm_state import (
     store_state,
 )
 
-from shoal.errors import ClientError
 from shoal.storage.memory import MemoryStore, SwarmImage
 from shoal.storage.sqlite import (
     DB_NAME,
@@ -114,11 +114,16 @@ def test_restored_completion_is_not_counted_twice(tmp_path: Path) -> None:
     assert loaded.swarms[SMALL].completed == 1
 
 
-def test_restored_key_still_guards_its_entry(tmp_path: Path) -> None:
+def test_restored_key_still_moves_its_entry_and_only_it(tmp_path: Path) -> None:
     loaded = saved_and_loaded(populated_store(), tmp_path)
-    with pytest.raises(ClientError):
-        loaded.announce(request(SMALL, 1, key=0x1234, event=Event.STOPPED), T0 + 200)
-    assert len(loaded.swarms[SMALL]) == 5
+    wrong = dataclasses.replace(request(SMALL, 1, key=0x1234), addr=addr(998))
+    loaded.announce(wrong, T0 + 200)  # another peer, not a move
+    assert len(loaded.swarms[SMALL]) == 6
+    moved = dataclasses.replace(request(SMALL, 1, key=0xABC1), addr=addr(999))
+    loaded.announce(moved, T0 + 201)
+    fam = loaded.swarms[SMALL].v4
+    assert fam is not None and len(fam) == 6
+    assert fam.find_addr(addr(999)) >= 0 and fam.find_addr(addr(1)) < 0
 
 
 def test_new_peer_after_restore_is_given_the_restored_peers(tmp_path: Path) -> None:
