@@ -276,11 +276,20 @@ def encode_announce(
 def encode_scrape(hashes: Sequence[bytes], counts: Sequence[SwarmCounts]) -> bytes:
     """``files`` -> {info_hash: {complete, downloaded, incomplete}} (BEP 48), hashes sorted
     and each listed once however often it was asked for."""
-    out = [b"d5:filesd"]
-    for info_hash, c in sorted(dict(zip(hashes, counts, strict=True)).items()):
-        out.append(
-            b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee"
-            % (info_hash, c.complete, c.downloaded, c.incomplete)
-        )
-    out.append(b"ee")
-    return b"".join(out)
+    entries = sorted(dict(zip(hashes, counts, strict=True)).items())
+    return b"d5:filesd" + encode_scrape_entries(entries) + b"ee"
+
+
+SCRAPE_HEAD = b"d5:filesd"
+SCRAPE_TAIL = b"ee"
+
+
+def encode_scrape_entries(entries: Sequence[tuple[bytes, SwarmCounts]]) -> bytes:
+    """The inside of a scrape's ``files`` dict for ``entries`` already sorted by hash and
+    without repeats; a full scrape is built from such pieces between ``SCRAPE_HEAD`` and
+    ``SCRAPE_TAIL``."""
+    return b"".join([
+        b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee"
+        % (info_hash, c.complete, c.downloaded, c.incomplete)
+        for info_hash, c in entries
+    ])

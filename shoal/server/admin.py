@@ -40,11 +40,13 @@ from shoal.server.dashboard import (
 from shoal.server.listeners import Listener, listener_address
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.storage.base import PeerStore
+from shoal.storage.memory import MemoryStore
 from shoal.types import StoreTotals, SwarmCounts
 
 log = logging.getLogger("shoal.admin")
 
 FAMILIES = ("ipv4", "ipv6")
+TOP_STEP = 10_000  # torrents examined per step when looking for the largest swarms
 KINDS = {"http": ("announce", "scrape", "error"), "udp": ("connect", "announce", "scrape", "error")}
 
 _REASONS = {
@@ -291,9 +293,11 @@ class AdminServer:
         if self._details is not None and now - self._details_at < self.options.detail_ttl:
             return self._details
         store = self.tracker.store
-        top: list[tuple[bytes, SwarmCounts]] = await resolved(
-            store.top_swarms(self.options.top_swarms)
-        )
+        top: list[tuple[bytes, SwarmCounts]]
+        if isinstance(store, MemoryStore):
+            top = await self._top_in_steps(store)
+        else:
+            top = await resolved(store.top_swarms(self.options.top_swarms))
         ids: list[bytes] = await resolved(store.sample_peer_ids(self.options.client_sample))
         self._details = {
             "top_swarms": [
@@ -310,6 +314,18 @@ class AdminServer:
         }
         self._details_at = now
         return self._details
+
+    async def _top_in_steps(self, store: MemoryStore) -> list[tuple[bytes, SwarmCounts]]:
+        """The largest swarms, found a few thousand torrents a step so that a dashboard
+        refresh never holds the loop for long at millions of torrents."""
+        best: list[tuple[int, bytes]] = []
+        cursor = store.cursor()
+        while not store.walked(cursor):
+            store.top_step(cursor, TOP_STEP, self.options.top_swarms, best)
+            await asyncio.sleep(0)
+        # Counted again now (a swarm may have changed since its step), largest first.
+        found = {h: store.swarms[h].scrape_counts() for _, h in best if h in store.swarms}
+        return sorted(found.items(), key=lambda item: -(item[1].complete + item[1].incomplete))
 
     async def stats(self) -> dict[str, Any]:
         """Every figure as one JSON-ready dict (what ``/stats`` serves)."""

@@ -16,8 +16,11 @@ and parsing resumes as the client reads.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import ipaddress
+import itertools
 import logging
+import operator
 import re
 import time
 from collections import deque
@@ -33,6 +36,8 @@ from shoal.protocol.http1 import Http1RequestParser, HttpParseError
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
 from shoal.server.stats import Counters
+from shoal.storage.memory import MemoryStore
+from shoal.types import SwarmCounts
 
 log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
@@ -148,9 +153,18 @@ def _outcome(reply: Reply) -> str:
     return "ok"
 
 
+FULL_SCRAPE_STEP = 5_000
+"""Torrents per step of a full scrape build: a few milliseconds of the loop each."""
+
+
 class FullScrape:
     """A full scrape reply, rebuilt at most every ``ttl`` seconds in a task of its own so
-    requests never pay for walking every torrent; waiting requests share one build."""
+    requests never pay for walking every torrent; waiting requests share one build, and
+    every request is sent the same bytes.
+
+    The build never holds the loop for long, even at millions of torrents: the in-memory
+    store is walked a few thousand torrents a step, each step sorted, and the sorted steps
+    merged and encoded a few thousand entries a step (bencode wants the hashes in order)."""
 
     def __init__(self, logic: TrackerLogic, clock: Clock, ttl: int) -> None:
         self._logic = logic
@@ -162,8 +176,33 @@ class FullScrape:
 
     async def _build(self) -> bytes:
         await asyncio.sleep(0)
-        entries = await resolved(self._logic.store.full_scrape())
-        self._body = codec.encode_scrape([h for h, _ in entries], [c for _, c in entries])
+        store = self._logic.store
+        first = operator.itemgetter(0)
+        runs: list[list[tuple[bytes, SwarmCounts]]] = []
+        if isinstance(store, MemoryStore):
+            cursor = store.cursor()
+            while not store.walked(cursor):
+                run = store.scrape_step(cursor, FULL_SCRAPE_STEP)
+                run.sort(key=first)
+                runs.append(run)
+                await asyncio.sleep(0)
+        else:
+            everything = await resolved(store.full_scrape())
+            runs.append(sorted(everything, key=first))
+        pieces = [codec.SCRAPE_HEAD]
+        merged = heapq.merge(*runs, key=first)
+        last = b""
+        while batch := list(itertools.islice(merged, FULL_SCRAPE_STEP)):
+            # A torrent dropped and added again during the walk can come twice: once only.
+            unique = []
+            for entry in batch:
+                if entry[0] != last:
+                    unique.append(entry)
+                    last = entry[0]
+            pieces.append(codec.encode_scrape_entries(unique))
+            await asyncio.sleep(0)
+        pieces.append(codec.SCRAPE_TAIL)
+        self._body = b"".join(pieces)
         self._built_at = self._clock.now
         return self._body
 

@@ -37,9 +37,6 @@ STEP_BUDGET = 2_000
 """Peers exported per step of a snapshot (each torrent counting one more): about 2 ms of
 the loop for torrents of ten peers (measured: bench/snapshot.py); a step costs mostly per
 torrent, so small torrents make it cheaper per peer."""
-RESYNC_BUDGET = 20_000
-"""Torrents walked per step when finding the snapshot's place again after a sweep pass
-rebuilt the store's torrent order."""
 STEP_WAIT = 60.0
 """Seconds the writing thread waits for the loop to produce a step before it gives up."""
 _ID = 20
@@ -79,35 +76,30 @@ class SnapshotAborted(Exception):
 
 
 class _Export:
-    """The loop side of a snapshot: the position in the store's torrent order and what has
-    been exported so far. Only touched on the loop."""
+    """The loop side of a snapshot: a walk over the store's torrents (a cursor that stays
+    valid when the sweep rebuilds the order) and what has been exported so far. Only
+    touched on the loop."""
 
     def __init__(self, store: MemoryStore, budget: int) -> None:
         self.store = store
         self.budget = budget
-        self.order = store.order
-        self.pos = 0
-        # While finding our place after the order was rebuilt: (walked in old, matched in new)
-        self.resync: tuple[int, int] | None = None
-        self._resync_target: list[bytes] | None = None
+        self.cursor = store.cursor()
         self.torrents = self.peers = self.steps = 0
         self.longest = 0.0
         self.aborted = False
 
     def step(self) -> list[SwarmImage] | None:
-        """The next images (possibly none, while resyncing), or None when done."""
+        """The next images, or None when done."""
         if self.aborted:
             raise SnapshotAborted("snapshot cancelled")
         started = time.perf_counter()
         try:
             store = self.store
-            if store.order is not self.order or self.resync is not None:
-                self._resync()
-                if self.resync is not None:
-                    return []
-            if self.pos >= len(store.order):
+            if store.walked(self.cursor):
                 return None
-            images, self.pos = store.export_step(self.pos, self.budget)
+            # A torrent dropped and added again during the walk can come twice; the
+            # database keeps the later image.
+            images = store.export_step(self.cursor, self.budget)
             self.torrents += len(images)
             for image in images:
                 if image.v4 is not None:
@@ -118,29 +110,6 @@ class _Export:
         finally:
             self.steps += 1
             self.longest = max(self.longest, time.perf_counter() - started)
-
-    def _resync(self) -> None:
-        """The sweep rebuilt the torrent order (without the torrents it dropped, keeping the
-        others in their order, new ones after): find where the torrents exported so far
-        end in the new order, by walking both, ``RESYNC_BUDGET`` torrents per step."""
-        old, new = self.order, self.store.order
-        if self.resync is None or new is not self._resync_target:
-            i = j = 0  # (a walk begun against an order rebuilt again since starts over)
-        else:
-            i, j = self.resync
-        self._resync_target = new
-        stop = min(self.pos, i + RESYNC_BUDGET)
-        n = len(new)
-        while i < stop:
-            if j < n and new[j] is old[i]:
-                j += 1
-            i += 1
-        if i < self.pos:
-            self.resync = (i, j)
-            return
-        self.resync = None
-        self.order = new
-        self.pos = j
 
 
 class Persistence:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import heapq
 import random
 import sys
+import weakref
 from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +86,18 @@ def _family_from(image: FamilyImage, width: int, tally: Tally) -> FamilyPeers:
     return fam
 
 
+class Cursor:
+    """A place in a store's torrent order, for work done in steps (full scrape, snapshot,
+    top swarms). It stays valid when the sweep rebuilds the order: the store moves it back
+    past the torrents the sweep dropped, so no torrent is skipped. A torrent dropped and
+    added again while a walk is under way can be met twice; a walker that cares dedupes."""
+
+    __slots__ = ("__weakref__", "pos")
+
+    def __init__(self) -> None:
+        self.pos = 0
+
+
 class MemoryStore:
     """Swarms in this process's memory."""
 
@@ -99,6 +113,8 @@ class MemoryStore:
         self.order: list[bytes] = []
         self._kept: list[bytes] = []
         self._sweep_pos = 0
+        self._dropped: list[int] = []  # positions in ``order`` the current sweep pass dropped
+        self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         # (info_hash, family index, next top slot) of a swarm a sweep step left half done
         self._sweep_partial: tuple[bytes, int, int] | None = None
 
@@ -144,18 +160,44 @@ class MemoryStore:
     def full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
         return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in self.swarms.items()]
 
-    def scrape_step(self, start: int, budget: int) -> tuple[list[tuple[bytes, SwarmCounts]], int]:
-        """Counts for up to ``budget`` torrents from position ``start`` of :attr:`order`;
-        returns them and the next position (``len(order)`` or more when done). For building
-        a full scrape in steps that each hold the loop briefly."""
+    def cursor(self) -> Cursor:
+        """A new walk over every torrent, from the first."""
+        cursor = Cursor()
+        self._cursors.add(cursor)
+        return cursor
+
+    def walked(self, cursor: Cursor) -> bool:
+        """Whether ``cursor`` has passed every torrent."""
+        return cursor.pos >= len(self.order)
+
+    def _walk(self, cursor: Cursor, budget: int) -> list[tuple[bytes, Swarm]]:
+        """Up to ``budget`` torrents from ``cursor`` on, advancing it."""
+        start = cursor.pos
+        cursor.pos = start + budget
         swarms = self.swarms
-        out = []
-        end = start + budget
-        for info_hash in self.order[start:end]:
+        found = []
+        for info_hash in self.order[start : cursor.pos]:
             swarm = swarms.get(info_hash)
             if swarm is not None:
-                out.append((info_hash, swarm.scrape_counts()))
-        return out, end
+                found.append((info_hash, swarm))
+        return found
+
+    def scrape_step(self, cursor: Cursor, budget: int) -> list[tuple[bytes, SwarmCounts]]:
+        """Counts for the next ``budget`` torrents of a walk: a full scrape built in steps
+        that each hold the loop briefly."""
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in
+                self._walk(cursor, budget)]
+
+    def top_step(self, cursor: Cursor, budget: int, count: int,
+                 best: list[tuple[int, bytes]]) -> None:
+        """Fold the next ``budget`` torrents of a walk into ``best``, a min-heap of the
+        ``count`` largest swarms as (peers, info_hash)."""
+        for info_hash, swarm in self._walk(cursor, budget):
+            size = len(swarm)
+            if len(best) < count:
+                heapq.heappush(best, (size, info_hash))
+            elif size > best[0][0]:
+                heapq.heapreplace(best, (size, info_hash))
 
     def sweep(self, now: int, budget: int) -> SweepProgress:
         """One step of a pass over every swarm: expire its silent peers, and drop it when it
@@ -169,6 +211,7 @@ class MemoryStore:
             info_hash = order[self._sweep_pos]
             swarm = self.swarms.get(info_hash)
             if swarm is None:  # pragma: no cover - only the sweep drops torrents
+                self._dropped.append(self._sweep_pos)
                 self._sweep_pos += 1
                 continue
             removed, looked, done = self._expire_swarm(
@@ -183,13 +226,19 @@ class MemoryStore:
             if not len(swarm) and swarm.last_seen < before:
                 del self.swarms[info_hash]
                 self.tally.completed -= swarm.completed
+                self._dropped.append(self._sweep_pos - 1)
                 torrents_removed += 1
             else:
                 self._kept.append(info_hash)
         finished = self._sweep_pos >= len(order)
         if finished:
+            dropped = self._dropped
+            if dropped:
+                for cursor in self._cursors:
+                    cursor.pos -= bisect_left(dropped, cursor.pos)
             self.order = self._kept
             self._kept = []
+            self._dropped = []
             self._sweep_pos = 0
         return SweepProgress(finished, swarms_examined, peers_removed, torrents_removed)
 
@@ -238,26 +287,24 @@ class MemoryStore:
 
     # -- snapshots ------------------------------------------------------------------
 
-    def export_step(self, start: int, budget: int) -> tuple[list[SwarmImage], int]:
-        """Images of the torrents from position ``start`` of :attr:`order`, about
-        ``budget`` peers' worth (at least one torrent); returns them and the next position
-        (at or past ``len(order)`` when done). A snapshot is taken in such steps so that it
-        never holds the loop for long; each torrent is captured whole."""
+    def export_step(self, cursor: Cursor, budget: int) -> list[SwarmImage]:
+        """Images of the next torrents of a walk, about ``budget`` peers' worth (at least
+        one torrent). A snapshot is taken in such steps so that it never holds the loop for
+        long; each torrent is captured whole."""
         swarms = self.swarms
         order = self.order
         out: list[SwarmImage] = []
         taken = 0
-        pos = start
-        while pos < len(order) and (taken < budget or not out):
-            info_hash = order[pos]
-            pos += 1
+        while cursor.pos < len(order) and (taken < budget or not out):
+            info_hash = order[cursor.pos]
+            cursor.pos += 1
             swarm = swarms.get(info_hash)
             if swarm is None:  # pragma: no cover - only the sweep drops torrents
                 continue
             out.append(SwarmImage(info_hash, swarm.completed, swarm.last_seen,
                                   _family_image(swarm.v4), _family_image(swarm.v6)))
             taken += len(swarm) + 1
-        return out, pos
+        return out
 
     def restore(self, image: SwarmImage) -> None:
         """Put back a torrent from a snapshot (replacing any torrent of that hash)."""

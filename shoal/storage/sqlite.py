@@ -50,7 +50,9 @@ _TABLES = (
     " v4_seeders INTEGER, v4_addrs BLOB, v4_ids BLOB, v4_meta BLOB,"
     " v6_seeders INTEGER, v6_addrs BLOB, v6_ids BLOB, v6_meta BLOB)",
 )
-_INSERT_SWARM = "INSERT INTO swarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# OR REPLACE: a torrent dropped and added again during a snapshot walk is met twice, and
+# the later image (taken later) is the one kept.
+_INSERT_SWARM = "INSERT OR REPLACE INTO swarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_SWARMS = (
     "SELECT info_hash, completed, last_seen, v4_seeders, v4_addrs, v4_ids, v4_meta,"
     " v6_seeders, v6_addrs, v6_ids, v6_meta FROM swarms ORDER BY rowid"

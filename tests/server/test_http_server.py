@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import ipaddress
 import select
 import socket
@@ -27,8 +28,9 @@ from support.running import RunningTracker as BaseTracker
 
 from shoal.config import Settings
 from shoal.protocol import bencode
+from shoal.protocol.http import encode_scrape
 from shoal.storage.memory import MemoryStore
-from shoal.types import AnnounceRequest, AnnounceResult
+from shoal.types import AnnounceRequest, AnnounceResult, SwarmCounts
 
 WAIT = 5.0  # upper bound on any single wait for the server
 
@@ -381,6 +383,28 @@ def test_full_scrape_when_on_lists_every_torrent_and_is_cached(
         assert first == {b"files": {a: {b"complete": 0, b"incomplete": 1, b"downloaded": 0}}}
         announce(rt, "127.0.0.1", 2, b)
         assert c.request("/scrape").bdecode() == first  # the cached reply
+
+
+def test_full_scrape_built_in_steps_is_sorted_complete_and_valid_bencode(
+    start: Callable[..., RunningTracker],
+) -> None:
+    """More torrents than one build step: every torrent once, hashes in bencode order."""
+    from shoal.server.http import FULL_SCRAPE_STEP
+
+    store = MemoryStore()
+    count = FULL_SCRAPE_STEP * 2 + 17
+    hashes = [hashlib.sha1(b"%d" % n).digest() for n in range(count)]
+    for n, hash_ in enumerate(hashes):
+        store.announce(AnnounceRequest(hash_, peer_id(1), b"\x0a\0\0\1\x1a\xe1", 0, 0,
+                                       n % 2, numwant=0), 1)
+    rt = start(make_settings(tracker_full_scrape=True), store)
+    with rt.connect() as c:
+        reply = c.request("/scrape")
+    files = reply.bdecode()[b"files"]
+    assert list(files) == sorted(hashes)
+    assert sum(f[b"complete"] for f in files.values()) == (count + 1) // 2
+    assert reply.body == encode_scrape(hashes, [SwarmCounts(int(n % 2 == 0), n % 2, 0)
+                                                for n in range(count)])
 
 
 # Connections: keep-alive, pipelining, close

@@ -22,7 +22,7 @@ from support.swarm_state import (
 
 from shoal.server.persist import Persistence
 from shoal.storage.base import StoreSettings, SweepProgress
-from shoal.storage.memory import MemoryStore, SwarmImage
+from shoal.storage.memory import Cursor, MemoryStore, SwarmImage
 from shoal.storage.sqlite import DB_NAME, SqliteState
 from shoal.types import AnnounceRequest, Event
 
@@ -131,8 +131,7 @@ def test_larger_completed_count_wins_on_load(tmp_path: Path) -> None:
 
 
 def _images(store: MemoryStore) -> list[SwarmImage]:
-    images, _ = store.export_step(0, 1 << 30)
-    return images
+    return store.export_step(store.cursor(), 1 << 30)
 
 
 # -- snapshots and restarts ------------------------------------------------------------
@@ -212,8 +211,8 @@ class SteppedStore(MemoryStore):
         self.calls = 0
         self.hook: Callable[[], object] = lambda: None
 
-    def export_step(self, start: int, budget: int) -> tuple[list[SwarmImage], int]:
-        out = super().export_step(start, budget)
+    def export_step(self, cursor: Cursor, budget: int) -> list[SwarmImage]:
+        out = super().export_step(cursor, budget)
         self.calls += 1
         if self.calls == self.at:
             self.hook()

@@ -100,3 +100,41 @@ def test_stopped_for_an_unknown_torrent_creates_no_swarm() -> None:
     store = MemoryStore()
     store.announce(request(1, event=Event.STOPPED), T0)
     assert store.swarms == {}
+
+
+def test_a_walk_meets_every_torrent_once_though_a_sweep_pass_drops_some_midway() -> None:
+    """A cursor stays valid when a sweep pass rebuilds the torrent order: the walk goes on
+    where it was, over the torrents that are left."""
+    store = expiring_store()
+    hashes = [bytes([n]) * 20 for n in range(30)]
+    for n, hash_ in enumerate(hashes):
+        store.announce(request(1, torrent=hash_, event=Event.STARTED), T0)
+        if n % 3 == 0:  # every third torrent empties, and a sweep will drop it
+            store.announce(request(1, torrent=hash_, event=Event.STOPPED), T0)
+    for hash_ in hashes:
+        if hash_[0] % 3:
+            store.announce(request(1, torrent=hash_), T0 + TIMEOUT)  # keep the others alive
+    cursor = store.cursor()
+    met = [h for h, _ in store.scrape_step(cursor, 14)]
+    while not store.sweep(T0 + TIMEOUT + 1, budget=1000).finished:
+        pass
+    while not store.walked(cursor):
+        met += [h for h, _ in store.scrape_step(cursor, 4)]
+    survivors = [h for h in hashes if h[0] % 3]
+    assert set(survivors) <= set(met)
+    assert [h for h in met if h[0] % 3] == survivors  # each once, in order
+    assert store.order == survivors
+    check_store(store)
+
+
+def test_top_step_keeps_the_largest_swarms() -> None:
+    store = MemoryStore()
+    for t in range(20):
+        for n in range(t % 7):
+            store.announce(request(n, torrent=bytes([t]) * 20, numwant=0), T0)
+    best: list[tuple[int, bytes]] = []
+    cursor = store.cursor()
+    while not store.walked(cursor):
+        store.top_step(cursor, 3, 4, best)
+    assert sorted(size for size, _ in best) == [5, 5, 6, 6]
+    assert sorted(best)[-1][0] == max(len(s) for s in store.swarms.values())

@@ -74,10 +74,9 @@ def populated_store() -> MemoryStore:
 def images_of(store: MemoryStore, budget: int = 10) -> list[SwarmImage]:
     """The whole store as images, exported in steps."""
     out: list[SwarmImage] = []
-    pos = 0
-    while pos < len(store.order):
-        images, pos = store.export_step(pos, budget)
-        out.extend(images)
+    cursor = store.cursor()
+    while not store.walked(cursor):
+        out.extend(store.export_step(cursor, budget))
     return out
 
 
