@@ -1,5 +1,6 @@
 """``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series;
-``python -m bench snapshot``: what persistence snapshots cost."""
+``python -m bench snapshot``: what persistence snapshots cost; ``python -m bench stalls``:
+how long whole-store work holds the event loop at a million torrents."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def main() -> int:
         from bench.snapshot import main as snapshot_main
 
         return snapshot_main(sys.argv[2:])
+    if sys.argv[1:2] == ["stalls"]:
+        from bench.stalls import main as stalls_main
+
+        return stalls_main(sys.argv[2:])
     from bench.runner import main as runner_main
 
     return runner_main(sys.argv[1:])

@@ -39,6 +39,7 @@ from bench.http_load import HttpLoad, HttpOps, encode_http_ops
 from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
+    BASE_ENV,
     REPO_ROOT,
     TARGET_NAMES,
     RunningTarget,
@@ -395,6 +396,23 @@ def ratio_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def base_table(summaries: list[dict[str, Any]]) -> str:
+    """Shoal against the baseline Shoal (``shoal-base``), per mode, when both ran."""
+    by_key = {(s["target"], s["mode"]): s for s in summaries}
+    lines = [
+        "| mode | Shoal resp/CPU-s | baseline resp/CPU-s | Shoal / baseline |",
+        "|---|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        new, old = by_key.get(("shoal", mode)), by_key.get(("shoal-base", mode))
+        if not new or not old:
+            continue
+        a, b = new["responses_per_cpu_s"], old["responses_per_cpu_s"]
+        ratio = a / b if a and b else None
+        lines.append(f"| {mode} | {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def progress_line(m: Measurement, rounds: int) -> str:
     """One line per run, printed as the runs go."""
     head = f"round {m.round + 1}/{rounds} {m.target:11} {m.mode:14} "
@@ -415,7 +433,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Shoal against opentracker, side by side (see bench/runner.py). "
         "`python -m bench scaling --help` for the scaling series.",
     )
-    p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
+    p.add_argument("--targets", default=",".join(TARGET_NAMES),
+                   help="comma-separated; shoal-base: Shoal from $SHOAL_BENCH_BASE")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
     p.add_argument("--duration", type=float, help="measured seconds per run (12; quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (4; quick 0.5)")
@@ -468,7 +487,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in TARGET_NAMES:
+        if t not in (*TARGET_NAMES, "shoal-base"):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:
@@ -536,6 +555,9 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     report = f"{header}\n\n{table}\n"
     if ratios:
         report += f"\n{ratios}\n"
+    against_base = base_table(summaries)
+    if against_base:
+        report += f"\nBaseline: Shoal from ${BASE_ENV}.\n\n{against_base}\n"
     log("")
     log(report)
     if not args.no_save:

@@ -31,6 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
 TARGET_NAMES = ("shoal", "opentracker")
+BASE_ENV = "SHOAL_BENCH_BASE"  # source tree of the "shoal-base" target
 # The CPUs this process may use when first imported, before the generator pins itself.
 _CPUS = sorted(os.sched_getaffinity(0))
 
@@ -263,8 +264,9 @@ def opentracker_available() -> bool:
     return shutil.which("opentracker") is not None
 
 
-def shoal_command(port: int, extra_settings: list[str]) -> list[str]:
-    """The command line that serves Shoal on ``port`` (HTTP and UDP)."""
+def shoal_command(port: int, extra_settings: list[str], persist_setting: bool = True) -> list[str]:
+    """The command line that serves Shoal on ``port`` (HTTP and UDP); without
+    ``persist_setting`` it names no ``[storage]`` key (for a Shoal older than it)."""
     cmd = [
         sys.executable,
         "-m",
@@ -282,7 +284,8 @@ def shoal_command(port: int, extra_settings: list[str]) -> list[str]:
     # The admin server (stats, metrics) listens on a fixed port of its own: off, so several
     # instances can run and the tracker does only tracker work.
     # Nothing written to disk either: the comparison is of the announce path.
-    for setting in ["admin.enabled=false", "storage.persist=false", *extra_settings]:
+    storage = ["storage.persist=false"] if persist_setting else []
+    for setting in ["admin.enabled=false", *storage, *extra_settings]:
         cmd += ["--set", setting]
     return cmd
 
@@ -326,6 +329,15 @@ def start_target(
     if name == "shoal":
         cmd = shoal_command(port, shoal_settings or [])
         cwd = REPO_ROOT
+    elif name == "shoal-base":
+        # Shoal from another source tree (a worktree of an earlier commit), to measure a
+        # change side by side: `git worktree add /tmp/base COMMIT`, then
+        # SHOAL_BENCH_BASE=/tmp/base python -m bench --targets shoal,shoal-base.
+        base = os.environ.get(BASE_ENV)
+        if not base:
+            raise TargetError(f"shoal-base needs {BASE_ENV}=<source tree of the baseline>")
+        cmd = shoal_command(port, shoal_settings or [], persist_setting=False)
+        cwd = Path(base)
     elif name == "opentracker":
         if not opentracker_available():
             raise TargetError("opentracker is not installed (scripts/install-bench-deps.sh)")

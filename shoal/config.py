@@ -64,7 +64,10 @@ class TrackerSettings:
         False,
     )
     sweep_interval: int = _doc("Seconds between passes that expire silent peers.", 60)
-    sweep_budget: int = _doc("Peers examined per sweep step before yielding to the loop.", 20000)
+    sweep_budget: int = _doc(
+        "Peers examined per sweep step before yielding to the loop (a torrent counts as 10).",
+        5000,
+    )
     max_torrents: int = _doc(
         "Most torrents tracked at once; announces for new torrents beyond it are refused.",
         5_000_000,
@@ -223,30 +226,33 @@ def _convert(key: str, hint: Any, value: Any, from_text: bool) -> Any:
                 return True
             if low in ("0", "false", "no", "off"):
                 return False
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
         if origin is list:
             text = value.strip()
             if text.startswith("["):
                 try:
                     value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{key}: not a list: {value!r}") from exc
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    raise ConfigError(f"{key}: not a list: {_show(value)}") from exc
             else:
                 value = [part.strip() for part in text.split(",") if part.strip()]
         else:
             try:
                 value = hint(value)
             except ValueError as exc:
-                raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}") from exc
+                raise ConfigError(f"{key}: expected {hint.__name__}, got {_show(value)}") from exc
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError as exc:
+            raise ConfigError(f"{key}: number too large") from exc
     if origin is list:
         (item,) = get_args(hint)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
-            raise ConfigError(f"{key}: expected a list of {item.__name__}, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {item.__name__}, got {_show(value)}")
         return list(value)
     if isinstance(value, bool) != (hint is bool) or not isinstance(value, hint):
-        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {_show(value)}")
     return value
 
 
@@ -477,6 +483,22 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text ({exc.reason})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from exc
+    except ValueError as exc:  # an integer past Python's digit limit, for one
+        raise ConfigError(f"{path}: not valid TOML: {_show(str(exc))}") from exc
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut short; never fails (a huge integer has no
+    decimal form past Python's digit limit)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_file(path: str | Path, base: Settings | None = None) -> Settings:

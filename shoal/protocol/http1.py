@@ -104,9 +104,12 @@ class Http1RequestParser:
                 if not self._line_checked:  # (once whole, not again for every header byte)
                     self._check_line_start(buf if line_end < 0 else buf[:line_end])
                     self._line_checked = line_end >= 0
-                if (line_end < 0 and len(buf) > self._max_line) or line_end > self._max_line:
+                # Limits count what the head will be, not a line break cut in half, so a
+                # request is judged the same however the stream is split.
+                line = len(buf) - buf.endswith(b"\r") if line_end < 0 else line_end
+                if line > self._max_line:
                     raise HttpParseError(414, "request line too long")
-                if len(buf) > self._max_head:
+                if len(buf.rstrip(b"\r\n")) > self._max_head:
                     raise HttpParseError(431, "request headers too large")
                 break
             head = buf[:end]
@@ -125,6 +128,8 @@ class Http1RequestParser:
             raise HttpParseError(400, "malformed request line")
 
     def _parse_head(self, head: bytes) -> None:
+        if len(head) > self._max_head:
+            raise HttpParseError(431, "request headers too large")
         lines = head.split(b"\r\n")
         request_line = lines[0]
         if len(request_line) > self._max_line:

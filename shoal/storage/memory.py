@@ -32,6 +32,10 @@ from shoal.types import (
 
 _ID = 20
 _WORDS = 4
+SWARM_COST = 10
+"""What visiting one torrent costs in the budgets of stepped work (sweep, snapshot), counted
+in peers: per-torrent work (a lookup, a call, a record) costs about as much as ten peers,
+so a store of many tiny torrents is walked in steps as short as one of few big ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +221,7 @@ class MemoryStore:
             removed, looked, done = self._expire_swarm(
                 info_hash, swarm, before, budget - examined
             )
-            examined += looked + 1
+            examined += looked + SWARM_COST
             peers_removed += removed
             if not done:
                 break
@@ -303,7 +307,7 @@ class MemoryStore:
                 continue
             out.append(SwarmImage(info_hash, swarm.completed, swarm.last_seen,
                                   _family_image(swarm.v4), _family_image(swarm.v6)))
-            taken += len(swarm) + 1
+            taken += len(swarm) + SWARM_COST
         return out
 
     def restore(self, image: SwarmImage) -> None:

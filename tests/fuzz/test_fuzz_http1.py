@@ -141,7 +141,6 @@ LIMIT_EDGES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="http1 limits depend on how the stream is split")
 @pytest.mark.parametrize(("data", "cuts"), LIMIT_EDGES)
 def test_limits_do_not_depend_on_the_split(data: bytes, cuts: list[int]) -> None:
     assert feed(split(data, cuts), LIMITS) == feed([data], LIMITS)

@@ -1,9 +1,11 @@
 """Fuzzing the UDP tracker codec (shoal.protocol.udp, BEP 15 with BEP 41 options).
 
-``parse_request`` never raises: any datagram becomes a request or a Malformed, and a
-Malformed that may be answered never draws a reply larger than the datagram (no traffic
-amplification at a spoofed address). Requests survive encode/parse round trips, BEP 41
-options included. Self-contained, so it can follow the codec's API on its own.
+``parse_request`` (the records) and ``decode_request`` (the server's one call) never raise:
+any datagram becomes a request or a Malformed, and a Malformed that may be answered never
+draws a reply larger than the datagram (no traffic amplification at a spoofed address).
+``decode_request`` checks the connection id before anything else and never looks at a
+datagram longer than any valid request. Requests survive encode/parse round trips, BEP 41
+options included (within the bounded option area).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import struct
 
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from shoal.protocol import udp
@@ -29,7 +31,7 @@ from shoal.protocol.udp import (
     encode_scrape_request,
     parse_request,
 )
-from shoal.types import Event, SwarmCounts
+from shoal.types import AnnounceRequest, Event, SwarmCounts
 
 from .corpus import FUZZ, seeds
 
@@ -38,15 +40,49 @@ U32 = st.integers(0, 2**32 - 1)
 U64 = st.integers(0, 2**64 - 1)
 
 
+def check_decode(data: bytes, id_valid: bool) -> None:
+    """The contract of decode_request for any datagram, with a valid or an invalid id."""
+    asked: list[int] = []
+
+    def id_ok(conn_id: int, source: bytes) -> bool:
+        asked.append(conn_id)
+        return id_valid
+
+    result = udp.decode_request(data, b"\x7f\0\0\1", b"\x7f\0\0\1\x1a\xe1", id_ok)
+    if len(data) > udp.MAX_DATAGRAM or len(data) < 16:
+        assert isinstance(result, Malformed) and not result.reply and asked == []
+        return
+    _, action, txid = HEADER.unpack_from(data)
+    if isinstance(result, Malformed):
+        if result.reply:
+            assert result.transaction_id == txid
+            assert len(encode_error(txid, result.message)) <= len(data)
+        if result.bad_id:
+            assert not id_valid and action in (udp.ANNOUNCE, udp.SCRAPE)
+        return
+    got_action, got_txid, payload = result
+    assert (got_action, got_txid) == (action, txid)
+    if action != udp.CONNECT:
+        assert id_valid and len(asked) == 1  # checked once, and passed
+    if action == udp.ANNOUNCE:
+        assert isinstance(payload, AnnounceRequest)
+        assert len(data) <= udp.MAX_ANNOUNCE_LENGTH and len(payload.addr) == 6
+        assert -1 <= payload.numwant <= udp.max_peers(6)
+
+
 def check_datagram(data: bytes) -> None:
-    """The contract of parse_request for any datagram."""
+    """The contract of parse_request (and of decode_request) for any datagram."""
+    check_decode(data, True)
+    check_decode(data, False)
     result = parse_request(data)
     if isinstance(result, Malformed):
         assert isinstance(result.message, str) and result.message
         if result.reply:
             assert result.transaction_id is not None
             assert len(encode_error(result.transaction_id, result.message)) <= len(data)
-        if len(data) >= 16:
+        if len(data) > udp.MAX_DATAGRAM:
+            assert result.transaction_id is None and not result.reply
+        elif len(data) >= 16:
             _, action, txid = HEADER.unpack_from(data)
             assert result.transaction_id == txid
         return
@@ -147,6 +183,7 @@ def announces_with_options(draw: st.DrawFn) -> tuple[bytes, AnnounceRequestUdp]:
             options.append(bytes((draw(st.integers(3, 255)), len(payload))) + payload)
     if draw(st.booleans()):
         options.append(b"\x00" + draw(st.binary(max_size=30)))  # END, then anything
+    assume(len(b"".join(options)) <= udp.MAX_OPTIONS)  # longer is refused (tested below)
     request.url_data = b"".join(url_data)
     return head + b"".join(options), request
 
@@ -159,7 +196,7 @@ def test_announce_with_options_round_trips(case: tuple[bytes, AnnounceRequestUdp
 
 
 @FUZZ
-@given(st.binary(max_size=1000), st.integers(1, 65535), U32)
+@given(st.binary(max_size=500), st.integers(1, 65535), U32)
 def test_url_data_the_encoder_chunks_round_trips(url_data: bytes, port: int, txid: int) -> None:
     request = AnnounceRequestUdp(5, txid, b"i" * 20, b"p" * 20, 0, 1, 0, Event.STARTED, 0, 9,
                                  -1, port, url_data)

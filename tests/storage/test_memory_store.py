@@ -6,7 +6,7 @@ from support.invariants import check_store
 from support.peers import TORRENT, request
 
 from shoal.storage.base import PeerStore, StoreSettings
-from shoal.storage.memory import MemoryStore
+from shoal.storage.memory import SWARM_COST, MemoryStore
 from shoal.types import Event
 
 from .store_conformance import T0, TIMEOUT, StoreConformance
@@ -60,8 +60,9 @@ def test_sweep_examines_about_budget_peers_per_step() -> None:
         hash_ = bytes([t]) * 20
         for n in range(5):
             store.announce(request(n, torrent=hash_, numwant=1), T0)
-    step = store.sweep(T0 + 1, budget=12)
-    assert not step.finished and step.swarms_examined == 2  # 6 "peers" each (5 + the swarm)
+    step = store.sweep(T0 + 1, budget=2 * (5 + SWARM_COST))
+    # Each swarm costs its 5 peers and SWARM_COST for the visit itself.
+    assert not step.finished and step.swarms_examined == 2
     assert sum(1 for _ in store.swarms) == 10
 
 
