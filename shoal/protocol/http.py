@@ -282,14 +282,19 @@ def encode_scrape(hashes: Sequence[bytes], counts: Sequence[SwarmCounts]) -> byt
 
 SCRAPE_HEAD = b"d5:filesd"
 SCRAPE_TAIL = b"ee"
+SCRAPE_KEY_LENGTH = 23
+"""Bytes at the start of an encoded entry that name its torrent (``20:`` and the hash), so
+encoded entries sort, and compare for repeats, as their hashes do."""
+
+
+def encode_scrape_entry(info_hash: bytes, counts: SwarmCounts) -> bytes:
+    """One torrent of a scrape's ``files`` dict, as bytes that sort by info_hash."""
+    return b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee" % (
+        info_hash, counts.complete, counts.downloaded, counts.incomplete)
 
 
 def encode_scrape_entries(entries: Sequence[tuple[bytes, SwarmCounts]]) -> bytes:
     """The inside of a scrape's ``files`` dict for ``entries`` already sorted by hash and
-    without repeats; a full scrape is built from such pieces between ``SCRAPE_HEAD`` and
-    ``SCRAPE_TAIL``."""
-    return b"".join([
-        b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee"
-        % (info_hash, c.complete, c.downloaded, c.incomplete)
-        for info_hash, c in entries
-    ])
+    without repeats; a full scrape is built from encoded entries between ``SCRAPE_HEAD``
+    and ``SCRAPE_TAIL``."""
+    return b"".join([encode_scrape_entry(info_hash, c) for info_hash, c in entries])

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,8 +35,9 @@ from shoal.logic import resolved
 from shoal.server.dashboard import (
     PROTOCOLS,
     RequestHistory,
-    client_mix,
+    count_clients,
     load_assets,
+    mix_of,
 )
 from shoal.server.listeners import Listener, listener_address
 from shoal.server.stats import LATENCY_BUCKETS, Counters
@@ -46,7 +48,8 @@ from shoal.types import StoreTotals, SwarmCounts
 log = logging.getLogger("shoal.admin")
 
 FAMILIES = ("ipv4", "ipv6")
-TOP_STEP = 10_000  # torrents examined per step when looking for the largest swarms
+TOP_STEP = 500  # torrents examined per step when looking for the largest swarms
+SAMPLE_STEP = 500  # swarms sampled, or peer ids decoded, per step for the client mix
 KINDS = {"http": ("announce", "scrape", "error"), "udp": ("connect", "announce", "scrape", "error")}
 
 _REASONS = {
@@ -298,7 +301,15 @@ class AdminServer:
             top = await self._top_in_steps(store)
         else:
             top = await resolved(store.top_swarms(self.options.top_swarms))
-        ids: list[bytes] = await resolved(store.sample_peer_ids(self.options.client_sample))
+        ids: list[bytes]
+        if isinstance(store, MemoryStore):
+            ids = await self._sample_in_steps(store)
+        else:
+            ids = await resolved(store.sample_peer_ids(self.options.client_sample))
+        versions: dict[str, Counter[str]] = {}
+        for start in range(0, len(ids), SAMPLE_STEP):
+            count_clients(ids[start : start + SAMPLE_STEP], versions)
+            await asyncio.sleep(0)
         self._details = {
             "top_swarms": [
                 {
@@ -310,7 +321,7 @@ class AdminServer:
                 }
                 for info_hash, counts in top
             ],
-            "clients": {"sampled_peers": len(ids), "mix": client_mix(ids)},
+            "clients": {"sampled_peers": len(ids), "mix": mix_of(versions)},
         }
         self._details_at = now
         return self._details
@@ -326,6 +337,21 @@ class AdminServer:
         # Counted again now (a swarm may have changed since its step), largest first.
         found = {h: store.swarms[h].scrape_counts() for _, h in best if h in store.swarms}
         return sorted(found.items(), key=lambda item: -(item[1].complete + item[1].incomplete))
+
+    async def _sample_in_steps(self, store: MemoryStore) -> list[bytes]:
+        """Up to ``client_sample`` peer ids, an even share from each swarm (so one huge
+        swarm does not stand for the whole tracker), gathered in steps."""
+        limit = self.options.client_sample
+        share = max(1, limit // max(1, len(store.swarms)))
+        ids: list[bytes] = []
+        cursor = store.cursor()
+        while len(ids) < limit and not store.walked(cursor):
+            for _, swarm in store.walk(cursor, SAMPLE_STEP):
+                ids.extend(swarm.peer_ids(min(share, limit - len(ids))))
+                if len(ids) >= limit:
+                    break
+            await asyncio.sleep(0)
+        return ids
 
     async def stats(self) -> dict[str, Any]:
         """Every figure as one JSON-ready dict (what ``/stats`` serves)."""

@@ -76,12 +76,22 @@ class RequestHistory:
         }
 
 
-def client_mix(peer_ids: Iterable[bytes]) -> list[dict[str, Any]]:
-    """Peers per client, most common first, each with its versions, most common first."""
-    versions: dict[str, Counter[str]] = {}
+def count_clients(peer_ids: Iterable[bytes], versions: dict[str, Counter[str]]) -> None:
+    """Add ``peer_ids`` to ``versions`` (client name -> version -> peers)."""
     for peer_id in peer_ids:
         client = decode(peer_id)
         versions.setdefault(client.name, Counter())[client.version] += 1
+
+
+def client_mix(peer_ids: Iterable[bytes]) -> list[dict[str, Any]]:
+    """Peers per client, most common first, each with its versions, most common first."""
+    versions: dict[str, Counter[str]] = {}
+    count_clients(peer_ids, versions)
+    return mix_of(versions)
+
+
+def mix_of(versions: dict[str, Counter[str]]) -> list[dict[str, Any]]:
+    """The client mix from counts made by :func:`count_clients`."""
     mix: list[dict[str, Any]] = []
     for name, counts in versions.items():
         ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -33,6 +33,10 @@ from shoal.types import AnnounceRequest, AnnounceResult
 
 log = logging.getLogger("shoal.persist")
 
+STEPS_PER_BATCH = 25
+"""Export steps handed to the writing thread at once: a hand-over between the loop and a
+thread costs a GIL switch (up to 5 ms), so one per step made a snapshot of 1,000,000 peers
+take a minute (bench/stalls.py); the loop still yields between the steps of a batch."""
 STEP_BUDGET = 2_000
 """Peers exported per step of a snapshot (each torrent counting one more): about 2 ms of
 the loop for torrents of ten peers (measured: bench/snapshot.py); a step costs mostly per
@@ -227,8 +231,16 @@ class Persistence:
             started = time.perf_counter()
 
             async def next_step() -> list[SwarmImage] | None:
-                # Each step is a task of its own: the loop serves others between steps.
-                return export.step()
+                # Several steps per hand-over to the writing thread (each hand-over waits on
+                # the GIL), yielding to the loop between steps so it serves others.
+                batch: list[SwarmImage] = []
+                for _ in range(STEPS_PER_BATCH):
+                    images = export.step()
+                    if images is None:
+                        return batch or None
+                    batch.extend(images)
+                    await asyncio.sleep(0)
+                return batch
 
             def images() -> Iterator[SwarmImage]:
                 # In the writing thread: one step is produced while the previous is written.

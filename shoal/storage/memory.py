@@ -32,6 +32,7 @@ from shoal.types import (
 
 _ID = 20
 _WORDS = 4
+TRASH_STEP = 100_000  # references freed per sweep step (about a millisecond)
 SWARM_COST = 10
 """What visiting one torrent costs in the budgets of stepped work (sweep, snapshot), counted
 in peers: per-torrent work (a lookup, a call, a record) costs about as much as ten peers,
@@ -118,6 +119,7 @@ class MemoryStore:
         self._kept: list[bytes] = []
         self._sweep_pos = 0
         self._dropped: list[int] = []  # positions in ``order`` the current sweep pass dropped
+        self._trash: list[bytes] = []  # the order list a pass replaced, freed in slices
         self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         # (info_hash, family index, next top slot) of a swarm a sweep step left half done
         self._sweep_partial: tuple[bytes, int, int] | None = None
@@ -174,7 +176,7 @@ class MemoryStore:
         """Whether ``cursor`` has passed every torrent."""
         return cursor.pos >= len(self.order)
 
-    def _walk(self, cursor: Cursor, budget: int) -> list[tuple[bytes, Swarm]]:
+    def walk(self, cursor: Cursor, budget: int) -> list[tuple[bytes, Swarm]]:
         """Up to ``budget`` torrents from ``cursor`` on, advancing it."""
         start = cursor.pos
         cursor.pos = start + budget
@@ -190,13 +192,13 @@ class MemoryStore:
         """Counts for the next ``budget`` torrents of a walk: a full scrape built in steps
         that each hold the loop briefly."""
         return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in
-                self._walk(cursor, budget)]
+                self.walk(cursor, budget)]
 
     def top_step(self, cursor: Cursor, budget: int, count: int,
                  best: list[tuple[int, bytes]]) -> None:
         """Fold the next ``budget`` torrents of a walk into ``best``, a min-heap of the
         ``count`` largest swarms as (peers, info_hash)."""
-        for info_hash, swarm in self._walk(cursor, budget):
+        for info_hash, swarm in self.walk(cursor, budget):
             size = len(swarm)
             if len(best) < count:
                 heapq.heappush(best, (size, info_hash))
@@ -208,6 +210,8 @@ class MemoryStore:
         has been empty for a whole peer timeout (so a finished torrent's completed count
         outlives its last peer's ``stopped`` for a while). A step examines about ``budget``
         peers; a swarm larger than that is worked through over several steps."""
+        if self._trash:
+            del self._trash[-TRASH_STEP:]
         before = now - self.settings.peer_timeout
         examined = peers_removed = torrents_removed = swarms_examined = 0
         order = self.order
@@ -240,7 +244,9 @@ class MemoryStore:
             if dropped:
                 for cursor in self._cursors:
                     cursor.pos -= bisect_left(dropped, cursor.pos)
-            self.order = self._kept
+            # The old list goes to the trash, freed a slice a step: freeing a million
+            # references at once held the loop for 14 ms (bench/stalls.py).
+            self._trash, self.order = self.order, self._kept
             self._kept = []
             self._dropped = []
             self._sweep_pos = 0
