@@ -214,13 +214,14 @@ async def memory_series(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """RSS against peers (ten per torrent), then RSS over a steady announce load."""
     points = [n for n in MEMORY_POINTS if n <= args.max_peers] or [args.max_peers]
-    n_torrents = min(MAX_TORRENTS, max(1, -(-points[-1] // PEERS_PER_TORRENT)))
+    per_torrent = args.peers_per_torrent
+    n_torrents = min(args.max_torrents, max(1, -(-points[-1] // per_torrent)))
     info_hashes = [info_hash_for(args.seed, t) for t in range(n_torrents)]
     target = start_target(name, info_hashes, shoal_settings=args.shoal_set)
     announcer = Announcer(target, args.seed)
 
     def torrent_of(p: int) -> int:
-        return (p // PEERS_PER_TORRENT) % n_torrents
+        return (p // per_torrent) % n_torrents
 
     rows: list[dict[str, Any]] = []
     steady: list[dict[str, Any]] = []
@@ -238,7 +239,8 @@ async def memory_series(
                 "target": name,
                 "protocol": announcer.protocol,
                 "peers": n,
-                "torrents": min(n_torrents, -(-n // PEERS_PER_TORRENT)),
+                "torrents": min(n_torrents, -(-n // per_torrent)),
+                "peers_per_torrent": per_torrent,
                 "baseline_rss_kib": baseline,
                 "rss_kib": rss,
                 "bytes_per_peer": round((rss - baseline) * 1024 / n, 1),
@@ -505,6 +507,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--sweep-margin", type=float, default=10.0, help="spare seconds before peers time out"
     )
     p.add_argument("--max-peers", type=int, default=1_000_000, help="bounds both series")
+    p.add_argument("--peers-per-torrent", type=int, default=PEERS_PER_TORRENT,
+                   help="memory series: 1 gives the cost of a one-peer torrent")
+    p.add_argument("--max-torrents", type=int, default=MAX_TORRENTS,
+                   help="memory series: torrents the peers are spread over, at most")
     p.add_argument("--point-duration", type=float, default=4.0, help="measured s per swarm size")
     p.add_argument("--point-warmup", type=float, default=1.0)
     p.add_argument("--steady-seconds", type=float, default=30.0, help="0: skip the steady run")

@@ -1,0 +1,129 @@
+"""The logic layer: rules before the store, the policy around it, one place for awaitable
+results (bounded), and hooks after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import pytest
+from support.peers import request
+
+from shoal.engine.policy import Policy
+from shoal.engine.rules import AccessRules
+from shoal.errors import ClientError
+from shoal.logic import BUSY, Configuration, TrackerLogic
+from shoal.storage.memory import MemoryStore
+from shoal.types import AnnounceRequest, AnnounceResult, SwarmCounts
+
+T0 = 1_700_000_000
+SOURCE = b"\x0a\0\0\x01"
+
+
+def answer(logic: TrackerLogic, req: AnnounceRequest) -> AnnounceResult | ClientError:
+    box: list[Any] = []
+    logic.announce(req, SOURCE, T0, box.append)
+    assert len(box) == 1, "a direct store answers at once"
+    found: AnnounceResult | ClientError = box[0]
+    return found
+
+
+def test_policy_resolves_numwant_and_sets_intervals() -> None:
+    logic = TrackerLogic(MemoryStore(), Configuration(Policy(interval=100, interval_jitter=0,
+                                                             min_interval=7, max_numwant=3)))
+    for n in range(10):
+        answer(logic, request(n))
+    found = answer(logic, request(99, numwant=50))
+    assert isinstance(found, AnnounceResult)
+    assert (found.interval, found.min_interval, len(found.peers4) // 6) == (100, 7, 3)
+
+
+def test_a_refusal_by_a_rule_never_reaches_the_store() -> None:
+    store = MemoryStore()
+    logic = TrackerLogic(store, Configuration(Policy(), AccessRules.build("allow", [])))
+    found = answer(logic, request(1))
+    assert isinstance(found, ClientError)
+    assert store.swarms == {}
+
+
+def test_configure_swaps_rules_policy_and_limits_at_once() -> None:
+    store = MemoryStore()
+    logic = TrackerLogic(store)
+    logic.configure(Configuration(Policy(interval=60, interval_jitter=0),
+                                  AccessRules.build(client_deny=["-SH"])))
+    assert isinstance(answer(logic, request(1)), ClientError)
+    assert store.settings.peer_timeout == 90
+    logic.configure(Configuration(Policy()))
+    assert isinstance(answer(logic, request(1)), AnnounceResult)
+
+
+def test_hooks_see_every_answered_announce_and_a_failing_hook_is_counted() -> None:
+    logic = TrackerLogic(MemoryStore())
+    seen: list[tuple[bytes, bool]] = []
+    logic.add_hook(lambda req, res: seen.append((req.peer_id, res.new_peer)))
+
+    def broken(req: AnnounceRequest, res: AnnounceResult) -> None:
+        raise RuntimeError("a hook's bug")
+
+    logic.add_hook(broken)
+    answer(logic, request(1))
+    answer(logic, request(1))
+    assert [new for _, new in seen] == [True, False]
+    assert logic.hook_errors == 2
+
+
+def test_banned_sources_are_not_admitted() -> None:
+    logic = TrackerLogic(MemoryStore(), Configuration(
+        Policy(), AccessRules.build(banned_networks=["10.0.0.0/8"])))
+    assert not logic.admits(SOURCE)
+    assert logic.admits(b"\x7f\0\0\x01")
+
+
+class LaterStore(MemoryStore):
+    """A store on the network: every answer comes later."""
+
+    def announce(self, request: AnnounceRequest, now: int) -> Any:
+        result = super().announce(request, now)
+
+        async def later() -> AnnounceResult:
+            await asyncio.sleep(0)
+            return result
+
+        return later()
+
+    def scrape(self, info_hashes: Sequence[bytes]) -> Any:
+        async def later() -> list[SwarmCounts]:
+            raise ClientError("scrape refused later")
+
+        return later()
+
+
+def test_awaitable_answers_are_resolved_with_policy_and_bounded() -> None:
+    async def main() -> list[Any]:
+        tasks: list[Awaitable[None]] = []
+
+        def spawn(coro: Any) -> None:
+            tasks.append(asyncio.ensure_future(coro))
+
+        logic = TrackerLogic(LaterStore(), Configuration(Policy(interval=50, interval_jitter=0)),
+                             spawn=spawn, max_pending=2)
+        box: list[Any] = []
+        for n in range(3):
+            logic.announce(request(n), SOURCE, T0, box.append)
+        logic.scrape([b"x" * 20], SOURCE, box.append)
+        assert [str(b) for b in box] == [BUSY, BUSY]  # the third announce, then the scrape
+        assert logic.pending == 2
+        await asyncio.gather(*tasks)
+        assert logic.pending == 0
+        return box
+
+    box = asyncio.run(main())
+    answered = [b for b in box if isinstance(b, AnnounceResult)]
+    assert len(answered) == 2 and all(b.interval == 50 for b in answered)
+
+
+def test_an_awaitable_answer_without_a_spawn_function_is_a_programming_error() -> None:
+    logic = TrackerLogic(LaterStore())
+    with pytest.raises(RuntimeError, match="spawn"):
+        logic.announce(request(1), SOURCE, T0, lambda found: None)
