@@ -31,7 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
 TARGET_NAMES = ("shoal", "opentracker")
-BASE_ENV = "SHOAL_BENCH_BASE"  # source tree of the "shoal-base" target
+BASE_ENV = "BENCH_SHOAL_BASE"  # not SHOAL_*: those are settings  # source tree of the "shoal-base" target
 # The CPUs this process may use when first imported, before the generator pins itself.
 _CPUS = sorted(os.sched_getaffinity(0))
 
@@ -332,7 +332,7 @@ def start_target(
     elif name == "shoal-base":
         # Shoal from another source tree (a worktree of an earlier commit), to measure a
         # change side by side: `git worktree add /tmp/base COMMIT`, then
-        # SHOAL_BENCH_BASE=/tmp/base python -m bench --targets shoal,shoal-base.
+        # BENCH_SHOAL_BASE=/tmp/base python -m bench --targets shoal,shoal-base.
         base = os.environ.get(BASE_ENV)
         if not base:
             raise TargetError(f"shoal-base needs {BASE_ENV}=<source tree of the baseline>")

@@ -1,12 +1,12 @@
 """The logic layer: the one object every frontend (HTTP, UDP, later WebSocket) calls.
 
 ``announce`` runs the access rules, resolves ``numwant`` by the policy, asks the store,
-fills in the intervals, runs the post-announce hooks and hands the result (or the
-:class:`ClientError` that refused it) to the frontend's ``reply`` callback. It is the only
-place where a store's awaitable result is resolved: a direct result is replied at once,
-with no task; an awaitable one is run by the ``spawn`` function the server gives (which
-keeps the task referenced), with at most ``max_pending`` in flight, past which requests
-are refused with a transient failure instead of piling up.
+fills in the intervals, runs the post-announce hooks and returns the result (or the
+:class:`ClientError` that refused it). It is the only place where a store's awaitable
+result is resolved: a direct result is returned at once, with no task and no callback (the
+in-memory hot path); an awaitable one comes back as a :class:`Later`, run by the ``spawn``
+function the server gives (which keeps the task referenced), with at most ``max_pending``
+in flight, past which requests are refused with a transient failure instead of piling up.
 
 Rules, policy and store limits are swapped whole by :meth:`TrackerLogic.configure`, so a
 request sees the old configuration or the new one, never a mix. It sits above the storage
@@ -19,7 +19,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shoal.engine.policy import Policy
 from shoal.engine.rules import BANNED, OPEN, RETRY_LATER, AccessRules, Rule
@@ -33,10 +33,22 @@ T = TypeVar("T")
 BUSY = "tracker busy, try again shortly"
 INTERNAL = "internal error, try again later"
 
-AnnounceReply = Callable[[AnnounceResult | ClientError], None]
-ScrapeReply = Callable[[list[SwarmCounts] | ClientError], None]
 Hook = Callable[[AnnounceRequest, AnnounceResult], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class Later(Generic[T]):
+    """An answer that a networked store gives later. The frontend hands :meth:`then` the
+    function that sends it; that function is called once, with the result or the
+    :class:`ClientError` that refused the request."""
+
+    __slots__ = ("_start",)
+
+    def __init__(self, start: Callable[[Callable[[T | ClientError], None]], None]) -> None:
+        self._start = start
+
+    def then(self, reply: Callable[[T | ClientError], None]) -> None:
+        self._start(reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +115,10 @@ class TrackerLogic:
     # -- announce -------------------------------------------------------------------
 
     def announce(
-        self, request: AnnounceRequest, source: bytes, now: int, reply: AnnounceReply
-    ) -> None:
-        """Answer ``request`` from the client at packed IP ``source`` through ``reply``
-        (called once: at once for a direct store, later for a networked one)."""
+        self, request: AnnounceRequest, source: bytes, now: int
+    ) -> AnnounceResult | ClientError | Later[AnnounceResult]:
+        """The answer to ``request`` from the client at packed IP ``source``: the result,
+        the refusal, or (from a networked store) a :class:`Later` that delivers either."""
         policy = self._policy
         try:
             for rule in self._rules:
@@ -114,16 +126,15 @@ class TrackerLogic:
             request.numwant = policy.numwant(request.numwant)
             found = self.store.announce(request, now)
         except ClientError as exc:
-            reply(exc)
-            return
+            return exc
         if isinstance(found, AnnounceResult):
             found.interval = policy.next_interval()
             found.min_interval = policy.min_interval
             if self.hooks:
                 self._run_hooks(request, found)
-            reply(found)
-            return
-        self._later(found, reply, lambda result: self._finish(request, result, policy))
+            return found
+        return Later(lambda reply: self._later(
+            found, reply, lambda result: self._finish(request, result, policy)))
 
     def _finish(self, request: AnnounceRequest, found: AnnounceResult,
                 policy: Policy) -> AnnounceResult:
@@ -143,25 +154,25 @@ class TrackerLogic:
 
     # -- scrape ---------------------------------------------------------------------
 
-    def scrape(self, info_hashes: Sequence[bytes], source: bytes, reply: ScrapeReply) -> None:
-        """Counts for ``info_hashes`` (in order) through ``reply``. A banned address is
-        refused; under a torrent allow or deny list, a torrent that may not be served counts
-        zeros, as an unknown one does."""
+    def scrape(
+        self, info_hashes: Sequence[bytes], source: bytes
+    ) -> list[SwarmCounts] | ClientError | Later[list[SwarmCounts]]:
+        """Counts for ``info_hashes`` (in order). A banned address is refused; under a
+        torrent allow or deny list, a torrent that may not be served counts zeros, as an
+        unknown one does."""
         access = self.config.access
         if len(access.banned) and source in access.banned:
-            reply(ClientError(BANNED, RETRY_LATER))
-            return
+            return ClientError(BANNED, RETRY_LATER)
         try:
             found = self.store.scrape(info_hashes)
         except ClientError as exc:
-            reply(exc)
-            return
+            return exc
         listed = access.torrents
         if isinstance(found, list):
-            reply(found if listed is None else self._hide(info_hashes, found))
-            return
-        self._later(found, reply,
-                    lambda counts: counts if listed is None else self._hide(info_hashes, counts))
+            return found if listed is None else self._hide(info_hashes, found)
+        return Later(lambda reply: self._later(
+            found, reply,
+            lambda counts: counts if listed is None else self._hide(info_hashes, counts)))
 
     def _hide(self, info_hashes: Sequence[bytes], counts: list[SwarmCounts]) -> list[SwarmCounts]:
         listed = self.config.access.torrents

@@ -13,7 +13,7 @@ from support.peers import request
 from shoal.engine.policy import Policy
 from shoal.engine.rules import AccessRules
 from shoal.errors import ClientError
-from shoal.logic import BUSY, Configuration, TrackerLogic
+from shoal.logic import BUSY, Configuration, Later, TrackerLogic
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, AnnounceResult, SwarmCounts
 
@@ -22,10 +22,8 @@ SOURCE = b"\x0a\0\0\x01"
 
 
 def answer(logic: TrackerLogic, req: AnnounceRequest) -> AnnounceResult | ClientError:
-    box: list[Any] = []
-    logic.announce(req, SOURCE, T0, box.append)
-    assert len(box) == 1, "a direct store answers at once"
-    found: AnnounceResult | ClientError = box[0]
+    found = logic.announce(req, SOURCE, T0)
+    assert not isinstance(found, Later), "a direct store answers at once"
     return found
 
 
@@ -110,8 +108,12 @@ def test_awaitable_answers_are_resolved_with_policy_and_bounded() -> None:
                              spawn=spawn, max_pending=2)
         box: list[Any] = []
         for n in range(3):
-            logic.announce(request(n), SOURCE, T0, box.append)
-        logic.scrape([b"x" * 20], SOURCE, box.append)
+            later = logic.announce(request(n), SOURCE, T0)
+            assert isinstance(later, Later)
+            later.then(box.append)
+        scraped = logic.scrape([b"x" * 20], SOURCE)
+        assert isinstance(scraped, Later)
+        scraped.then(box.append)
         assert [str(b) for b in box] == [BUSY, BUSY]  # the third announce, then the scrape
         assert logic.pending == 2
         await asyncio.gather(*tasks)
@@ -125,5 +127,7 @@ def test_awaitable_answers_are_resolved_with_policy_and_bounded() -> None:
 
 def test_an_awaitable_answer_without_a_spawn_function_is_a_programming_error() -> None:
     logic = TrackerLogic(LaterStore())
+    later = logic.announce(request(1), SOURCE, T0)
+    assert isinstance(later, Later)
     with pytest.raises(RuntimeError, match="spawn"):
-        logic.announce(request(1), SOURCE, T0, lambda found: None)
+        later.then(lambda found: None)

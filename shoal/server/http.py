@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from shoal.errors import ClientError
-from shoal.logic import TrackerLogic, resolved
+from shoal.logic import Later, TrackerLogic, resolved
 from shoal.protocol import http as codec
 from shoal.protocol.compact import normalize_ip
 from shoal.protocol.http1 import Http1RequestParser, HttpParseError
@@ -37,6 +37,7 @@ from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
 from shoal.server.stats import Counters
 from shoal.storage.memory import MemoryStore
+from shoal.types import AnnounceResult
 
 log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
@@ -452,6 +453,21 @@ class HttpConnection(asyncio.Protocol):
         if not self._seen:
             self._seen = True
             self._set_deadline(self.frontend.options.request_timeout)
+        if (not self._inbox and not self._deferred and not self._busy
+                and not self._write_paused and len(data) <= _FEED_SLICE
+                and len(self._pending) < _MAX_PENDING):
+            # The common case, a request or a few arriving while the replies keep up: parse
+            # at once. Requests that cannot be answered yet are kept by the parser callbacks.
+            self._busy = True
+            try:
+                self._feed(data)
+            finally:
+                self._busy = False
+            if self._deferred:
+                self._pump()
+            elif self.transport is not None and not self._closing:
+                self._maybe_idle()
+            return
         if self._inbox:
             self._inbox = self._inbox[self._inbox_pos :] + data
         else:
@@ -677,10 +693,12 @@ class HttpConnection(asyncio.Protocol):
                 )
             except ClientError as exc:
                 return self._failure(exc, keep_alive)
-            now = fe.clock.now
+            found = fe.logic.announce(request, client_ip, fe.clock.now)
+            if type(found) is AnnounceResult:  # the in-memory store: the common case
+                return self._ok(codec.encode_announce(found, compact, client_ip), keep_alive)
             return self._respond(
-                lambda reply: fe.logic.announce(request, client_ip, now, reply),
-                lambda found: codec.encode_announce(found, compact, client_ip), keep_alive,
+                found, lambda result: codec.encode_announce(result, compact, client_ip),
+                keep_alive,
             )
         if path == b"/scrape":
             counters.requests["http", self.family, "scrape"] += 1
@@ -696,18 +714,16 @@ class HttpConnection(asyncio.Protocol):
                 cached = fe.full_scrape.get()
                 if isinstance(cached, tuple):
                     return self._ok(cached, keep_alive)
-                return self._respond(
-                    lambda reply: cached.add_done_callback(
-                        lambda task: reply(
-                            task.result() if not task.cancelled() and task.exception() is None
-                            else ClientError("full scrape unavailable, try again later")
-                        )
-                    ),
-                    lambda body: body, keep_alive,
-                )
+                built: Later[tuple[bytes, ...]] = Later(lambda reply: cached.add_done_callback(
+                    lambda task: reply(
+                        task.result() if not task.cancelled() and task.exception() is None
+                        else ClientError("full scrape unavailable, try again later")
+                    )
+                ))
+                return self._respond(built, lambda body: body, keep_alive)
+            counts = fe.logic.scrape(hashes, client_ip)
             return self._respond(
-                lambda reply: fe.logic.scrape(hashes, client_ip, reply),
-                lambda counts: codec.encode_scrape(hashes, counts), keep_alive,
+                counts, lambda found: codec.encode_scrape(hashes, found), keep_alive
             )
         counters.dropped["http_not_found"] += 1
         return _response(404, b"not found: try /announce or /scrape\n", keep_alive, b"text/plain")
@@ -742,39 +758,30 @@ class HttpConnection(asyncio.Protocol):
                          b"text/plain")
 
     def _respond(
-        self,
-        start: Callable[[Callable[[Any], None]], None],
-        encode: Callable[[Any], bytes],
-        keep_alive: bool,
+        self, found: Any, encode: Callable[[Any], Body], keep_alive: bool
     ) -> Reply | asyncio.Future[Reply]:
-        """Ask the logic layer through ``start(reply)``; the reply comes back at once
-        (returned) or later (through the returned future)."""
-        now: list[Reply] = []
-        later: asyncio.Future[Reply] | None = None
+        """The reply for what the logic layer answered: a result (encoded), a refusal, or a
+        :class:`Later`, whose reply comes through the returned future."""
+        if not isinstance(found, Later):
+            if isinstance(found, ClientError):
+                return self._failure(found, keep_alive)
+            return self._ok(encode(found), keep_alive)
+        later: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
-        def reply(found: Any) -> None:
+        def reply(result: Any) -> None:
+            if later.done():
+                return
             # Shutdown may have begun while waiting: then say this is the last reply.
             ka = keep_alive and not self.frontend.closing
             try:
-                if isinstance(found, ClientError):
-                    response = self._failure(found, ka)
+                if isinstance(result, ClientError):
+                    later.set_result(self._failure(result, ka))
                 else:
-                    response = self._ok(encode(found), ka)
+                    later.set_result(self._ok(encode(result), ka))
             except Exception as exc:
-                if later is None:
-                    raise
-                if not later.done():
-                    later.set_exception(exc)
-                return
-            if later is None:
-                now.append(response)
-            elif not later.done():
-                later.set_result(response)
+                later.set_exception(exc)
 
-        start(reply)
-        if now:
-            return now[0]
-        later = asyncio.get_running_loop().create_future()
+        found.then(reply)
         return later
 
     def _finish(self, slot: list[Any], fut: asyncio.Future[Reply]) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from shoal.errors import ClientError
-from shoal.logic import TrackerLogic
+from shoal.logic import Later, TrackerLogic
 from shoal.protocol import udp as codec
 from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
@@ -109,13 +109,19 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             assert isinstance(payload, AnnounceRequest)
             counters.requests["udp", family, "announce"] += 1
             v6 = len(ip) == 16
-            self.logic.announce(
-                payload, ip, now, lambda found: self._announced(found, tid, v6, addr, started)
-            )
+            found = self.logic.announce(payload, ip, now)
+            if isinstance(found, Later):
+                found.then(lambda later: self._announced(later, tid, v6, addr, started))
+            else:
+                self._announced(found, tid, v6, addr, started)
         elif action == _SCRAPE:
             assert isinstance(payload, list)
             counters.requests["udp", family, "scrape"] += 1
-            self.logic.scrape(payload, ip, lambda found: self._scraped(found, tid, addr, started))
+            counts = self.logic.scrape(payload, ip)
+            if isinstance(counts, Later):
+                counts.then(lambda later: self._scraped(later, tid, addr, started))
+            else:
+                self._scraped(counts, tid, addr, started)
         else:
             counters.requests["udp", family, "connect"] += 1
             self._send(codec.encode_connect(tid, self.ids.issue(source, now)), addr, started)

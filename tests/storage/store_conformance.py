@@ -62,7 +62,7 @@ from support.peers import (
 
 from shoal.engine.policy import Policy
 from shoal.errors import ClientError
-from shoal.logic import Configuration, TrackerLogic
+from shoal.logic import Configuration, Later, TrackerLogic
 from shoal.storage.base import MaybeAwaitable, PeerStore, StoreSettings, SweepProgress
 from shoal.types import (
     ROLE_LEECHER,
@@ -100,26 +100,23 @@ class Tracker:
     def policy(self) -> Policy:
         return self.logic.policy
 
-    def _call(self, start: Callable[[Callable[[Any], None]], None]) -> Any:
-        box: list[Any] = []
-        start(box.append)
-        while not box:  # a networked store answers in a task on this loop
-            self.loop.run_until_complete(asyncio.sleep(0.001))
-        if isinstance(box[0], ClientError):
-            raise box[0]
-        return box[0]
+    def _call(self, found: Any) -> Any:
+        if isinstance(found, Later):  # a networked store answers in a task on this loop
+            box: list[Any] = []
+            found.then(box.append)
+            while not box:
+                self.loop.run_until_complete(asyncio.sleep(0.001))
+            found = box[0]
+        if isinstance(found, ClientError):
+            raise found
+        return found
 
     def announce(self, req: AnnounceRequest, now: int) -> AnnounceResult:
-        source = req.addr[:-2]
-        result: AnnounceResult = self._call(
-            lambda reply: self.logic.announce(req, source, now, reply)
-        )
+        result: AnnounceResult = self._call(self.logic.announce(req, req.addr[:-2], now))
         return result
 
     def scrape(self, hashes: Sequence[bytes]) -> list[SwarmCounts]:
-        result: list[SwarmCounts] = self._call(
-            lambda reply: self.logic.scrape(hashes, b"\x7f\0\0\1", reply)
-        )
+        result: list[SwarmCounts] = self._call(self.logic.scrape(hashes, b"\x7f\0\0\1"))
         return [SwarmCounts(*c) for c in result]
 
     def counts(self, torrent: bytes = TORRENT) -> SwarmCounts:
