@@ -197,6 +197,22 @@ class TrackerCollector(Collector):
             "shoal_last_sweep_duration_seconds", "Duration of the latest sweep pass.",
             value=c.last_sweep_seconds,
         )
+        yield _labelled_counter(
+            "shoal_component_failures", "Background components restarted after an error.",
+            "component", c.component_failures,
+        )
+        component_up = GaugeMetricFamily(
+            "shoal_component_up", "1 while a background component runs, else 0.",
+            labels=["component"],
+        )
+        for name, running, _ in tracker.component_health():
+            component_up.add_metric([name], 1 if running else 0)
+        yield component_up
+        yield CounterMetricFamily("shoal_reloads", "Reloads applied (SIGHUP).", value=c.reloads)
+        yield CounterMetricFamily(
+            "shoal_reload_failures", "Reloads refused (a bad file; the running rules kept).",
+            value=c.reload_failures,
+        )
 
         t = self.totals
         yield GaugeMetricFamily("shoal_torrents", "Torrents tracked.", value=t.torrents)
@@ -420,6 +436,9 @@ class AdminServer:
                 "seconds_total": c.sweep_seconds,
                 "last_seconds": c.last_sweep_seconds,
             },
+            "components": health["components"],
+            "component_failures": dict(c.component_failures),
+            "reloads": {"applied": c.reloads, "failed": c.reload_failures},
             "history": self.history.series(now),
             **await self.details(),
         }

@@ -259,7 +259,10 @@ class HttpFrontend:
         self.idle_connections: dict[HttpConnection, None] = {}
         # Deadline buckets: connections filed under the whole second after their deadline,
         # so the reaper looks only at those whose deadline may have passed.
-        self._wheel: dict[int, list[HttpConnection]] = {}
+        # second -> the connections whose deadline falls in it (a dict, so that a closed
+        # connection leaves at once: a list kept tens of thousands of closed connections
+        # alive until their second came, under a stream of short connections)
+        self._wheel: dict[int, dict[HttpConnection, None]] = {}
         self._wheel_next = int(time.monotonic())
         self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in options.trusted_proxies)
         self.real_ip_header = options.real_ip_header.lower().encode()
@@ -303,6 +306,9 @@ class HttpFrontend:
             return
         self.connections.discard(conn)
         self.idle_connections.pop(conn, None)
+        if conn.slot is not None:
+            self._unfile(conn, conn.slot)
+            conn.slot = None
         left = self.per_ip[conn.peer_ip] - 1
         if left:
             self.per_ip[conn.peer_ip] = left
@@ -313,10 +319,18 @@ class HttpFrontend:
     def file(self, conn: HttpConnection) -> None:
         """Make sure the reaper looks at ``conn`` soon after its deadline."""
         slot = max(int(conn.deadline) + 1, self._wheel_next)
-        if conn.slot is not None and conn.slot <= slot:
-            return  # it will be looked at sooner, and filed again then
+        filed = conn.slot
+        if filed is not None:
+            if filed <= slot:
+                return  # it will be looked at sooner, and filed again then
+            self._unfile(conn, filed)
         conn.slot = slot
-        self._wheel.setdefault(slot, []).append(conn)
+        self._wheel.setdefault(slot, {})[conn] = None
+
+    def _unfile(self, conn: HttpConnection, slot: int) -> None:
+        bucket = self._wheel.get(slot)
+        if bucket is not None:
+            bucket.pop(conn, None)
 
     def reap(self) -> int:
         """Close connections past their deadline (called about once a second). Only the
@@ -356,6 +370,15 @@ class HttpFrontend:
 class HttpConnection(asyncio.Protocol):
     """One client connection. Pipelined requests are answered in order, a few at a time:
     input beyond those waits, unparsed, until the client reads the replies."""
+
+    # Slotted: one is made per connection and its fields are read on every request.
+    __slots__ = (
+        "_begun", "_body", "_busy", "_closing", "_deferred", "_head_bytes", "_head_done",
+        "_header_bytes", "_headers", "_in_request", "_inbox", "_inbox_pos", "_messages",
+        "_method", "_parse_real_ip", "_parse_url", "_pending", "_read_paused", "_real_ip",
+        "_seen", "_started", "_url", "_waiting", "_write_paused", "deadline", "family",
+        "frontend", "idle", "parser", "peer_ip", "slot", "transport",
+    )
 
     def __init__(self, frontend: HttpFrontend) -> None:
         self.frontend = frontend
@@ -430,6 +453,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.forget(self)
         self.transport = None
+        self.parser = None  # the parser holds this connection: free both without the GC
         self._deferred.clear()
         self._inbox = b""
 

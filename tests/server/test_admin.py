@@ -214,6 +214,24 @@ def test_health_is_ok_while_every_listener_serves(tracker: RunningTracker) -> No
     assert {x["kind"] for x in health["listeners"]} == {"http", "udp"}
 
 
+def test_health_names_every_background_component(tracker: RunningTracker) -> None:
+    status, _, body = get(tracker.admin_url + "/health")
+    components = {c["name"]: c["running"] for c in json.loads(body)["components"]}
+    assert status == 200
+    assert components == {"clock": True, "sweeper": True, "http-reaper": True}
+    _, _, metrics = get(tracker.admin_url + "/metrics")
+    assert b'shoal_component_up{component="sweeper"} 1.0' in metrics
+
+
+def test_health_is_503_while_a_background_component_is_down(tracker: RunningTracker) -> None:
+    sweeper = tracker.tracker.supervisor.components["sweeper"]
+    tracker.in_loop(lambda: setattr(sweeper, "running", False))
+    status, _, body = get(tracker.admin_url + "/health")
+    assert status == 503
+    assert [c["name"] for c in json.loads(body)["components"] if not c["running"]] == [
+        "sweeper"]
+
+
 def test_health_is_503_when_the_http_listener_is_closed(tracker: RunningTracker) -> None:
     tracker.in_loop(lambda: tracker.tracker._servers[0].close())
     status, _, body = get(tracker.admin_url + "/health")
