@@ -131,7 +131,7 @@ class HttpOptions:
 def _response(
     status: int, body: Body, keep_alive: bool, content_type: bytes, extra: bytes = b""
 ) -> Reply:
-    length = body_length(body)
+    length = len(body) if isinstance(body, bytes) else body_length(body)
     head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
         status,
         _REASONS.get(status, b"Error"),
@@ -843,7 +843,8 @@ class HttpConnection(asyncio.Protocol):
                 transport.writelines(body)
             elif body:
                 transport.write(body)
-            fe.counters.bytes_out["http"] += len(head) + body_length(body)
+            fe.counters.bytes_out["http"] += len(head) + (
+                len(body) if isinstance(body, bytes) else body_length(body))
             latency = time.perf_counter() - started
             fe.counters.observe_latency(latency)
             if fe.options.access_log:
