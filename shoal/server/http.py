@@ -72,6 +72,7 @@ _REASONS = {
     505: b"HTTP Version Not Supported",
 }
 _MAX_BODY = 65536
+_TURN = 16  # requests one connection has answered per turn of the event loop, at most
 _LINGER = 1.0  # seconds a connection answered with an error may drain before it is closed
 _INTERNAL_FAILURE = codec.encode_failure("internal error, try again later")
 _MAX_PENDING = 4  # replies built but not yet written, per connection: parsing waits beyond
@@ -376,8 +377,8 @@ class HttpConnection(asyncio.Protocol):
         "_begun", "_body", "_busy", "_closing", "_deferred", "_head_bytes", "_head_done",
         "_header_bytes", "_headers", "_in_request", "_inbox", "_inbox_pos", "_messages",
         "_method", "_parse_real_ip", "_parse_url", "_pending", "_read_paused", "_real_ip",
-        "_seen", "_started", "_url", "_waiting", "_write_paused", "deadline", "family",
-        "frontend", "idle", "parser", "peer_ip", "slot", "transport",
+        "_scheduled", "_seen", "_started", "_turn", "_url", "_waiting", "_write_paused",
+        "deadline", "family", "frontend", "idle", "parser", "peer_ip", "slot", "transport",
     )
 
     def __init__(self, frontend: HttpFrontend) -> None:
@@ -416,6 +417,8 @@ class HttpConnection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._busy = False  # inside _pump (the parser is not reentrant)
+        self._turn = 0  # requests answered in this turn of the loop
+        self._scheduled = False  # a later turn is asked for (loop.call_soon)
         opts = frontend.options
         if frontend.use_httptools:
             self.parser: Any = httptools.HttpRequestParser(self)
@@ -483,12 +486,17 @@ class HttpConnection(asyncio.Protocol):
             # The common case, a request or a few arriving while the replies keep up: parse
             # at once. Requests that cannot be answered yet are kept by the parser callbacks.
             self._busy = True
+            self._turn = 0
             try:
                 self._feed(data)
             finally:
                 self._busy = False
             if self._deferred:
-                self._pump()
+                if self._blocked() or self._scheduled:
+                    pass  # answered when the replies are read, or on the turn scheduled
+                else:
+                    self._scheduled = True
+                    asyncio.get_running_loop().call_soon(self._pump)
             elif self.transport is not None and not self._closing:
                 self._maybe_idle()
             return
@@ -552,12 +560,18 @@ class HttpConnection(asyncio.Protocol):
 
     def _pump(self) -> None:
         """Answer the requests parsed earlier, then parse the input kept, while the replies
-        keep up; stop reading the socket while too much input is kept."""
+        keep up and for at most ``_TURN`` requests: the rest waits for a later turn of the
+        loop, so a connection with hundreds of pipelined requests (which the kernel's
+        buffers may take all the replies of) never keeps the others waiting for long.
+        Stop reading the socket while too much input is kept."""
+        self._scheduled = False
         if self._busy:
             return
         self._busy = True
+        self._turn = 0
         try:
-            while self.transport is not None and not self._blocked():
+            while (self.transport is not None and not self._blocked()
+                   and self._turn < _TURN):
                 if self._deferred:
                     self._dispatch(self._deferred.popleft())
                 elif self._inbox and not self._closing:
@@ -578,6 +592,10 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closing:
             return
+        if self._turn >= _TURN and not self._blocked() and not self._scheduled and (
+                self._deferred or len(self._inbox) > self._inbox_pos):
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)  # the rest on a later turn
         self._maybe_idle()
         kept = len(self._inbox) - self._inbox_pos
         if kept > _MAX_INBOX and not self._read_paused:
@@ -666,7 +684,7 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True
         request = (self.parser.get_method(), self._parse_url, self._parse_real_ip, keep_alive,
                    self.parser.get_http_version() == "1.0", self._begun)
-        if self._deferred or self._blocked():
+        if self._deferred or self._blocked() or self._turn >= _TURN:
             self._deferred.append(request)  # answered once the replies before it are read
         else:
             self._dispatch(request)
@@ -677,6 +695,7 @@ class HttpConnection(asyncio.Protocol):
             keep_alive = False
             self._closing = True
             self._deferred.clear()
+        self._turn += 1
         self._method, self._url, self._real_ip, self._started = method, url, real_ip, started
         # [reply, keep-alive, HTTP/1.0 keep-alive: the reply must say so explicitly, ...]
         slot: list[Any] = [None, keep_alive, keep_alive and legacy, url, started, None]
