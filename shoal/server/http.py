@@ -16,11 +16,13 @@ and parsing resumes as the client reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import ipaddress
 import itertools
 import logging
 import re
+import socket
 import time
 from array import array
 from collections import deque
@@ -72,7 +74,12 @@ _REASONS = {
     505: b"HTTP Version Not Supported",
 }
 _MAX_BODY = 65536
-_TURN = 16  # requests one connection has answered per turn of the event loop, at most
+_TURN = 4  # requests one connection has answered per turn of the event loop, at most
+# The kernel's send buffer of a connection, capped: on loopback it grows to megabytes, which
+# let a client that never reads have hundreds of large replies computed before the transport
+# ever pushed back (the soak's pipeline attack). Tracker replies are small; 128 KiB holds
+# over a hundred compact ones.
+_SEND_BUFFER = 131072
 _LINGER = 1.0  # seconds a connection answered with an error may drain before it is closed
 _INTERNAL_FAILURE = codec.encode_failure("internal error, try again later")
 _MAX_PENDING = 4  # replies built but not yet written, per connection: parsing waits beyond
@@ -450,6 +457,10 @@ class HttpConnection(asyncio.Protocol):
             transport.abort()
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         opts = fe.options
         self._set_deadline(min(opts.first_byte_timeout, opts.request_timeout))
 
@@ -561,8 +572,8 @@ class HttpConnection(asyncio.Protocol):
     def _pump(self) -> None:
         """Answer the requests parsed earlier, then parse the input kept, while the replies
         keep up and for at most ``_TURN`` requests: the rest waits for a later turn of the
-        loop, so a connection with hundreds of pipelined requests (which the kernel's
-        buffers may take all the replies of) never keeps the others waiting for long.
+        loop, so a connection with hundreds of pipelined requests never keeps the others
+        waiting for long.
         Stop reading the socket while too much input is kept."""
         self._scheduled = False
         if self._busy:
