@@ -140,14 +140,24 @@ def _refuse(connection_id: int, transaction_id: int, message: str, size: int) ->
     return Malformed(transaction_id, message, reply, connection_id)
 
 
-def parse_request(data: bytes) -> ParseResult:
-    """Decode one request datagram; never raises."""
+def _head(data: bytes) -> tuple[int, int, int, int] | Malformed:
+    """(size, connection id, action, transaction id), or why the datagram is no request:
+    too short for a header, or longer than any request (then it is not read at all)."""
     size = len(data)
     if size < HEADER_LENGTH:
         return Malformed(None, "packet too short", False)
     if size > MAX_DATAGRAM:
         return Malformed(None, "packet too long", False)
     connection_id, action, transaction_id = _HEADER.unpack_from(data)
+    return size, connection_id, action, transaction_id
+
+
+def parse_request(data: bytes) -> ParseResult:
+    """Decode one request datagram; never raises."""
+    head = _head(data)
+    if isinstance(head, Malformed):
+        return head
+    size, connection_id, action, transaction_id = head
     if action == ANNOUNCE:
         return _parse_announce(data, size, connection_id, transaction_id)
     if action == CONNECT:
@@ -274,12 +284,10 @@ def decode_request(
     field from an IPv4 client) with the announced port; its numwant is capped to what one
     reply datagram holds, 0 kept as "no peers" and any negative as "the default" (-1).
     """
-    size = len(data)
-    if size < HEADER_LENGTH:
-        return Malformed(None, "packet too short", False)
-    if size > MAX_DATAGRAM:
-        return Malformed(None, "packet too long", False)
-    connection_id, action, transaction_id = _HEADER.unpack_from(data)
+    head = _head(data)
+    if isinstance(head, Malformed):
+        return head
+    size, connection_id, action, transaction_id = head
     if action == CONNECT:
         if connection_id != PROTOCOL_ID:
             return Malformed(transaction_id, "wrong protocol id", False)
