@@ -434,7 +434,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "`python -m bench scaling --help` for the scaling series.",
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
-                   help="comma-separated; shoal-base: Shoal from $SHOAL_BENCH_BASE")
+                   help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
     p.add_argument("--duration", type=float, help="measured seconds per run (12; quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (4; quick 0.5)")

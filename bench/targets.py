@@ -31,7 +31,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
 TARGET_NAMES = ("shoal", "opentracker")
-BASE_ENV = "BENCH_SHOAL_BASE"  # not SHOAL_*: those are settings  # source tree of the "shoal-base" target
+# Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
+BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
 _CPUS = sorted(os.sched_getaffinity(0))
 
