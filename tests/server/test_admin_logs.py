@@ -19,7 +19,7 @@ def test_json_logs_cover_start_admin_sweeps_and_shutdown() -> None:
     command = [
         sys.executable, "-m", "shoal", "serve", "--host", "127.0.0.1", "--http-port", "0",
         "--udp-port", "0", "--set", "admin.port=0", "--set", "tracker.sweep_interval=1",
-        "--log-format", "json", "--log-level", "DEBUG",
+        "--set", "storage.persist=false", "--log-format", "json", "--log-level", "DEBUG",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
