@@ -128,16 +128,13 @@ class TrackerLogic:
         except ClientError as exc:
             return exc
         if isinstance(found, AnnounceResult):
-            found.interval = policy.next_interval()
-            found.min_interval = policy.min_interval
-            if self.hooks:
-                self._run_hooks(request, found)
-            return found
+            return self._finish(request, found, policy)
         return Later(lambda reply: self._later(
             found, reply, lambda result: self._finish(request, result, policy)))
 
     def _finish(self, request: AnnounceRequest, found: AnnounceResult,
                 policy: Policy) -> AnnounceResult:
+        """The intervals of ``policy`` (the one the request began under) and the hooks."""
         found.interval = policy.next_interval()
         found.min_interval = policy.min_interval
         if self.hooks:
@@ -160,9 +157,9 @@ class TrackerLogic:
         """Counts for ``info_hashes`` (in order). A banned address is refused; under a
         torrent allow or deny list, a torrent that may not be served counts zeros, as an
         unknown one does."""
-        access = self.config.access
-        if len(access.banned) and source in access.banned:
+        if not self.admits(source):
             return ClientError(BANNED, RETRY_LATER)
+        access = self.config.access
         try:
             found = self.store.scrape(info_hashes)
         except ClientError as exc:

@@ -294,28 +294,27 @@ def decode_request(
         return CONNECT, transaction_id, None
     if action != ANNOUNCE and action != SCRAPE:
         return Malformed(transaction_id, "unknown action", False)
-    safe = size - _REPLY_HEADER.size  # longest error message no larger than the datagram
     if not id_ok(connection_id, source):
         reply = _REPLY_HEADER.size + len(EXPIRED) <= size
         return Malformed(transaction_id, EXPIRED, reply, bad_id=True)
     if action == SCRAPE:
         found = _parse_scrape(data, size, connection_id, transaction_id)
         if isinstance(found, Malformed):
-            return Malformed(transaction_id, found.message, len(found.message) <= safe)
+            return _refuse(connection_id, transaction_id, found.message, size)
         return SCRAPE, transaction_id, found.info_hashes
     if size < ANNOUNCE_LENGTH:
-        return Malformed(transaction_id, "announce too short", safe >= 18)
+        return _refuse(connection_id, transaction_id, "announce too short", size)
     if size > MAX_ANNOUNCE_LENGTH:
-        return Malformed(transaction_id, "announce options too long", safe >= 25)
+        return _refuse(connection_id, transaction_id, "announce options too long", size)
     (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key, num_want,
      port) = _ANNOUNCE.unpack_from(data)
     if port == 0:
-        return Malformed(transaction_id, "invalid port", safe >= 12)
+        return _refuse(connection_id, transaction_id, "invalid port", size)
     url_data = b""
     if size > ANNOUNCE_LENGTH:
         options = _parse_options(data, size)
         if options is None:
-            return Malformed(transaction_id, "truncated options", safe >= 17)
+            return _refuse(connection_id, transaction_id, "truncated options", size)
         url_data = options
     if allow_ip_param and ip_field and len(ip) == 4:
         ip = ip_field.to_bytes(4, "big")

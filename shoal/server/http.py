@@ -202,12 +202,11 @@ class FullScrape:
         await asyncio.sleep(0)
         store = self._logic.store
         encode = codec.encode_scrape_entry
-        # Entries are encoded at once: bytes sort as their hashes do, and (unlike tuples)
-        # are not objects the cyclic garbage collector has to walk.
-        # Each step's entries are kept sorted and packed into one bytes object with their
-        # end offsets: a million small objects alive across the build made the cyclic
-        # garbage collector's passes walk them all (80 ms pauses, bench/stalls.py); bytes
-        # and arrays hold no references, so it never looks inside them.
+        # Entries are encoded at once (bytes sort as their hashes do), and each step's are
+        # kept sorted and packed into one bytes object with their end offsets: a million
+        # small objects alive across the build made the cyclic garbage collector's passes
+        # walk them all (80 ms pauses, bench/stalls.py); bytes and arrays hold no
+        # references, so it never looks inside them.
         runs: list[tuple[bytes, array[int]]] = []
 
         def pack(entries: list[bytes]) -> None:
