@@ -20,7 +20,8 @@ def test_missing_dashboard_files_leave_tracking_and_figures_running(
 ) -> None:
     settings = apply_assignments(
         Settings(),
-        ["http.hosts=127.0.0.1", "http.port=0", "udp.enabled=false", "admin.port=0"],
+        ["http.hosts=127.0.0.1", "http.port=0", "udp.enabled=false", "admin.port=0",
+         "storage.persist=false"],
     )
 
     async def scenario() -> tuple[int, dict[str, object], int]:

@@ -87,6 +87,7 @@ def make_settings(
         http=dataclasses.replace(base.http, enabled=http, hosts=["127.0.0.1"], port=0),
         udp=UdpSettings(hosts=list(udp_hosts), port=0, secret=secret, connection_id_ttl=ttl),
         admin=dataclasses.replace(base.admin, enabled=False),
+        storage=dataclasses.replace(base.storage, persist=False),
     )
 
 
