@@ -30,7 +30,7 @@ from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.admin import AdminOptions, AdminServer
 from shoal.server.clock import Clock
-from shoal.server.http import HttpFrontend, HttpOptions, parser_name
+from shoal.server.http import HttpFrontend, HttpOptions, parser_name, prepare_listener
 from shoal.server.listeners import Listener, listener_health
 from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
@@ -208,6 +208,7 @@ class Tracker:
         try:
             if h.enabled:
                 for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
+                    prepare_listener(sock)
                     server = await loop.create_server(self.http.protocol, sock=sock,
                                                       backlog=1024)
                     self._servers.append(server)

@@ -89,6 +89,8 @@ _WRITE_HIGH = 65536  # transport write buffer high-water mark (pause_writing bey
 _SPLIT_BODY = 16384  # a body this large is written after its head, not copied onto it
 _PRESSURE = 0.9  # share of max_connections from which idle keep-alive connections are closed
 _LOG_TARGET = 200  # bytes of a request target that reach the access log
+_HEAD_END = b"\r\n\r\n"
+_KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"  # an HTTP/1.0 keep-alive reply's
 
 # A body: bytes, or the chunks of a large one (a full scrape of millions of torrents is
 # never joined into one buffer: that alone held the loop for a quarter of a second).
@@ -151,6 +153,10 @@ def _response(
     if not isinstance(body, bytes) or length >= _SPLIT_BODY:
         return head, body  # a full scrape, shared by every request: never copied
     return head + body
+
+
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+_OK_HEAD_CLOSE = _OK_HEAD[:-2] + b"Connection: close\r\n\r\n"
 
 
 def _status(reply: Reply) -> int:
@@ -456,10 +462,6 @@ class HttpConnection(asyncio.Protocol):
             transport.abort()
             return
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         opts = fe.options
         self._set_deadline(min(opts.first_byte_timeout, opts.request_timeout))
 
@@ -619,6 +621,10 @@ class HttpConnection(asyncio.Protocol):
         in_head, messages = self._in_request and not self._head_done, self._messages
         try:
             self.parser.feed_data(data)
+            if self._in_request:
+                # A request begun and not complete: its deadline (set at its first byte,
+                # not filed there, since most requests end in the same chunk) is watched.
+                self.frontend.file(self)
             if self._in_request and not self._head_done:
                 # httptools buffers a header line whole before calling back, so bound the
                 # head here: count every chunk that fell entirely inside the same head.
@@ -639,8 +645,10 @@ class HttpConnection(asyncio.Protocol):
             self._fail(cause.status if isinstance(cause, HttpParseError) else 400)
 
     def _set_deadline(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.frontend.file(self)
+        self.deadline = deadline = time.monotonic() + seconds
+        slot = self.slot
+        if slot is None or slot > deadline + 1:  # filed too late for it (else: as file())
+            self.frontend.file(self)
 
     # parser callbacks
 
@@ -658,7 +666,9 @@ class HttpConnection(asyncio.Protocol):
         self._body = 0
         self._parse_real_ip = None
         self._begun = time.perf_counter()
-        self._set_deadline(self.frontend.options.request_timeout)
+        # Filed for the reaper only if the request outlives this chunk (_feed) or waits
+        # for its reply (_dispatch): most are answered at once.
+        self.deadline = time.monotonic() + self.frontend.options.request_timeout
 
     def on_url(self, url: bytes) -> None:
         self._parse_url += url
@@ -694,7 +704,8 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True
         request = (self.parser.get_method(), self._parse_url, self._parse_real_ip, keep_alive,
                    self.parser.get_http_version() == "1.0", self._begun)
-        if self._deferred or self._blocked() or self._turn >= _TURN:
+        if (self._deferred or self._turn >= _TURN or self._write_paused
+                or len(self._pending) >= _MAX_PENDING):  # (_blocked(), inline: per request)
             self._deferred.append(request)  # answered once the replies before it are read
         else:
             self._dispatch(request)
@@ -719,6 +730,7 @@ class HttpConnection(asyncio.Protocol):
             self.frontend.counters.internal_errors += 1
             result = _response(200, _INTERNAL_FAILURE, keep_alive, b"text/plain")
         if isinstance(result, asyncio.Future):
+            self.frontend.file(self)  # the request deadline holds while the reply is awaited
             self._waiting.add(result)  # the loop keeps only weak references to tasks
             result.add_done_callback(self._waiting.discard)
             result.add_done_callback(lambda fut: self._finish(slot, fut))
@@ -737,7 +749,7 @@ class HttpConnection(asyncio.Protocol):
                              b"Allow: GET\r\n")
         fe = self.frontend
         counters = fe.counters
-        client_ip = self._client_ip()
+        client_ip = self.peer_ip if self._real_ip is None else self._client_ip()
         if path == b"/announce":
             counters.requests["http", self.family, "announce"] += 1
             try:
@@ -748,7 +760,11 @@ class HttpConnection(asyncio.Protocol):
                 return self._failure(exc, keep_alive)
             found = fe.logic.announce(request, client_ip, fe.clock.now)
             if type(found) is AnnounceResult:  # the in-memory store: the common case
-                return self._ok(codec.encode_announce(found, compact, client_ip), keep_alive)
+                body = codec.encode_announce(found, compact, client_ip)
+                if len(body) < _SPLIT_BODY:
+                    # What _response() makes, its head from a template: the common case.
+                    return (_OK_HEAD if keep_alive else _OK_HEAD_CLOSE) % len(body) + body
+                return self._ok(body, keep_alive)
             return self._respond(
                 found, lambda result: codec.encode_announce(result, compact, client_ip),
                 keep_alive,
@@ -860,24 +876,26 @@ class HttpConnection(asyncio.Protocol):
             reply, keep_alive, legacy, url, started, client = pending.popleft()
             if transport is None:
                 continue
-            body: Body
-            if isinstance(reply, bytes):
-                head, body = reply, b""
+            if type(reply) is bytes:  # head and body in one (the common case)
+                if legacy:
+                    reply = reply.replace(_HEAD_END, _KEEP_ALIVE_END, 1)
+                transport.write(reply)
+                size = len(reply)
             else:
                 head, body = reply
-            if legacy:  # only the head is copied, never a large body
-                head = head.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
-            transport.write(head)
-            if isinstance(body, tuple):
-                transport.writelines(body)
-            elif body:
-                transport.write(body)
-            fe.counters.bytes_out["http"] += len(head) + (
-                len(body) if isinstance(body, bytes) else body_length(body))
+                if legacy:  # only the head is copied, never a large body
+                    head = head.replace(_HEAD_END, _KEEP_ALIVE_END, 1)
+                transport.write(head)
+                if isinstance(body, tuple):
+                    transport.writelines(body)
+                else:
+                    transport.write(body)
+                size = len(head) + body_length(body)
+            fe.counters.bytes_out["http"] += size
             latency = time.perf_counter() - started
             fe.counters.observe_latency(latency)
             if fe.options.access_log:
-                self._log_access(client, _status(head), _outcome(reply), latency, url)
+                self._log_access(client, _status(reply), _outcome(reply), latency, url)
             if not keep_alive:
                 pending.clear()
                 self._deferred.clear()
@@ -948,6 +966,14 @@ class HttpConnection(asyncio.Protocol):
             self._set_deadline(_LINGER)
         else:
             self.transport.close()
+
+
+def prepare_listener(sock: socket.socket) -> None:
+    """Cap the kernel's send buffer of every connection ``sock`` will accept (accepted
+    sockets inherit it from the listener, so no connection pays a system call for it): a
+    client that does not read its replies pins at most this much in the kernel."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
 
 
 def parser_name(use_httptools: bool) -> str:
