@@ -28,6 +28,7 @@ from shoal.engine.policy import Policy
 from shoal.engine.rules import AccessRules
 from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
+from shoal.server.accounts import PrivateMode
 from shoal.server.admin import AdminOptions, AdminServer
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
@@ -155,6 +156,12 @@ class Tracker:
         self._reload_settings = reload_settings
         self._reconfigure_logging = reconfigure_logging
         self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
+        self.private_mode: PrivateMode | None = None
+        if settings.tracker.mode == "private":
+            self.private_mode = PrivateMode(settings, self.logic.policy.peer_timeout,
+                                            lambda: self.clock.now)
+            log.info("private mode: %s", self.private_mode.open())
+            self.logic.enable_private(self.private_mode.tracker)
         self.persistence: Persistence | None = None
         st = settings.storage
         if st.persist and isinstance(self._store, MemoryStore):
@@ -237,6 +244,8 @@ class Tracker:
         if self.persistence is not None:
             sup.start("completed-writer", self.persistence.run_flusher)
             sup.start("snapshot-writer", self.persistence.run_snapshots)
+        if self.private_mode is not None:
+            sup.start("accounting-writer", self.private_mode.run_flusher)
         log.info(
             "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s)",
             __version__,
@@ -385,6 +394,8 @@ class Tracker:
         rest, which waits for a restart."""
         live, restart = live_changes(self.settings, new)
         self.logic.configure(config)
+        if self.private_mode is not None:
+            self.private_mode.configure(new, config.policy.peer_timeout)
         fe = self.http
         fe.options = replace(
             fe.options,
@@ -446,6 +457,11 @@ class Tracker:
         for server in self._servers:
             await server.wait_closed()
         await self.supervisor.stop()
+        if self.private_mode is not None:  # the last accounting
+            try:
+                await self.private_mode.close()
+            except Exception:
+                log.exception("private mode: the last accounting write failed")
         if self.persistence is not None:  # the last completed counts and a final snapshot
             try:
                 await self.persistence.close()
