@@ -332,6 +332,11 @@ class PrivateTracker:
             removed += before - len(peers.seen)
         return removed
 
+    def owners(self, info_hash: bytes) -> dict[bytes, int]:
+        """The user of each peer (by compact address) in a torrent (primary hash)."""
+        return {addr: uid for (uid, h), p in self._peers.items() if h == info_hash
+                for addr in p.seen}
+
     def peers_of(self, user_id: int) -> dict[bytes, int]:
         """How many peers ``user_id`` has now, by torrent (primary hash)."""
         return {h: len(p.seen) for (uid, h), p in self._peers.items() if uid == user_id}

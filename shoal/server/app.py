@@ -30,6 +30,7 @@ from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.accounts import PrivateMode
 from shoal.server.admin import AdminOptions, AdminServer
+from shoal.server.api import Api
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name
 from shoal.server.listeners import Listener, listener_health
@@ -262,6 +263,8 @@ class Tracker:
                      self.admin_listener.port,
                      "on" if self.admin.options.dashboard else "off",
                      "on" if a.metrics else "off")
+            log.info("admin: REST API %s", "on at /api/v1/ (bearer token)" if a.api_token
+                     else "off (set admin.api_token to serve /api/v1/)")
 
     async def _start_admin(self) -> None:
         """Serve metrics, stats, health and the dashboard (a bind failure is fatal: an
@@ -279,6 +282,10 @@ class Tracker:
         except OSError as exc:  # the dashboard's files missing from a broken install
             log.error("admin: dashboard unavailable (%s); serving metrics, stats and health", exc)
             self.admin = AdminServer(self, AdminOptions(dashboard=False, metrics=a.metrics))
+        token = self.settings.admin.api_token
+        if token:
+            self.admin.api = Api(token, self.logic, self._store, self.private_mode,
+                                 lambda: self.clock.now)
         await self.admin.start(sock)
 
     def _close_listeners(self) -> None:
