@@ -255,7 +255,9 @@ class Tracker:
             event_loop_name(),
             parser_name(self.http.use_httptools),
         )
-        log.info("access: %s", self.logic.access.summary())
+        log.info("access: %s%s", self.logic.access.summary(),
+                 "; private mode: registered torrents and valid passkeys only"
+                 if self.private_mode is not None else "")
         if self.admin is not None and self.admin_listener is not None:
             a = self.settings.admin
             host = f"[{a.host}]" if ":" in a.host else a.host
