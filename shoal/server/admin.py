@@ -515,16 +515,17 @@ class AdminServer:
             if colon:
                 headers[name.strip().lower()] = value.strip()
         if self.api is None:
-            status, body, ctype = error(404, "the REST API is off: set admin.api_token")
+            status, body, ctype, extra = error(404, "the REST API is off: set admin.api_token")
         elif "transfer-encoding" in headers:
-            status, body, ctype = error(400, "send the body with Content-Length")
+            status, body, ctype, extra = error(400, "send the body with Content-Length")
         else:
             length_text = headers.get("content-length", "0")
             length = int(length_text) if length_text.isdigit() and len(length_text) < 12 else -1
             if length < 0:
-                status, body, ctype = error(400, "bad Content-Length")
+                status, body, ctype, extra = error(400, "bad Content-Length")
             elif length > MAX_BODY:
-                status, body, ctype = error(413, f"the body is larger than {MAX_BODY} bytes")
+                status, body, ctype, extra = error(413,
+                                                   f"the body is larger than {MAX_BODY} bytes")
             else:
                 try:
                     data = await asyncio.wait_for(reader.readexactly(length),
@@ -532,9 +533,10 @@ class AdminServer:
                 except TimeoutError:
                     writer.write(_response(408, b"request timeout\n", "text/plain"))
                     return
-                status, body, ctype = await self.api.handle(
+                status, body, ctype, extra = await self.api.handle(
                     method, target.split("?", 1)[0], headers.get("authorization"), data)
-        extra = "WWW-Authenticate: Bearer\r\n" if status == 401 else ""
+        if status == 401:
+            extra += "WWW-Authenticate: Bearer\r\n"
         writer.write(_response(status, body, ctype, extra, head_only=method == "HEAD"))
         await writer.drain()
 

@@ -37,7 +37,8 @@ MAX_BODY = 32 << 20
 MAX_PEERS_LISTED = 1000
 _JSON = "application/json"
 
-Reply = tuple[int, bytes, str]
+Reply = tuple[int, bytes, str, str]
+"""Status, body, content type, and extra header lines (each ending in CRLF)."""
 
 
 class ApiError(Exception):
@@ -47,12 +48,12 @@ class ApiError(Exception):
         self.message = message
 
 
-def _json(status: int, value: Any) -> Reply:
-    return status, json.dumps(value, separators=(",", ":")).encode(), _JSON
+def _json(status: int, value: Any, extra: str = "") -> Reply:
+    return status, json.dumps(value, separators=(",", ":")).encode(), _JSON, extra
 
 
-def error(status: int, message: str) -> Reply:
-    return _json(status, {"error": message})
+def error(status: int, message: str, extra: str = "") -> Reply:
+    return _json(status, {"error": message}, extra)
 
 
 # -- records as JSON -------------------------------------------------------------------
@@ -146,7 +147,7 @@ def torrent_changes(body: Any, creating: bool) -> dict[str, Any]:
     if creating and "info_hash" not in out:
         raise ApiError(400, "info_hash is required")
     if out.get("info_hash2") is not None and out.get("info_hash2") == out.get("info_hash"):
-        raise ApiError(400, "info_hash2 must differ from info_hash")
+        raise ApiError(409, "conflict: info_hash2 is the same hash as info_hash")
     return out
 
 
@@ -279,12 +280,15 @@ class Api:
             return await self._users(private, method, parts[1:], value)
         if parts[0] == "torrents":
             return await self._torrents(private, method, parts[1:], value)
-        if parts == ["import"] and method == "POST":
+        if parts == ["import"]:
+            if method != "POST":
+                return self._not_allowed("POST")
             return await self._import(private, body)
         return error(404, "not found: see /api/v1/openapi.json")
 
     def _not_allowed(self, allow: str) -> Reply:
-        return error(405, f"method not allowed here (allowed: {allow})")
+        return error(405, f"method not allowed here (allowed: {allow})",
+                     f"Allow: {allow}\r\n")
 
     # users
 
@@ -318,7 +322,7 @@ class Api:
                 if not await asyncio.to_thread(db.delete_user, user_id):
                     return error(404, f"no user {user_id}")
                 registry.remove_user(user_id)
-                return 204, b"", _JSON
+                return 204, b"", _JSON, ""
             return self._not_allowed("GET, PATCH, DELETE")
         if rest[1:] == ["passkey"]:
             if method != "POST":
@@ -393,7 +397,7 @@ class Api:
                 if not await asyncio.to_thread(db.delete_torrent, info_hash):
                     return error(404, f"no torrent {rest[0]}")
                 registry.remove_torrent(info_hash)
-                return 204, b"", _JSON
+                return 204, b"", _JSON, ""
             return self._not_allowed("GET, PATCH, DELETE")
         if rest[1:] == ["peers"]:
             if method != "GET":
@@ -438,6 +442,8 @@ class Api:
     async def _import(self, private: PrivateMode, body: bytes) -> Reply:
         """JSON lines: ``{"type": "user", ...}`` or ``{"type": "torrent", ...}``; all or
         nothing."""
+        if not body.strip():
+            return error(400, "the body is empty: send JSON lines of users and torrents")
         new_users: list[User] = []
         new_torrents: list[Torrent] = []
         problems: list[str] = []
