@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.postgres import fresh_database, postgres_server
 from support.running import RunningTracker
 
 from shoal.config import Settings
 from shoal.engine.accounting import Torrent, User
 from shoal.protocol import udp as codec
 from shoal.protocol.bencode import decode
+from shoal.storage.accounts import AccountsDb
 from shoal.types import Event
 
 PK, PK2 = "Pk0123456789abcdefghijklmnopqrST", "Qk0123456789abcdefghijklmnopqrST"
@@ -241,3 +244,43 @@ def test_the_access_log_never_shows_a_passkey(rt: RunningTracker,
     assert len(lines) == 3
     assert not any(PK in line for line in lines)
     assert all(PK[:4] + "*" in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+def test_a_tracker_on_postgresql_keeps_users_and_accounting_there(
+        launch_tracker: Callable[..., RunningTracker], postgres: str) -> None:
+    url = fresh_database(postgres, "tracker_" + os.urandom(4).hex())
+    base = settings()
+    rt = launch_tracker(dataclasses.replace(
+        base, database=dataclasses.replace(base.database, url=url)))
+    register(rt, User(1, PK))
+    announce(rt, event="started")
+    announce(rt, uploaded=2500, downloaded=100)
+    mode = rt.tracker.private_mode
+    assert mode is not None
+    assert mode.db.dialect == "postgresql"
+    rt.run(mode.flush())
+    reader = AccountsDb(url)
+    try:
+        users, torrents = reader.load()
+        assert [u.id for u in users] == [1] and [t.info_hash for t in torrents] == [TORRENT]
+        assert reader.user_stats(1)[0].uploaded == 2500
+    finally:
+        reader.close()
+
+
+def test_a_reload_changes_the_peer_limit_live(rt: RunningTracker) -> None:
+    from shoal.server.app import configuration_from
+
+    assert reason(announce(rt, peer=1)) is None
+    current = rt.tracker.settings
+    new = dataclasses.replace(current, accounting=dataclasses.replace(
+        current.accounting, peer_limit=1))
+    rt.in_loop(lambda: rt.tracker.apply(new, configuration_from(new)))
+    assert reason(announce(rt, peer=2)) == (
+        b"too many peers for this torrent from your account (limit 1)")
