@@ -61,10 +61,13 @@ def request(args: argparse.Namespace, method: str, path: str,
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         print(f"shoal: cannot reach {base}: {reason}", file=sys.stderr)
         return 1
-    if text:
-        print(json.dumps(json.loads(text), indent=2))
-    else:
-        print(f"{method} {path}: done")
+    try:
+        if text:
+            print(json.dumps(json.loads(text), indent=2))
+        else:
+            print(f"{method} {path}: done")
+    except BrokenPipeError:  # piped into head and the like: nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -36,7 +36,7 @@ def database_url(settings: Settings) -> str:
     if not settings.storage.persist:
         return "sqlite://"
     data_dir = Path(settings.storage.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the state database's
     return sqlite_url(data_dir.resolve())
 
 
