@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests (tests/e2e) need, from Debian's archive: the aria2 and
-# Transmission BitTorrent clients, and nginx (the reverse-proxy test). Idempotent and quiet: when every command
+# Transmission BitTorrent clients, nginx (the reverse-proxy test) and PostgreSQL (the
+# private-mode storage tests start their own server with it). Idempotent and quiet: when every command
 # is already there it does nothing (no apt-get at all). Uses sudo only when not root.
 set -euo pipefail
 
 # command the tests run -> Debian package that ships it
-commands=(aria2c transmission-daemon transmission-remote nginx)
-packages=(aria2 transmission-daemon transmission-cli nginx)
+commands=(aria2c transmission-daemon transmission-remote nginx pg_ctl)
+packages=(aria2 transmission-daemon transmission-cli nginx postgresql)
 
-# nginx lives in /usr/sbin, which is not on every user's PATH.
+# nginx lives in /usr/sbin and PostgreSQL's programs in /usr/lib/postgresql/<version>/bin,
+# which are not on every user's PATH.
 have() {
-    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ||
+        compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
 }
 
 missing=()

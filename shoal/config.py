@@ -78,6 +78,11 @@ class TrackerSettings:
     max_peers_per_ip: int = _doc(
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
     )
+    mode: str = _doc(
+        "public (any torrent, no passkeys) or private (only registered torrents, and every "
+        "announce and scrape carries a user's passkey; see [accounting] and [database]).",
+        "public",
+    )
 
 
 TORRENT_MODES = ("open", "allow", "deny")
@@ -176,6 +181,11 @@ class AdminSettings:
     port: int = _doc("Admin TCP port.", 6970)
     dashboard: bool = _doc("Serve the dashboard page at /.", True)
     metrics: bool = _doc("Serve Prometheus metrics at /metrics.", True)
+    api_token: str = _doc(
+        "Bearer token of the REST API under /api/v1/ (users, torrents, access rules). "
+        "Empty: the API is off.",
+        "",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +203,37 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountingSettings:
+    flush_interval: float = _doc(
+        "Private mode: seconds between writes of the users' accounting to the database "
+        "(a kill -9 loses at most this much; a clean stop nothing).",
+        5.0,
+    )
+    peer_limit: int = _doc(
+        "Private mode: most peers one user may run in one torrent at once (a user's own "
+        "peer_limit overrides it).",
+        3,
+    )
+    max_rate: int = _doc(
+        "Private mode: bytes per second above which an uploaded or downloaded delta is not "
+        "credited but recorded in the flags table for the site to check; 0: never.",
+        1_000_000_000,
+    )
+    freeleech: bool = _doc("Private mode: site-wide freeleech (no download is credited).",
+                           False)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = _doc(
+        "Private mode's database (users, torrents, accounting) as an SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://shoal:secret@db.example/shoal. Empty: SQLite, the file "
+        "accounts.sqlite3 in storage.data_dir (in memory when storage.persist is off).",
+        "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = _doc("Log level: DEBUG, INFO, WARNING or ERROR.", "INFO")
     format: str = _doc("Log format: text, or json for log shippers.", "text")
@@ -206,6 +247,8 @@ class Settings:
     udp: UdpSettings = field(default_factory=UdpSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    accounting: AccountingSettings = field(default_factory=AccountingSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -405,6 +448,19 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
                 problem(key, f"a peer_id prefix is 1 to 20 ASCII characters, got {prefix!r}")
     if not settings.storage.data_dir:
         problem("storage.data_dir", "must not be empty")
+    if t.mode not in ("public", "private"):
+        problem("tracker.mode", f"must be public or private, got {t.mode!r}")
+    acc = settings.accounting
+    if not 0 < acc.flush_interval < math.inf:
+        problem("accounting.flush_interval",
+                f"must be a positive number of seconds, got {acc.flush_interval}")
+    if acc.peer_limit < 1:
+        problem("accounting.peer_limit", f"must be at least 1, got {acc.peer_limit}")
+    if t.mode == "private" and t.full_scrape:
+        problem("tracker.full_scrape",
+                "not available in private mode (it would list every torrent to anyone)")
+    if acc.max_rate < 0:
+        problem("accounting.max_rate", f"must be 0 or more, got {acc.max_rate}")
 
     # Settings that are fine alone but not together.
     if t.min_interval > t.interval:
@@ -670,6 +726,7 @@ LIVE_KEYS = frozenset({
         "allow_ip_param",
     )),
     "log.level", "log.format", "http.access_log",
+    "accounting.peer_limit", "accounting.max_rate", "accounting.freeleech",
 })
 
 

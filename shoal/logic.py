@@ -9,7 +9,10 @@ function the server gives (which keeps the task referenced), with at most ``max_
 in flight, past which requests are refused with a transient failure instead of piling up.
 
 Rules, policy and store limits are swapped whole by :meth:`TrackerLogic.configure`, so a
-request sees the old configuration or the new one, never a mix. It sits above the storage
+request sees the old configuration or the new one, never a mix. In private mode
+(:meth:`TrackerLogic.enable_private`) a :class:`PrivateTracker` admits each announce after
+the access rules (passkey, user, registered torrent, peer limit) and accounts it with the
+store's outcome before the hooks run; scrapes then need a passkey too. It sits above the storage
 layer (it calls a store) and below the servers; it imports no asyncio, sockets or clock.
 """
 
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from shoal.engine.accounting import PrivateTracker, Ticket
 from shoal.engine.policy import Policy
 from shoal.engine.rules import BANNED, OPEN, RETRY_LATER, AccessRules, Rule
 from shoal.errors import ClientError
@@ -77,6 +81,7 @@ class TrackerLogic:
         self.pending = 0
         self.hooks: tuple[Hook, ...] = ()
         self.hook_errors = 0
+        self.private: PrivateTracker | None = None
         self.internal_errors = 0
         self.config = config if config is not None else Configuration(Policy())
         self._policy = self.config.policy
@@ -102,6 +107,10 @@ class TrackerLogic:
     def access(self) -> AccessRules:
         return self.config.access
 
+    def enable_private(self, private: PrivateTracker | None) -> None:
+        """Private mode: ``private`` admits and accounts every announce (None: public)."""
+        self.private = private
+
     def add_hook(self, hook: Hook) -> None:
         """Call ``hook(request, result)`` after every announce the store answered."""
         self.hooks = (*self.hooks, hook)
@@ -120,23 +129,34 @@ class TrackerLogic:
         """The answer to ``request`` from the client at packed IP ``source``: the result,
         the refusal, or (from a networked store) a :class:`Later` that delivers either."""
         policy = self._policy
+        private = self.private
+        ticket: Ticket | None = None
         try:
             for rule in self._rules:
                 rule(request, source)
+            if private is not None:
+                ticket = private.admit(request, now)
             request.numwant = policy.numwant(request.numwant)
             found = self.store.announce(request, now)
         except ClientError as exc:
             return exc
         if isinstance(found, AnnounceResult):
-            return self._finish(request, found, policy)
+            return self._finish(request, found, policy, ticket, now)
         return Later(lambda reply: self._later(
-            found, reply, lambda result: self._finish(request, result, policy)))
+            found, reply, lambda result: self._finish(request, result, policy, ticket, now)))
 
     def _finish(self, request: AnnounceRequest, found: AnnounceResult,
-                policy: Policy) -> AnnounceResult:
-        """The intervals of ``policy`` (the one the request began under) and the hooks."""
+                policy: Policy, ticket: Ticket | None = None, now: int = 0) -> AnnounceResult:
+        """The intervals of ``policy`` (the one the request began under), the accounting
+        of private mode, and the hooks."""
         found.interval = policy.next_interval()
         found.min_interval = policy.min_interval
+        if ticket is not None and self.private is not None:
+            try:
+                self.private.settle(ticket, request, found, now)
+            except Exception:
+                self.hook_errors += 1
+                log.exception("private mode: accounting an announce failed")
         if self.hooks:
             self._run_hooks(request, found)
         return found
@@ -152,13 +172,22 @@ class TrackerLogic:
     # -- scrape ---------------------------------------------------------------------
 
     def scrape(
-        self, info_hashes: Sequence[bytes], source: bytes
+        self, info_hashes: Sequence[bytes], source: bytes, target: bytes = b""
     ) -> list[SwarmCounts] | ClientError | Later[list[SwarmCounts]]:
         """Counts for ``info_hashes`` (in order). A banned address is refused; under a
         torrent allow or deny list, a torrent that may not be served counts zeros, as an
-        unknown one does."""
+        unknown one does. In private mode ``target`` (the request path) must carry a valid
+        passkey, an unregistered torrent counts zeros and a hybrid torrent's second hash
+        counts its swarm."""
         if not self.admits(source):
             return ClientError(BANNED, RETRY_LATER)
+        if self.private is not None:
+            return self._private_scrape(self.private, info_hashes, target)
+        return self._scrape_store(info_hashes)
+
+    def _scrape_store(
+        self, info_hashes: Sequence[bytes]
+    ) -> list[SwarmCounts] | ClientError | Later[list[SwarmCounts]]:
         access = self.config.access
         try:
             found = self.store.scrape(info_hashes)
@@ -170,6 +199,29 @@ class TrackerLogic:
         return Later(lambda reply: self._later(
             found, reply,
             lambda counts: counts if listed is None else self._hide(info_hashes, counts)))
+
+    def _private_scrape(
+        self, private: PrivateTracker, info_hashes: Sequence[bytes], target: bytes
+    ) -> list[SwarmCounts] | ClientError | Later[list[SwarmCounts]]:
+        try:
+            mapped = private.scrape_hashes(info_hashes, target)
+        except ClientError as exc:
+            return exc
+        known = [h for h in mapped if h is not None]
+        if not known:
+            return [SwarmCounts(0, 0, 0)] * len(mapped)
+        found = self._scrape_store(known)  # access lists apply too
+
+        def spread(counts: list[SwarmCounts]) -> list[SwarmCounts]:
+            each = iter(counts)
+            return [SwarmCounts(0, 0, 0) if h is None else next(each) for h in mapped]
+
+        if isinstance(found, list):
+            return spread(found)
+        if isinstance(found, ClientError):
+            return found
+        return Later(lambda reply: found.then(
+            lambda got: reply(got if isinstance(got, ClientError) else spread(got))))
 
     def _hide(self, info_hashes: Sequence[bytes], counts: list[SwarmCounts]) -> list[SwarmCounts]:
         listed = self.config.access.torrents

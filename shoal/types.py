@@ -44,7 +44,7 @@ class AnnounceRequest:
     ``mixed_families`` lets the reply carry peers of the other address family too (HTTP
     can, in ``peers6``; a UDP reply must not mix). ``want_peer_ids`` asks for the peer ids of
     the returned peers (HTTP ``compact=0`` without ``no_peer_id``). ``path`` is the request
-    path (HTTP path or BEP 41 URL data), for private mode's passkeys.
+    target (HTTP path and query, or BEP 41 URL data), for private mode's passkeys.
     """
 
     info_hash: bytes

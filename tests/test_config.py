@@ -250,6 +250,12 @@ def test_defaults_of_access_storage_and_limits() -> None:
         ("[tracker]\nmax_peers_per_ip = -5\n", "tracker.max_peers_per_ip: must be positive"),
         ("[http]\nmax_connections_per_ip = 0\n", "http.max_connections_per_ip: must be positive"),
         ("[http]\nfirst_byte_timeout = 0\n", "http.first_byte_timeout: must be a positive"),
+        ('[tracker]\nmode = "secret"\n', "tracker.mode: must be public or private"),
+        ('[tracker]\nmode = "private"\nfull_scrape = true\n',
+         "tracker.full_scrape: not available in private mode"),
+        ("[accounting]\npeer_limit = 0\n", "accounting.peer_limit: must be at least 1"),
+        ("[accounting]\nmax_rate = -1\n", "accounting.max_rate: must be 0 or more"),
+        ("[accounting]\nflush_interval = 0\n", "accounting.flush_interval: must be a positive"),
     ],
 )
 def test_new_settings_are_range_checked(tmp_path: Path, text: str, message: str) -> None:

@@ -131,3 +131,40 @@ def test_an_awaitable_answer_without_a_spawn_function_is_a_programming_error() -
     assert isinstance(later, Later)
     with pytest.raises(RuntimeError, match="spawn"):
         later.then(lambda found: None)
+
+
+def test_private_mode_admits_after_the_rules_and_accounts_after_the_store() -> None:
+    from shoal.engine.accounting import PrivateTracker, Torrent, User
+    from shoal.types import Event
+
+    store = MemoryStore()
+    logic = TrackerLogic(store)
+    private = PrivateTracker()
+    private.put_user(User(1, "K" * 32))
+    logic.enable_private(private)
+    refused = answer(logic, request(1))
+    assert isinstance(refused, ClientError) and refused.reason.startswith("passkey required")
+    assert store.swarms == {}
+    private.put_torrent(Torrent(request(1).info_hash))
+    first = request(1, event=Event.STARTED)
+    first.path = b"/" + b"K" * 32 + b"/announce"
+    assert isinstance(answer(logic, first), AnnounceResult)
+    again = request(1)
+    again.path, again.uploaded = first.path, 700
+    assert isinstance(answer(logic, again), AnnounceResult)
+    assert private.pending[1, again.info_hash].uploaded == 700
+
+
+def test_private_mode_scrape_needs_a_passkey_and_hides_unregistered_torrents() -> None:
+    from shoal.engine.accounting import PrivateTracker, Torrent, User
+
+    logic = TrackerLogic(MemoryStore())
+    private = PrivateTracker()
+    private.put_user(User(1, "K" * 32))
+    torrent = request(1).info_hash
+    private.put_torrent(Torrent(torrent))
+    logic.enable_private(private)
+    answer(logic, request(1))  # refused: no passkey, so the swarm stays empty
+    assert isinstance(logic.scrape([torrent], SOURCE), ClientError)
+    counts = logic.scrape([torrent, b"\x09" * 20], SOURCE, b"/" + b"K" * 32 + b"/scrape")
+    assert counts == [SwarmCounts(0, 0, 0), SwarmCounts(0, 0, 0)]

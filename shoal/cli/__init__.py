@@ -1,4 +1,5 @@
-"""The ``shoal`` command: ``serve``, ``print-config``, ``check-config`` and ``stats``."""
+"""The ``shoal`` command: ``serve``, ``print-config``, ``check-config``, ``stats``, and
+``user``/``torrent`` (private mode, through the REST API)."""
 
 from __future__ import annotations
 
@@ -179,6 +180,10 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the raw /stats JSON")
     stats.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
     stats.set_defaults(func=cmd_stats)
+
+    from shoal.cli.api import add_commands
+
+    add_commands(sub)
     return top
 
 

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -45,6 +45,9 @@ from shoal.storage.base import PeerStore
 from shoal.storage.memory import MemoryStore
 from shoal.types import StoreTotals, SwarmCounts
 
+if TYPE_CHECKING:
+    from shoal.server.api import Api
+
 log = logging.getLogger("shoal.admin")
 
 FAMILIES = ("ipv4", "ipv6")
@@ -54,11 +57,15 @@ KINDS = {"http": ("announce", "scrape", "error"), "udp": ("connect", "announce",
 
 _REASONS = {
     200: "OK",
+    201: "Created",
     204: "No Content",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    409: "Conflict",
+    413: "Content Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -265,6 +272,7 @@ class AdminServer:
         self._clients: set[asyncio.Task[Any]] = set()
         self._details: dict[str, Any] | None = None
         self._details_at = 0.0
+        self.api: Api | None = None  # the REST API (shoal.server.api), when a token is set
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on a bound listening socket; sample the request history for the chart."""
@@ -485,12 +493,51 @@ class AdminServer:
             writer.write(_response(400, b"bad request\n", "text/plain"))
             return
         method, target, _ = parts
+        if target.startswith("/api/"):
+            await self._serve_api(method, target, head, reader, writer)
+            return
         if method not in ("GET", "HEAD"):
             allow = "Allow: GET, HEAD\r\n"
             writer.write(_response(405, b"only GET and HEAD\n", "text/plain", allow))
             return
         status, body, content_type = await self.route(target.split("?", 1)[0])
         writer.write(_response(status, body, content_type, head_only=method == "HEAD"))
+        await writer.drain()
+
+    async def _serve_api(self, method: str, target: str, head: bytes,
+                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A REST API request: read its body (Content-Length), answer it as JSON."""
+        from shoal.server.api import MAX_BODY, error
+
+        headers: dict[str, str] = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        if self.api is None:
+            status, body, ctype, extra = error(404, "the REST API is off: set admin.api_token")
+        elif "transfer-encoding" in headers:
+            status, body, ctype, extra = error(400, "send the body with Content-Length")
+        else:
+            length_text = headers.get("content-length", "0")
+            length = int(length_text) if length_text.isdigit() and len(length_text) < 12 else -1
+            if length < 0:
+                status, body, ctype, extra = error(400, "bad Content-Length")
+            elif length > MAX_BODY:
+                status, body, ctype, extra = error(413,
+                                                   f"the body is larger than {MAX_BODY} bytes")
+            else:
+                try:
+                    data = await asyncio.wait_for(reader.readexactly(length),
+                                                  self.options.request_timeout * 12)
+                except TimeoutError:
+                    writer.write(_response(408, b"request timeout\n", "text/plain"))
+                    return
+                status, body, ctype, extra = await self.api.handle(
+                    method, target.split("?", 1)[0], headers.get("authorization"), data)
+        if status == 401:
+            extra += "WWW-Authenticate: Bearer\r\n"
+        writer.write(_response(status, body, ctype, extra, head_only=method == "HEAD"))
         await writer.drain()
 
     async def route(self, path: str) -> tuple[int, bytes, str]:

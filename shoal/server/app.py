@@ -28,7 +28,9 @@ from shoal.engine.policy import Policy
 from shoal.engine.rules import AccessRules
 from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
+from shoal.server.accounts import PrivateMode
 from shoal.server.admin import AdminOptions, AdminServer
+from shoal.server.api import Api
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name, prepare_listener
 from shoal.server.listeners import Listener, listener_health
@@ -155,6 +157,12 @@ class Tracker:
         self._reload_settings = reload_settings
         self._reconfigure_logging = reconfigure_logging
         self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
+        self.private_mode: PrivateMode | None = None
+        if settings.tracker.mode == "private":
+            self.private_mode = PrivateMode(settings, self.logic.policy.peer_timeout,
+                                            lambda: self.clock.now)
+            log.info("private mode: %s", self.private_mode.open())
+            self.logic.enable_private(self.private_mode.tracker)
         self.persistence: Persistence | None = None
         st = settings.storage
         if st.persist and isinstance(self._store, MemoryStore):
@@ -238,6 +246,8 @@ class Tracker:
         if self.persistence is not None:
             sup.start("completed-writer", self.persistence.run_flusher)
             sup.start("snapshot-writer", self.persistence.run_snapshots)
+        if self.private_mode is not None:
+            sup.start("accounting-writer", self.private_mode.run_flusher)
         log.info(
             "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s)",
             __version__,
@@ -246,7 +256,9 @@ class Tracker:
             event_loop_name(),
             parser_name(self.http.use_httptools),
         )
-        log.info("access: %s", self.logic.access.summary())
+        log.info("access: %s%s", self.logic.access.summary(),
+                 "; private mode: registered torrents and valid passkeys only"
+                 if self.private_mode is not None else "")
         if self.admin is not None and self.admin_listener is not None:
             a = self.settings.admin
             host = f"[{a.host}]" if ":" in a.host else a.host
@@ -254,6 +266,8 @@ class Tracker:
                      self.admin_listener.port,
                      "on" if self.admin.options.dashboard else "off",
                      "on" if a.metrics else "off")
+            log.info("admin: REST API %s", "on at /api/v1/ (bearer token)" if a.api_token
+                     else "off (set admin.api_token to serve /api/v1/)")
 
     async def _start_admin(self) -> None:
         """Serve metrics, stats, health and the dashboard (a bind failure is fatal: an
@@ -271,6 +285,10 @@ class Tracker:
         except OSError as exc:  # the dashboard's files missing from a broken install
             log.error("admin: dashboard unavailable (%s); serving metrics, stats and health", exc)
             self.admin = AdminServer(self, AdminOptions(dashboard=False, metrics=a.metrics))
+        token = self.settings.admin.api_token
+        if token:
+            self.admin.api = Api(token, self.logic, self._store, self.private_mode,
+                                 lambda: self.clock.now)
         await self.admin.start(sock)
 
     def _close_listeners(self) -> None:
@@ -386,6 +404,8 @@ class Tracker:
         rest, which waits for a restart."""
         live, restart = live_changes(self.settings, new)
         self.logic.configure(config)
+        if self.private_mode is not None:
+            self.private_mode.configure(new, config.policy.peer_timeout)
         fe = self.http
         fe.options = replace(
             fe.options,
@@ -447,6 +467,11 @@ class Tracker:
         for server in self._servers:
             await server.wait_closed()
         await self.supervisor.stop()
+        if self.private_mode is not None:  # the last accounting
+            try:
+                await self.private_mode.close()
+            except Exception:
+                log.exception("private mode: the last accounting write failed")
         if self.persistence is not None:  # the last completed counts and a final snapshot
             try:
                 await self.persistence.close()

@@ -35,6 +35,7 @@ from shoal.logic import Later, TrackerLogic, resolved
 from shoal.protocol import http as codec
 from shoal.protocol.compact import normalize_ip
 from shoal.protocol.http1 import Http1RequestParser, HttpParseError
+from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
 from shoal.server.stats import Counters
@@ -101,6 +102,9 @@ Reply = bytes | tuple[bytes, Body]
 
 def body_length(body: Body) -> int:
     return len(body) if isinstance(body, bytes) else sum(map(len, body))
+
+
+_PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
 # A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
 # HTTP/1.0, perf_counter at its first byte.
 _Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
@@ -726,7 +730,7 @@ class HttpConnection(asyncio.Protocol):
         try:
             result = self._handle(keep_alive)
         except Exception:
-            log.exception("internal error answering %r", self._url[:200])
+            log.exception("internal error answering %r", mask(self._url)[:200])
             self.frontend.counters.internal_errors += 1
             result = _response(200, _INTERNAL_FAILURE, keep_alive, b"text/plain")
         if isinstance(result, asyncio.Future):
@@ -744,6 +748,8 @@ class HttpConnection(asyncio.Protocol):
         method = self._method
         url = self._url
         path, _, query = url.partition(b"?")
+        if path not in _PLAIN_ENDPOINTS:  # /<passkey>/announce, /<passkey>/scrape
+            path = route(path)[0] or path
         if method != b"GET":
             return _response(405, b"only GET is supported\n", keep_alive, b"text/plain",
                              b"Allow: GET\r\n")
@@ -754,7 +760,7 @@ class HttpConnection(asyncio.Protocol):
             counters.requests["http", self.family, "announce"] += 1
             try:
                 request, compact = codec.parse_announce(
-                    query, client_ip, fe.options.allow_ip_param, path
+                    query, client_ip, fe.options.allow_ip_param, url
                 )
             except ClientError as exc:
                 return self._failure(exc, keep_alive)
@@ -790,7 +796,7 @@ class HttpConnection(asyncio.Protocol):
                     )
                 ))
                 return self._respond(built, lambda body: body, keep_alive)
-            counts = fe.logic.scrape(hashes, client_ip)
+            counts = fe.logic.scrape(hashes, client_ip, url)
             return self._respond(
                 counts, lambda found: codec.encode_scrape(hashes, found), keep_alive
             )
@@ -927,7 +933,7 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         address = str(ipaddress.ip_address(client or self.peer_ip))
         latency_ms = round(latency * 1000, 3)
-        request = printable(url)
+        request = printable(mask(url))  # a passkey is never logged in full
         access_log.info("%s %d %s %.3fms %s", address, status, outcome, latency_ms, request,
                         extra={"client": address, "status": status, "outcome": outcome,
                                "latency_ms": latency_ms, "request": request})

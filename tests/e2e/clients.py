@@ -137,9 +137,11 @@ def make_payload(path: Path, size: int) -> None:
 
 
 def make_torrent(
-    data_file: Path, announce: str, torrent_path: Path, piece_length: int = 256 * 1024
+    data_file: Path, announce: str, torrent_path: Path, piece_length: int = 256 * 1024,
+    *, private: bool = False,
 ) -> Torrent:
-    """Write a single-file .torrent whose only tracker is `announce`."""
+    """Write a single-file .torrent whose only tracker is `announce` (BEP 27 `private`
+    flag set when asked)."""
     pieces = bytearray()
     with data_file.open("rb") as f:
         for piece in iter(lambda: f.read(piece_length), b""):
@@ -150,6 +152,8 @@ def make_torrent(
         "piece length": piece_length,
         "pieces": bytes(pieces),
     }
+    if private:
+        info["private"] = 1
     meta: dict[str, Bencodable] = {
         "announce": announce,
         "created by": "shoal e2e tests",
