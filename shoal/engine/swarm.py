@@ -576,12 +576,12 @@ class Swarm:
         completed = False
         if slot >= 0:
             if completing and not meta[_WORDS * slot + 1] & _COMPLETED:
-                completed = not self._completed_elsewhere(peer_id, is_v6)
+                completed = not self._completed_elsewhere(peer_id, is_v6, now - timeout)
             fam.update(slot, now, request.uploaded, request.downloaded, completing)
             if seeder != (slot < fam.seeders):
                 slot = fam.set_role(slot, seeder)
         elif completing:
-            completed = not self._completed_elsewhere(peer_id, is_v6)
+            completed = not self._completed_elsewhere(peer_id, is_v6, now - timeout)
         if completed:
             self.completed += 1
             self.tally.completed += 1
@@ -619,11 +619,13 @@ class Swarm:
         if v6 is not None and v6.ids:
             v6.expire_at(cursor % (len(v6.ids) // _ID), before)
 
-    def _completed_elsewhere(self, peer_id: bytes, is_v6: bool) -> bool:
+    def _completed_elsewhere(self, peer_id: bytes, is_v6: bool, before: int) -> bool:
         """Whether the same client's completion was already counted over the other address
-        family, so its second family's completed event is not a second download."""
+        family, so its second family's completed event is not a second download. An entry
+        there last seen before ``before`` has expired (only not yet removed): it counts
+        for nothing, as an expired entry in this family does."""
         other = self.v4 if is_v6 else self.v6
         if other is None:
             return False
         slot = other.find(peer_id)
-        return slot >= 0 and other.counted_completed(slot)
+        return slot >= 0 and other.counted_completed(slot) and not other.seen(slot) < before

@@ -1062,7 +1062,6 @@ class ModelPeer:
 @dataclasses.dataclass
 class ModelTorrent:
     completed: int = 0
-    completed_maybe: int = 0  # completions the store may or may not count (see announce)
     touched: int = 0  # last announce the store accepted (stopped for a known peer included)
     asked: int = 0  # last announce of any kind, refused or for an unknown peer
 
@@ -1115,9 +1114,7 @@ class StoreModel(RuleBasedStateMachine):
         assert s_lo <= complete <= s_hi, (complete, s_lo, s_hi)
         assert l_lo <= incomplete <= l_hi, (incomplete, l_lo, l_hi)
         model = self.torrents.get(torrent)
-        least = model.completed if model else 0
-        most = least + (model.completed_maybe if model else 0)
-        assert least <= downloaded <= most, (downloaded, least, most)
+        assert downloaded == (model.completed if model else 0), (downloaded, model)
 
     @rule(
         torrent=st.sampled_from(MODEL_TORRENTS),
@@ -1178,13 +1175,12 @@ class StoreModel(RuleBasedStateMachine):
             self.peers[here] = entry
             entry.seen, entry.seeder = self.now, seeder
             if event == Event.COMPLETED and seeder and not entry.completed:
-                # Once per entry; not again when the same client's other family counted.
+                # Once per entry; not again when the same client's other family counted,
+                # unless that entry has expired (removed or not yet, it counts for nothing).
                 others = [q for (h, f, m, _), q in self.peers.items()
                           if h == torrent and f != v6 and m == n]
-                if not any(q.completed for q in others):
+                if not any(q.completed and not self.stale(q) for q in others):
                     model_torrent.completed += 1
-                elif not all(q.completed and not self.stale(q) for q in others):
-                    model_torrent.completed_maybe += 1
             if event == Event.COMPLETED and seeder:
                 entry.completed = True
 
