@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests (tests/e2e) need, from Debian's archive: the aria2 and
-# Transmission BitTorrent clients, and nginx (the reverse-proxy test). Idempotent and quiet: when every command
-# is already there it does nothing (no apt-get at all). Uses sudo only when not root.
+# Transmission BitTorrent clients, nginx (the reverse-proxy test), and redis-server with
+# redis-cli (the Redis store tests; redis-cli builds their three-node Redis Cluster).
+# Idempotent and quiet: when every command is already there it does nothing (no apt-get at
+# all). Uses sudo only when not root.
 set -euo pipefail
 
 # command the tests run -> Debian package that ships it
-commands=(aria2c transmission-daemon transmission-remote nginx)
-packages=(aria2 transmission-daemon transmission-cli nginx)
+commands=(aria2c transmission-daemon transmission-remote nginx redis-server redis-cli)
+packages=(aria2 transmission-daemon transmission-cli nginx redis-server redis-tools)
 
 # nginx lives in /usr/sbin, which is not on every user's PATH.
 have() {
