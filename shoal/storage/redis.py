@@ -26,6 +26,7 @@ turns false (for ``/health``), and the next call that gets through turns it back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -44,6 +45,7 @@ from shoal.engine.swarm import ADDRESS_FULL, SWARM_FULL
 from shoal.errors import ClientError
 from shoal.storage.base import TRACKER_FULL, StoreSettings, SweepProgress
 from shoal.storage.redis_scripts import ANNOUNCE, CLAIM, REGISTER, SWEEP
+from shoal.storage.redis_urls import describe_url, redis_urls
 from shoal.types import ZERO_COUNTS, AnnounceRequest, AnnounceResult, StoreTotals, SwarmCounts
 
 log = logging.getLogger("shoal.storage.redis")
@@ -63,33 +65,6 @@ _REFUSALS = {1: (TRACKER_FULL, 30), 2: (SWARM_FULL, 5), 3: (ADDRESS_FULL, 5)}
 _TORRENT_KEYS = ("t", "z", "s4", "l4", "s6", "l6", "i4", "i6", "n4", "n6")
 
 Client = Redis | RedisCluster
-
-
-def redis_urls(value: str | Sequence[str]) -> list[str]:
-    """The URLs of ``storage.redis_url``: one, or several seed nodes of a Redis Cluster,
-    separated by commas or spaces. Raises ValueError for anything else."""
-    urls = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if not urls:
-        raise ValueError("no Redis URL given")
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(f"not a redis:// or rediss:// URL with a host: {url!r}")
-        try:
-            parts.port  # noqa: B018 - urlsplit checks the port only when asked
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-    return urls
-
-
-def describe_url(url: str) -> str:
-    """``url`` without its password, for logs and stats."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return parts._replace(netloc=user + netloc).geturl()
 
 
 class RedisStore:
@@ -249,7 +224,10 @@ class RedisStore:
         return True
 
     async def close(self) -> None:
+        """Send this node's last changes to the totals (if Redis answers) and disconnect."""
         if self._client is not None:
+            with contextlib.suppress(ClientError):
+                await self._call(self._flush)
             client, self._client = self._client, None
             await client.aclose()
 

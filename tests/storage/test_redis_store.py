@@ -14,7 +14,7 @@ from support.redis_server import RedisCluster, RedisServer
 
 from shoal.errors import ClientError
 from shoal.storage.base import PeerStore, StoreSettings
-from shoal.storage.redis import UNAVAILABLE, RedisStore, describe_url, redis_urls
+from shoal.storage.redis import UNAVAILABLE, RedisStore
 
 from .store_conformance import T0, StoreConformance
 
@@ -75,20 +75,6 @@ class TestRedisClusterStore(TestRedisStore):
 
 def run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def test_urls_are_one_or_several_seed_nodes() -> None:
-    assert redis_urls("redis://a:1") == ["redis://a:1"]
-    assert redis_urls("redis://a:1, rediss://b:2") == ["redis://a:1", "rediss://b:2"]
-    for bad in ("", "http://a:1", "redis://", "redis://a:x"):
-        with pytest.raises(ValueError):
-            redis_urls(bad)
-
-
-def test_described_url_hides_the_password() -> None:
-    assert describe_url("redis://:sesame@h:1/0") == "redis://:***@h:1/0"
-    assert describe_url("rediss://me:sesame@h:1") == "rediss://me:***@h:1"
-    assert describe_url("redis://h:1") == "redis://h:1"
 
 
 def test_one_seed_node_of_a_cluster_is_enough(redis_cluster: RedisCluster) -> None:
