@@ -31,6 +31,7 @@ import hashlib
 import heapq
 import logging
 import os
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -62,7 +63,10 @@ CLUSTER_FANOUT = 32  # script calls in flight at once per sweep step on a Cluste
 _U64 = (1 << 64) - 1
 _SCRIPTS = {"announce": ANNOUNCE, "sweep": SWEEP, "register": REGISTER, "claim": CLAIM}
 _REFUSALS = {1: (TRACKER_FULL, 30), 2: (SWARM_FULL, 5), 3: (ADDRESS_FULL, 5)}
-_TORRENT_KEYS = ("t", "z", "s4", "l4", "s6", "l6", "i4", "i6", "n4", "n6")
+ANNOUNCE_ARGS = struct.Struct(">IIIBHIIB")
+"""now, now - peer timeout, key, flags (seeder 1, mixed families 2, peer ids 4, tracker full
+8, event << 4), numwant, max peers per swarm, max peers per IP, lazy expiry."""
+_U32 = 0xFFFFFFFF
 
 Client = Redis | RedisCluster
 
@@ -211,9 +215,9 @@ class RedisStore:
                 await self._load_scripts(client)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _keys(self, info_hash: bytes) -> list[str]:
-        base = f"{self._prefix}{info_hash.hex()}}}:"
-        return [base + k for k in _TORRENT_KEYS]
+    def _key(self, info_hash: bytes, name: str = "t") -> str:
+        """A torrent's key ``name`` (see :mod:`shoal.storage.redis_scripts`)."""
+        return f"{self._prefix}{info_hash.hex()}}}:{name}"
 
     async def check(self) -> bool:
         """Ping Redis (for the health monitor); true when it answered in time."""
@@ -238,16 +242,18 @@ class RedisStore:
 
     async def _announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
         s = self.settings
-        key = 0 if request.key is None else request.key & 0xFFFFFFFF
-        args = (
-            now, now - s.peer_timeout, request.addr, request.peer_id, key,
-            1 if request.left == 0 else 0, int(request.event), max(0, request.numwant),
-            int(request.mixed_families), int(request.want_peer_ids),
-            request.uploaded & _U64, request.downloaded & _U64,
-            s.max_peers_per_swarm, s.max_peers_per_ip,
-            int(self._torrents >= s.max_torrents), LAZY_EXPIRY,
-        )
-        keys = self._keys(request.info_hash)
+        flags = ((request.left == 0) | request.mixed_families << 1
+                 | request.want_peer_ids << 2 | (self._torrents >= s.max_torrents) << 3
+                 | int(request.event) << 4)
+        numbers = ANNOUNCE_ARGS.pack(
+            now & _U32, max(0, now - s.peer_timeout) & _U32,
+            0 if request.key is None else request.key & _U32, flags,
+            min(max(0, request.numwant), 0xFFFF), min(s.max_peers_per_swarm, _U32),
+            min(s.max_peers_per_ip, _U32), LAZY_EXPIRY,
+        )  # fmt: skip
+        args = (numbers, request.addr, request.peer_id, request.uploaded & _U64,
+                request.downloaded & _U64)
+        keys = (self._key(request.info_hash),)
         r = await self._call(lambda c: self._script(c, "announce", keys, args))
         self._seeders += r[13]
         self._leechers += r[14]
@@ -284,13 +290,13 @@ class RedisStore:
     async def _counts(self, client: Client, hashes: list[bytes]) -> list[SwarmCounts | None]:
         """Each torrent's counts (``None`` for a torrent Redis does not hold), one pipeline."""
         pipe = client.pipeline(transaction=False)
+        key = self._key
         for info_hash in hashes:
-            t, _, s4, l4, s6, l6 = self._keys(info_hash)[:6]
-            pipe.hget(t, "done")
-            pipe.hlen(s4)
-            pipe.hlen(s6)
-            pipe.hlen(l4)
-            pipe.hlen(l6)
+            pipe.hget(key(info_hash), "done")
+            pipe.hlen(key(info_hash, "s4"))
+            pipe.hlen(key(info_hash, "s6"))
+            pipe.hlen(key(info_hash, "l4"))
+            pipe.hlen(key(info_hash, "l6"))
         r = await pipe.execute()
         out: list[SwarmCounts | None] = []
         for i in range(0, len(r), 5):
@@ -348,7 +354,7 @@ class RedisStore:
         before = now - self.settings.peer_timeout
         limit = max(budget, SWEEP_PEERS_MIN)
         results = await self._pipelined_scripts(
-            client, "sweep", [(self._keys(h), [before, limit]) for h in hashes])
+            client, "sweep", [([self._key(h)], [before, limit]) for h in hashes])
         removed = examined = 0
         dropped: list[bytes] = []
         for info_hash, (seeders, leechers, gone, done) in zip(hashes, results, strict=True):
@@ -367,7 +373,7 @@ class RedisStore:
             pipe = client.pipeline(transaction=False)
             pipe.zrem(self._registry, *dropped)
             for info_hash in dropped:
-                pipe.exists(self._keys(info_hash)[0])
+                pipe.exists(self._key(info_hash))
             result = await pipe.execute()
             # An announce may have created the torrent again between its drop and the
             # unlisting: list it again.
@@ -443,8 +449,8 @@ class RedisStore:
         share = max(1, limit // len(hashes))
         pipe = client.pipeline(transaction=False)
         for info_hash in hashes:
-            for key in self._keys(info_hash)[2:6]:
-                pipe.hrandfield(key, share, withvalues=True)
+            for name in ("s4", "l4", "s6", "l6"):
+                pipe.hrandfield(self._key(info_hash, name), share, withvalues=True)
         ids: list[bytes] = []
         flat: Any
         for flat in await pipe.execute():

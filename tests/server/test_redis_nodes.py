@@ -60,13 +60,14 @@ def wait_for(what: str, check: Any, timeout: float = WAIT) -> Any:
 class Node:
     """``python -m shoal serve`` on 127.0.0.1 with its swarms in Redis, admin on."""
 
-    def __init__(self, tmp: Path, name: str, redis_url: str, namespace: str) -> None:
+    def __init__(self, tmp: Path, name: str, redis_url: str, namespace: str,
+                 timeout: float = 2.0) -> None:
         self.port = tcp_udp_port()
         self.admin_port = free_port()
         self.config = tmp / f"{name}.toml"
         self.config.write_text("\n".join([
             "[storage]", "persist = false", 'peers = "redis"', f'redis_url = "{redis_url}"',
-            f'redis_namespace = "{namespace}"',
+            f'redis_namespace = "{namespace}"', f"redis_timeout = {timeout}",
             "[admin]", f"port = {self.admin_port}", "dashboard = false",
         ]) + "\n")
         self.log = tmp / f"{name}.log"
@@ -196,7 +197,7 @@ def test_redis_outage_gives_failure_replies_and_health_503_then_heals(
 ) -> None:
     server = RedisServer(tmp_path / "outage")
     try:
-        node = Node(tmp_path, "a", server.url, namespace())
+        node = Node(tmp_path, "a", server.url, namespace(), timeout=0.5)
         nodes.append(node)
         assert node.announce(1)[b"incomplete"] == 1
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -239,6 +240,19 @@ def test_redis_outage_gives_failure_replies_and_health_503_then_heals(
                 wait_for("announces served again", lambda: b"failure reason" not in
                          node.announce(8))
                 assert udp_peers(udp_announce(udp, node.port, conn, 9)) is not None
+                # A Redis that hangs (stopped, its socket open) costs each request at most
+                # the timeout, then a failure reply; it is served again when Redis wakes.
+                assert server.process is not None
+                server.process.send_signal(signal.SIGSTOP)
+                try:
+                    hung = node.announce(10)
+                    assert hung[b"failure reason"] == b"tracker temporarily unavailable"
+                    wait_for("/health to say 503", lambda: node.admin("/health")[0] == 503)
+                finally:
+                    server.process.send_signal(signal.SIGCONT)
+                wait_for("/health to say 200", lambda: node.admin("/health")[0] == 200)
+                wait_for("announces served again", lambda: b"failure reason" not in
+                         node.announce(11))
             finally:
                 stop.set()
                 thread.join(WAIT)

@@ -39,6 +39,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 
 def new_store(url: str | list[str], **options: float) -> RedisStore:
     """A store in a namespace of its own, so tests sharing a server never meet."""
+    options.setdefault("timeout", 5.0)  # the machine is shared: no call times out by chance
     return RedisStore(url, namespace=f"test-{uuid.uuid4().hex[:12]}", **options)
 
 
