@@ -59,6 +59,7 @@ SWEEP_PEERS_MIN = 1000  # silent peers one sweep step may remove from one torren
 LAZY_EXPIRY = 2  # silent peers each announce removes from its swarm, at most
 WALK_STEP = 500  # torrents read per round trip by the full scrape and the stats
 TOP_WALK_LIMIT = 50_000  # past this many torrents, the largest swarms are found in a sample
+BATCH_MAX = 256  # announces in one pipeline, at most
 CLUSTER_FANOUT = 32  # script calls in flight at once per sweep step on a Cluster
 _U64 = (1 << 64) - 1
 _SCRIPTS = {"announce": ANNOUNCE, "sweep": SWEEP, "register": REGISTER, "claim": CLAIM}
@@ -104,6 +105,9 @@ class RedisStore:
         self._totals_key, self._secret_key = g + "totals", g + "udp-secret"
         self._prefix = namespace + ":{"
         self._torrents = 0  # torrents listed, as last read (for max_torrents)
+        # Announces waiting for this loop turn's pipeline, and the pipelines in flight.
+        self._batch: list[tuple[tuple[str], tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._batches: set[asyncio.Future[None]] = set()
         self._unlisted: set[bytes] = set()  # created torrents whose listing failed
         # Changes to the totals made here and not yet added to Redis's counters.
         self._seeders = self._leechers = self._completed = 0
@@ -254,7 +258,7 @@ class RedisStore:
         args = (numbers, request.addr, request.peer_id, request.uploaded & _U64,
                 request.downloaded & _U64)
         keys = (self._key(request.info_hash),)
-        r = await self._call(lambda c: self._script(c, "announce", keys, args))
+        r = await self._call(lambda c: self._announce_call(c, keys, args))
         self._seeders += r[13]
         self._leechers += r[14]
         self._completed += r[10]
@@ -266,6 +270,57 @@ class RedisStore:
             r[1], r[2], r[3], 0, 0, r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]),
             int(r[11]), int(r[12]),
         )  # fmt: skip
+
+    def _announce_call(self, client: Client, keys: tuple[str], args: tuple[Any, ...]
+                       ) -> Awaitable[Any]:
+        """The announce script's reply. To one Redis, the announces made within one turn
+        of the event loop go together in one pipeline (one write, one connection), which
+        costs the tracker far less than a round trip each; a Cluster client pipelines no
+        scripts, so there each goes alone."""
+        if isinstance(client, RedisCluster):
+            return self._script(client, "announce", keys, args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((keys, args, future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._send_batch, client)
+        return future
+
+    def _send_batch(self, client: Redis) -> None:
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), BATCH_MAX):
+            task = asyncio.ensure_future(self._run_batch(client, batch[start:start + BATCH_MAX]))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, client: Redis,
+                         batch: list[tuple[tuple[str], tuple[Any, ...], asyncio.Future[Any]]]
+                         ) -> None:
+        sha = self._sha["announce"]
+        try:
+            async with asyncio.timeout(self.timeout):
+                for attempt in (0, 1):
+                    pipe = client.pipeline(transaction=False)
+                    for keys, args, _ in batch:
+                        pipe.evalsha(sha, 1, *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                    if attempt or not any(isinstance(r, NoScriptError) for r in results):
+                        break
+                    await client.script_load(ANNOUNCE)  # a new or restarted Redis
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else ConnectionError("cancelled")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller gave up (timeout)
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def _list_torrent(self, info_hash: bytes) -> None:
         """Put a new torrent in the registry; when that fails, the next sweep step does."""
