@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -440,57 +441,56 @@ class RedisStore:
         return SweepProgress(finished, examined, removed,
                              sum(1 for r in results if r[2] == 1))
 
-    async def _walk(self, client: Client, step: int = WALK_STEP) -> list[bytes]:
-        """Every listed torrent, read ``step`` at a time."""
+    async def _walk(self, step: int = WALK_STEP) -> list[bytes]:
+        """Every listed torrent, read ``step`` at a time (each read within the timeout)."""
         out: list[bytes] = []
         pos = "-inf"
         while True:
-            found: Any = await client.zrangebyscore(
-                self._registry, f"({pos}", "+inf", start=0, num=step, withscores=True)
+            found = await self._call(partial(self._listed_after, pos, step), slow=True)
             out += [h for h, _ in found]
             if len(found) < step:
                 return out
             pos = repr(found[-1][1])
 
-    def full_scrape(self) -> Awaitable[list[tuple[bytes, SwarmCounts]]]:
-        return self._call(self._full_scrape, slow=True)
+    async def _listed_after(self, pos: str, step: int, client: Client) -> Any:
+        return await client.zrangebyscore(self._registry, f"({pos}", "+inf", start=0,
+                                          num=step, withscores=True)
 
-    async def _full_scrape(self, client: Client) -> list[tuple[bytes, SwarmCounts]]:
-        hashes = await self._walk(client)
+    async def _counts_of(self, hashes: list[bytes]) -> list[tuple[bytes, SwarmCounts]]:
+        """The counts of the torrents of ``hashes`` Redis holds, ``WALK_STEP`` a round trip."""
         out: list[tuple[bytes, SwarmCounts]] = []
         for start in range(0, len(hashes), WALK_STEP):
             chunk = hashes[start : start + WALK_STEP]
-            for info_hash, counts in zip(chunk, await self._counts(client, chunk),
-                                         strict=True):
-                if counts is not None:
-                    out.append((info_hash, counts))
+            counts = await self._call(partial(self._counts_in, chunk), slow=True)
+            out += [(h, n) for h, n in zip(chunk, counts, strict=True) if n is not None]
         return out
 
-    def top_swarms(self, count: int) -> Awaitable[list[tuple[bytes, SwarmCounts]]]:
-        return self._call(lambda c: self._top_swarms(c, count), slow=True)
+    async def _counts_in(self, hashes: list[bytes], client: Client
+                         ) -> list[SwarmCounts | None]:
+        return await self._counts(client, hashes)
 
-    async def _top_swarms(self, client: Client, count: int) -> list[tuple[bytes, SwarmCounts]]:
+    def full_scrape(self) -> Awaitable[list[tuple[bytes, SwarmCounts]]]:
+        return self._full_scrape()
+
+    async def _full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
+        return await self._counts_of(await self._walk())
+
+    def top_swarms(self, count: int) -> Awaitable[list[tuple[bytes, SwarmCounts]]]:
+        return self._top_swarms(count)
+
+    async def _top_swarms(self, count: int) -> list[tuple[bytes, SwarmCounts]]:
         """The largest swarms: of every torrent up to TOP_WALK_LIMIT, past it of a random
         sample that large (the figures are for the dashboard, not for clients)."""
-        hashes: list[bytes]
-        if await client.zcard(self._registry) > TOP_WALK_LIMIT:
-            sample: Any = await client.zrandmember(self._registry, TOP_WALK_LIMIT)
+        listed: int = await self._call(lambda c: c.zcard(self._registry))
+        if listed > TOP_WALK_LIMIT:
+            sample: Any = await self._call(
+                lambda c: c.zrandmember(self._registry, TOP_WALK_LIMIT), slow=True)
             hashes = list(sample or [])
         else:
-            hashes = await self._walk(client)
-        best: list[tuple[int, bytes, SwarmCounts]] = []
-        for start in range(0, len(hashes), WALK_STEP):
-            chunk = hashes[start : start + WALK_STEP]
-            for info_hash, counts in zip(chunk, await self._counts(client, chunk),
-                                         strict=True):
-                if counts is None:
-                    continue
-                item = (counts.complete + counts.incomplete, info_hash, counts)
-                if len(best) < count:
-                    heapq.heappush(best, item)
-                elif item[0] > best[0][0]:
-                    heapq.heapreplace(best, item)
-        return [(h, c) for _, h, c in sorted(best, reverse=True)]
+            hashes = await self._walk()
+        best = heapq.nlargest(count, await self._counts_of(hashes),
+                              key=lambda item: item[1].complete + item[1].incomplete)
+        return best
 
     def sample_peer_ids(self, limit: int) -> Awaitable[list[bytes]]:
         return self._call(lambda c: self._sample_peer_ids(c, limit), slow=True)

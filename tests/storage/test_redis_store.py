@@ -184,3 +184,23 @@ def test_unreachable_redis_refuses_with_a_retry_and_recovers(tmp_path: Path) -> 
             await store.close()
             server.stop()
     run(main())
+
+
+def test_full_scrape_and_top_swarms_walk_every_torrent_in_steps(
+    redis_server: RedisServer,
+) -> None:
+    async def main() -> None:
+        store = new_store(redis_server.url)
+        try:
+            hashes = [n.to_bytes(20, "big") for n in range(1, 1201)]  # past two walk steps
+            await asyncio.gather(*[store.announce(request(1, torrent=h, numwant=0), T0)
+                                   for h in hashes])
+            await asyncio.gather(*[store.announce(request(n, torrent=hashes[n], numwant=0), T0)
+                                   for n in range(2, 5)])
+            listed = dict(await store.full_scrape())
+            assert set(listed) == set(hashes) and listed[hashes[3]] == (0, 2, 0)
+            top = await store.top_swarms(3)
+            assert sorted(h for h, _ in top) == hashes[2:5]
+        finally:
+            await _drop(store)
+    run(main())

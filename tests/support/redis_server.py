@@ -137,7 +137,7 @@ class RedisCluster:
                 self.nodes.append(RedisServer(
                     workdir, "--cluster-enabled", "yes",
                     "--cluster-config-file", f"nodes-{port}.conf",
-                    "--cluster-node-timeout", "2000", port=port))
+                    "--cluster-node-timeout", "15000", port=port))
             addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
                 ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
