@@ -40,6 +40,7 @@ from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
     BASE_ENV,
+    REDIS_TARGET,
     REPO_ROOT,
     TARGET_NAMES,
     RunningTarget,
@@ -171,6 +172,9 @@ class Measurement:
     fill_errors: int = 0
     fill_protocol: str = ""
     skipped: str = ""
+    store_cpu_s: float | None = None  # the shoal-redis target's redis-server
+    store_scripts_per_response: float | None = None
+    store_commands_per_response: float | None = None
     load: dict[str, object] = field(default_factory=dict)
     fill: dict[str, object] = field(default_factory=dict)
 
@@ -266,9 +270,16 @@ async def measure(
         if args.profile and name == "shoal":
             args.out.mkdir(parents=True, exist_ok=True)
             profiler = start_profile(target.pid, args.duration, profile_path)
+        store0, calls0 = target.store_cpu_seconds(), target.store_calls()
         cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
         stats = await _load(gen, encoded, mode, "mix", duration=args.duration, record=True)
         cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        store1, calls1 = target.store_cpu_seconds(), target.store_calls()
+        if store0 is not None and store1 is not None:
+            m.store_cpu_s = round(store1 - store0, 2)
+        if calls0 is not None and calls1 is not None and stats.responses:
+            m.store_scripts_per_response = round((calls1[0] - calls0[0]) / stats.responses, 2)
+            m.store_commands_per_response = round((calls1[1] - calls0[1]) / stats.responses, 1)
         if profiler is not None:
             profiler.wait(30)
             if profile_path.exists():
@@ -334,6 +345,9 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
         "paced_p50_ms",
         "paced_p99_ms",
         "fill_s",
+        "store_cpu_s",
+        "store_scripts_per_response",
+        "store_commands_per_response",
     ):
         out[key] = median([getattr(m, key) for m in ok])
     out["errors"] = sum(m.errors for m in ok)
@@ -413,6 +427,30 @@ def base_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def redis_table(summaries: list[dict[str, Any]]) -> str:
+    """Shoal on the Redis store against Shoal in memory, per mode, when both ran."""
+    by_key = {(s["target"], s["mode"]): s for s in summaries}
+    lines = [
+        "| mode | memory resp/s | Redis resp/s | memory resp/tracker CPU-s "
+        "| Redis resp/tracker CPU-s | Redis / memory (per CPU-s) | redis-server CPU s "
+        "| scripts per response | Redis commands per response (scripts' own included) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        mem, red = by_key.get(("shoal", mode)), by_key.get((REDIS_TARGET, mode))
+        if not mem or not red:
+            continue
+        a, b = mem["responses_per_cpu_s"], red["responses_per_cpu_s"]
+        ratio = b / a if a and b else None
+        lines.append(
+            f"| {mode} | {_fmt(mem['responses_per_s'])} | {_fmt(red['responses_per_s'])} "
+            f"| {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x | {_fmt(red['store_cpu_s'], 2)} "
+            f"| {_fmt(red['store_scripts_per_response'], 2)} "
+            f"| {_fmt(red['store_commands_per_response'], 1)} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def progress_line(m: Measurement, rounds: int) -> str:
     """One line per run, printed as the runs go."""
     head = f"round {m.round + 1}/{rounds} {m.target:11} {m.mode:14} "
@@ -434,7 +472,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "`python -m bench scaling --help` for the scaling series.",
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
-                   help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE")
+                   help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE; "
+                   f"{REDIS_TARGET}: Shoal on a redis-server of its own")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
     p.add_argument("--duration", type=float, help="measured seconds per run (12; quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (4; quick 0.5)")
@@ -487,7 +526,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in (*TARGET_NAMES, "shoal-base"):
+        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:
@@ -555,6 +594,9 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     report = f"{header}\n\n{table}\n"
     if ratios:
         report += f"\n{ratios}\n"
+    against_memory = redis_table(summaries)
+    if against_memory:
+        report += f"\nShoal on the Redis store against Shoal in memory.\n\n{against_memory}\n"
     against_base = base_table(summaries)
     if against_base:
         report += f"\nBaseline: Shoal from ${BASE_ENV}.\n\n{against_base}\n"

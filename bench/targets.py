@@ -31,6 +31,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
 TARGET_NAMES = ("shoal", "opentracker")
+# Shoal with its swarms in a redis-server of its own (``storage.peers = "redis"``); not run
+# unless named in --targets. Redis shares the tracker's CPU (the generator busy-polls the
+# other one) and its CPU time is reported apart.
+REDIS_TARGET = "shoal-redis"
 # Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
 BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
@@ -211,6 +215,17 @@ class RunningTarget:
     log_path: Path
     udp: bool = False
     notes: list[str] = field(default_factory=list)
+    store: subprocess.Popen[bytes] | None = None  # the redis-server of shoal-redis
+    store_port: int = 0
+
+    def store_cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.store.pid) if self.store is not None else None
+
+    def store_calls(self) -> tuple[int, int] | None:
+        """(script calls, all commands, scripts' own included) Redis has run so far."""
+        if self.store is None:
+            return None
+        return redis_calls(self.store_port)
 
     @property
     def pid(self) -> int:
@@ -232,15 +247,69 @@ class RunningTarget:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s; remove the work directory."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        """SIGTERM, then SIGKILL after 5 s (the tracker, then its Redis); remove the work
+        directory."""
+        for process in (self.process, self.store):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def redis_command(port: int, line: str) -> str:
+    """One inline command to the redis-server on ``port``; its reply as text."""
+    with socket.create_connection((HOST, port), timeout=2) as sock:
+        sock.sendall(line.encode() + b"\r\n")
+        data = sock.recv(65536)
+        if data.startswith(b"$"):
+            length = int(data[1 : data.index(b"\r\n")])
+            while len(data) < data.index(b"\r\n") + 4 + length:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                data += more
+    return data.decode(errors="replace")
+
+
+def redis_calls(port: int) -> tuple[int, int]:
+    """(EVALSHA calls, commands of every kind) from INFO commandstats."""
+    scripts = total = 0
+    for line in redis_command(port, "INFO commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line.partition(":")
+            calls = int(rest.split(",")[0].split("=")[1])
+            total += calls
+            if name in ("cmdstat_evalsha", "cmdstat_eval"):
+                scripts += calls
+    return scripts, total
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server with no persistence on a free loopback port, answering PING."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise TargetError("redis-server is not installed (Debian's redis-server package)")
+    port = free_port()
+    log = open(workdir / "redis.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        _pinned([binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly",
+                 "no", "--dir", str(workdir)]),
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if redis_command(port, "PING").startswith("+PONG"):
+                return process, port
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise TargetError(f"redis-server did not start on port {port}")
 
 
 def _pinned(cmd: list[str]) -> list[str]:
@@ -327,8 +396,14 @@ def start_target(
         raise TargetError("no info hashes")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    store: tuple[subprocess.Popen[bytes], int] | None = None
     if name == "shoal":
         cmd = shoal_command(port, shoal_settings or [])
+        cwd = REPO_ROOT
+    elif name == REDIS_TARGET:
+        store = start_redis(workdir)
+        redis = ["storage.peers=redis", f"storage.redis_url=redis://{HOST}:{store[1]}/0"]
+        cmd = shoal_command(port, [*redis, *(shoal_settings or [])])
         cwd = REPO_ROOT
     elif name == "shoal-base":
         # Shoal from another source tree (a worktree of an earlier commit), to measure a
@@ -352,6 +427,8 @@ def start_target(
             _pinned(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     target = RunningTarget(name, port, process, workdir, log_path)
+    if store is not None:
+        target.store, target.store_port = store
     _pin_after_start(process.pid)
     deadline = time.monotonic() + ready_timeout
     reason: str | None = "not probed"

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from shoal.storage.redis_urls import redis_urls
+
 ENV_PREFIX = "SHOAL_"
 CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
 
@@ -200,6 +202,24 @@ class StorageSettings:
     )
     snapshot_interval: int = _doc("Seconds between snapshots of the swarms.", 60)
     flush_interval: float = _doc("Seconds between writes of the completed counts.", 2.0)
+    peers: str = _doc(
+        "Where swarms live: memory (this process), or redis (shared by every node on one "
+        "Redis or Redis Cluster; the data_dir snapshot is then off).",
+        "memory",
+    )
+    redis_url: str = _doc(
+        "With peers = redis: a redis:// or rediss:// URL, or several seed nodes of a Redis "
+        "Cluster separated by commas.",
+        "",
+    )
+    redis_namespace: str = _doc(
+        "Prefix of every Redis key; nodes sharing swarms use the same one.", "shoal"
+    )
+    redis_timeout: float = _doc(
+        "Seconds a Redis call may take before the request is refused as temporarily "
+        "unavailable.",
+        0.25,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +425,8 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
     for key, seconds in (("http.request_timeout", h.request_timeout),
                          ("http.keepalive_timeout", h.keepalive_timeout),
                          ("http.first_byte_timeout", h.first_byte_timeout),
-                         ("storage.flush_interval", settings.storage.flush_interval)):
+                         ("storage.flush_interval", settings.storage.flush_interval),
+                         ("storage.redis_timeout", settings.storage.redis_timeout)):
         if not 0 < seconds < math.inf:  # also refuses nan, which compares false
             problem(key, f"must be a positive number of seconds, got {seconds}")
     for key, port in (("http.port", h.port), ("udp.port", u.port),
@@ -461,6 +482,20 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
                 "not available in private mode (it would list every torrent to anyone)")
     if acc.max_rate < 0:
         problem("accounting.max_rate", f"must be 0 or more, got {acc.max_rate}")
+    st = settings.storage
+    if st.peers not in ("memory", "redis"):
+        problem("storage.peers", f"must be memory or redis, got {st.peers!r}")
+    if st.redis_url:
+        try:
+            redis_urls(st.redis_url)
+        except ValueError as exc:
+            problem("storage.redis_url", str(exc))
+    elif st.peers == "redis":
+        problem("storage.redis_url", "storage.peers = \"redis\" needs a redis:// URL")
+    if not st.redis_namespace or any(c in st.redis_namespace for c in "{}:* "):
+        problem("storage.redis_namespace",
+                f"a non-empty name without braces, colons, spaces or '*', "
+                f"got {st.redis_namespace!r}")
 
     # Settings that are fine alone but not together.
     if t.min_interval > t.interval:

@@ -531,3 +531,31 @@ def test_every_access_key_applies_live(tmp_path: Path) -> None:
     live, restart = live_changes(Settings(), new)
     assert live == [f"access.{f.name}" for f in dataclasses.fields(new.access)]
     assert restart == ["udp.port"]
+
+
+def test_peers_live_in_memory_unless_redis_is_chosen() -> None:
+    s = Settings().storage
+    assert (s.peers, s.redis_url, s.redis_namespace, s.redis_timeout) == (
+        "memory", "", "shoal", 0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[storage]\npeers = "disk"\n', "storage.peers: must be memory or redis"),
+        ('[storage]\npeers = "redis"\n', "storage.redis_url: .* needs a redis:// URL"),
+        ('[storage]\npeers = "redis"\nredis_url = "http://h:1"\n',
+         "storage.redis_url: not a redis:// or rediss:// URL"),
+        ('[storage]\nredis_url = "redis://a:1, redis://b:x"\n', "storage.redis_url: bad port"),
+        ('[storage]\nredis_timeout = 0\n', "storage.redis_timeout: must be a positive"),
+        ('[storage]\nredis_namespace = "a{b}"\n', "storage.redis_namespace: a non-empty name"),
+    ],
+)
+def test_redis_settings_are_checked(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_file(write(tmp_path, text))
+
+
+def test_redis_cluster_seed_nodes_are_accepted(tmp_path: Path) -> None:
+    text = '[storage]\npeers = "redis"\nredis_url = "redis://10.0.0.1:7000,rediss://h:7001"\n'
+    assert load_file(write(tmp_path, text)).storage.peers == "redis"

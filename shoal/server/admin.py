@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from shoal import __version__
+from shoal.errors import ClientError
 from shoal.logic import resolved
 from shoal.server.dashboard import (
     PROTOCOLS,
@@ -109,6 +110,11 @@ class StatsSource(Protocol):
     def component_health(self) -> list[tuple[str, bool, str]]:
         """Each background component (sweeper, snapshot writer, ...): name, whether it
         runs, and its last error or an empty string."""
+        ...
+
+    def store_health(self) -> tuple[str, str, bool, str]:
+        """The peer store: kind (``memory``, ``redis``), description, whether it answers,
+        and its last error or an empty string."""
         ...
 
 
@@ -221,6 +227,13 @@ class TrackerCollector(Collector):
             value=c.reload_failures,
         )
 
+        kind, _, available, _ = tracker.store_health()
+        store = GaugeMetricFamily(
+            "shoal_store_up", "1 while the peer store answers, else 0; the totals below are "
+            "the whole store's (every node's, with a shared store).", labels=["store"],
+        )
+        store.add_metric([kind], int(available))
+        yield store
         t = self.totals
         yield GaugeMetricFamily("shoal_torrents", "Torrents tracked.", value=t.torrents)
         yield GaugeMetricFamily(
@@ -273,6 +286,7 @@ class AdminServer:
         self._details: dict[str, Any] | None = None
         self._details_at = 0.0
         self.api: Api | None = None  # the REST API (shoal.server.api), when a token is set
+        self._totals = StoreTotals(0, 0, 0, 0)  # the last read, kept while the store is away
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on a bound listening socket; sample the request history for the chart."""
@@ -300,10 +314,13 @@ class AdminServer:
     def health(self) -> tuple[bool, dict[str, Any]]:
         states = self.tracker.listener_health()
         components = self.tracker.component_health()
+        kind, description, available, error = self.tracker.store_health()
         healthy = (bool(states) and all(serving for _, serving in states)
-                   and all(running for _, running, _ in components))
+                   and all(running for _, running, _ in components) and available)
         return healthy, {
             "status": "ok" if healthy else "unavailable",
+            "store": {"kind": kind, "description": description, "available": available,
+                      "last_error": error},
             "listeners": [
                 {"kind": x.kind, "address": listener_address(x), "serving": serving}
                 for x, serving in states
@@ -321,15 +338,18 @@ class AdminServer:
             return self._details
         store = self.tracker.store
         top: list[tuple[bytes, SwarmCounts]]
-        if isinstance(store, MemoryStore):
-            top = await self._top_in_steps(store)
-        else:
-            top = await resolved(store.top_swarms(self.options.top_swarms))
         ids: list[bytes]
         if isinstance(store, MemoryStore):
+            top = await self._top_in_steps(store)
             ids = await self._sample_in_steps(store)
         else:
-            ids = await resolved(store.sample_peer_ids(self.options.client_sample))
+            try:
+                top = await resolved(store.top_swarms(self.options.top_swarms))
+                ids = await resolved(store.sample_peer_ids(self.options.client_sample))
+            except ClientError:  # a shared store out of reach: show what was last seen
+                if self._details is not None:
+                    return self._details
+                top, ids = [], []
         versions: dict[str, Counter[str]] = {}
         for start in range(0, len(ids), SAMPLE_STEP):
             count_clients(ids[start : start + SAMPLE_STEP], versions)
@@ -381,7 +401,7 @@ class AdminServer:
         """Every figure as one JSON-ready dict (what ``/stats`` serves)."""
         tracker = self.tracker
         c = tracker.counters
-        totals: StoreTotals = await resolved(tracker.store.totals())
+        totals = await self.store_totals()
         now = time.time()
         requests = dict(c.requests)
         by: dict[str, dict[str, int]] = {"protocol": {}, "family": {}, "kind": {}}
@@ -408,6 +428,7 @@ class AdminServer:
             "started_at": round(tracker.started_at, 3),
             "uptime_seconds": round(now - tracker.started_at, 3),
             "healthy": healthy,
+            "store": health["store"],
             "listeners": health["listeners"],
             "totals": {
                 "torrents": totals.torrents,
@@ -453,8 +474,14 @@ class AdminServer:
 
     async def metrics(self) -> bytes:
         assert self.registry is not None and self.collector is not None
-        self.collector.totals = await resolved(self.tracker.store.totals())
+        self.collector.totals = await self.store_totals()
         return generate_latest(self.registry)
+
+    async def store_totals(self) -> StoreTotals:
+        """The whole store's figures; the last ones read while a shared store is away."""
+        with contextlib.suppress(ClientError):
+            self._totals = await resolved(self.tracker.store.totals())
+        return self._totals
 
     # HTTP
 

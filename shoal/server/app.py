@@ -26,6 +26,7 @@ from shoal.config import (
 )
 from shoal.engine.policy import Policy
 from shoal.engine.rules import AccessRules
+from shoal.errors import ClientError
 from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.accounts import PrivateMode
@@ -40,6 +41,7 @@ from shoal.server.supervisor import Supervisor
 from shoal.server.udp import UdpEndpoint, UdpOptions
 from shoal.storage.base import PeerStore, StoreSettings
 from shoal.storage.memory import MemoryStore
+from shoal.storage.redis import RedisStore
 
 log = logging.getLogger("shoal")
 
@@ -109,6 +111,14 @@ def configuration_from(settings: Settings) -> Configuration:
     return Configuration(policy, access, limits)
 
 
+def make_store(settings: Settings) -> PeerStore:
+    """The store ``storage.peers`` names: this process's memory, or a shared Redis."""
+    st = settings.storage
+    if st.peers == "redis":
+        return RedisStore(st.redis_url, namespace=st.redis_namespace, timeout=st.redis_timeout)
+    return MemoryStore()
+
+
 def http_options(settings: Settings) -> HttpOptions:
     t, h = settings.tracker, settings.http
     return HttpOptions(
@@ -150,7 +160,7 @@ class Tracker:
         self.settings = settings
         self.clock = Clock()
         self.counters = Counters()
-        self._store: PeerStore = store if store is not None else MemoryStore()
+        self._store: PeerStore = store if store is not None else make_store(settings)
         self._inflight: set[asyncio.Task[None]] = set()
         self.logic = TrackerLogic(self._store, configuration_from(settings), spawn=self._spawn)
         self.supervisor = Supervisor(self.counters)
@@ -179,7 +189,12 @@ class Tracker:
             gc.freeze()
             log.info("storage: %s (%s)", report.describe(), Path(st.data_dir).resolve())
             self.logic.add_hook(self.persistence.on_announce)
+        elif isinstance(self._store, RedisStore):
+            log.info("storage: swarms and completed counts in %s (namespace %r); no snapshot "
+                     "in data_dir", self._store.describe(), self._store.namespace)
         u = settings.udp
+        # Nodes sharing a Redis share the UDP secret too (read in start), unless one is set.
+        self._secret_from_store = not u.secret and isinstance(self._store, RedisStore)
         if u.secret:
             secret = bytes.fromhex(u.secret)
         elif self.persistence is not None:
@@ -212,6 +227,8 @@ class Tracker:
         that cannot be bound stops the start with an error naming it."""
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        if self._secret_from_store and self.settings.udp.enabled:
+            await self._share_udp_secret()
         h = self.settings.http
         try:
             if h.enabled:
@@ -241,6 +258,8 @@ class Tracker:
         sup = self.supervisor
         sup.start("clock", self.clock.run)
         sup.start("sweeper", self._sweeper)
+        if isinstance(self._store, RedisStore):
+            sup.start("store-monitor", self._watch_store)
         if h.enabled:
             sup.start("http-reaper", self.http.run_reaper)
         if self.persistence is not None:
@@ -305,6 +324,37 @@ class Tracker:
         """Each supervised background component (for /health)."""
         return self.supervisor.health()
 
+    def store_health(self) -> tuple[str, str, bool, str]:
+        """The store's kind, description, whether it answers, and its last error."""
+        store = self._store
+        if isinstance(store, RedisStore):
+            return "redis", store.describe(), store.available, store.last_error
+        return "memory", "this process's memory", True, ""
+
+    async def _share_udp_secret(self) -> None:
+        """Take the connection-id secret every node on the Redis store shares, so each
+        accepts the ids the others issued (waiting a few seconds for Redis)."""
+        store = self._store
+        assert isinstance(store, RedisStore)
+        for _ in range(20):
+            try:
+                secret = await store.udp_secret()
+                break
+            except ClientError:
+                await asyncio.sleep(0.25)
+        else:
+            raise OSError(f"storage: cannot reach {store.describe()} for the UDP "
+                          "connection-id secret the nodes share; start Redis or set udp.secret")
+        self.connection_ids = ConnectionIds(secret, ttl=self.settings.udp.connection_id_ttl)
+
+    async def _watch_store(self) -> None:
+        """Ping the shared store every second, so /health follows it with no traffic."""
+        store = self._store
+        assert isinstance(store, RedisStore)
+        while True:
+            await store.check()
+            await asyncio.sleep(1.0)
+
     def _bind_all(
         self, name: str, hosts: list[str], port: int, kind: int
     ) -> list[tuple[str, socket.socket]]:
@@ -353,9 +403,12 @@ class Tracker:
         started = time.perf_counter()
         peers = torrents = swarms = 0
         while True:
-            progress = await resolved(
-                self._store.sweep(self.clock.now, self.settings.tracker.sweep_budget)
-            )
+            try:
+                progress = await resolved(
+                    self._store.sweep(self.clock.now, self.settings.tracker.sweep_budget)
+                )
+            except ClientError:  # a shared store out of reach: the next pass tries again
+                return
             peers += progress.peers_removed
             torrents += progress.torrents_removed
             swarms += progress.swarms_examined
@@ -472,6 +525,8 @@ class Tracker:
                 await self.private_mode.close()
             except Exception:
                 log.exception("private mode: the last accounting write failed")
+        if isinstance(self._store, RedisStore):  # sends this node's last changes to totals
+            await self._store.close()
         if self.persistence is not None:  # the last completed counts and a final snapshot
             try:
                 await self.persistence.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from support.redis_server import RedisServer
 
 from .clients import (
     Aria2,
@@ -159,21 +160,37 @@ def run_swarm(
     leecher_kind: str,
     family: str,
     transport: str,
+    redis_url: str | None = None,
 ) -> None:
+    """With ``redis_url``, two tracker nodes share the swarm through that Redis: the
+    seeder announces to one, the leecher and the test's probe to the other."""
     require_clients("transmission-daemon", "aria2c")
     if family == "ipv6":
         require_ipv6_loopback()
     host = "::1" if family == "ipv6" else "127.0.0.1"
     udp = transport == "udp"
 
+    settings = TRACKER_SETTINGS
+    if redis_url is not None:
+        settings += ("storage.peers=redis", f"storage.redis_url={redis_url}",
+                     f"storage.redis_namespace=e2e-{os.urandom(4).hex()}")
     tracker = Tracker(processes, workdir / "tracker", [host])
-    tracker.start(TRACKER_SETTINGS)
+    tracker.start(settings)
     announce_url = tracker.udp_announce_url(host) if udp else tracker.http_announce_url(host)
+    other = tracker
+    if redis_url is not None:
+        other = Tracker(processes, workdir / "tracker-b", [host])
+        other.start(settings)
 
     seed_dir = workdir / "seeder" / "data"
     payload = seed_dir / f"shoal-e2e-{os.urandom(4).hex()}.bin"
     make_payload(payload, PAYLOAD_SIZE)
     torrent = make_torrent(payload, announce_url, workdir / "payload.torrent")
+    leecher_torrent = torrent
+    if other is not tracker:  # the same info dict, announcing to the other node
+        other_url = other.udp_announce_url(host) if udp else other.http_announce_url(host)
+        leecher_torrent = make_torrent(payload, other_url, workdir / "payload-b.torrent")
+        assert leecher_torrent.info_hash == torrent.info_hash
 
     def scrape() -> dict[str, int]:
         return tracker.scrape(host, torrent.info_hash)
@@ -198,17 +215,17 @@ def run_swarm(
     # 2. A probe peer of the test's own is handed the seeder's loopback address and the
     #    port the seeder listens on (what the client announced), then leaves the swarm.
     probe_id = b"-SHOALTEST-" + os.urandom(9)
-    reply = tracker.announce(host, torrent.info_hash, probe_id, 1, torrent.size, "started")
+    reply = other.announce(host, torrent.info_hash, probe_id, 1, torrent.size, "started")
     peers = compact_peers(reply)
     assert (host, seeder.peer_port) in peers, (
         f"tracker handed out {sorted(peers)}, not the seeder at [{host}]:{seeder.peer_port}"
     )
-    tracker.announce(host, torrent.info_hash, probe_id, 1, torrent.size, "stopped")
+    other.announce(host, torrent.info_hash, probe_id, 1, torrent.size, "stopped")
 
     # 3. The leecher downloads an intact copy.
     leech_dir = workdir / "leecher" / "data"
     leecher = start_client(
-        leecher_kind, processes, workdir / "leecher", torrent, leech_dir,
+        leecher_kind, processes, workdir / "leecher", leecher_torrent, leech_dir,
         seed=False, family=family, udp_tracker=udp,
     )  # fmt: skip
 
@@ -272,3 +289,19 @@ def test_transmission_seeds_to_aria2_over_ipv4_udp(
         processes, workdir,
         seeder_kind="transmission", leecher_kind="aria2", family="ipv4", transport="udp",
     )  # fmt: skip
+
+
+def test_transmission_seeds_to_aria2_through_two_nodes_sharing_redis(
+    processes: ProcessRegistry, workdir: Path
+) -> None:
+    """The seeder announces to one tracker node and the leecher to another; they meet
+    because both nodes keep the swarm in one Redis."""
+    server = RedisServer(workdir / "redis")
+    try:
+        run_swarm(
+            processes, workdir,
+            seeder_kind="transmission", leecher_kind="aria2", family="ipv4",
+            transport="http", redis_url=server.url,
+        )  # fmt: skip
+    finally:
+        server.stop()

@@ -316,7 +316,11 @@
     byId("updated").textContent = new Date(stats.time * 1000).toLocaleTimeString();
     const health = byId("health");
     health.dataset.state = stats.healthy ? "ok" : "down";
-    health.textContent = stats.healthy ? "Serving" : "Listener down";
+    const store = stats.store || { kind: "memory", description: "", available: true };
+    health.textContent = stats.healthy ? "Serving"
+      : store.available ? "Listener down" : "Store down";
+    byId("store").textContent = store.kind === "memory" ? "memory"
+      : store.description + (store.available ? "" : " (unreachable)");
 
     drawChart(stats);
     renderSwarms(stats.top_swarms);
