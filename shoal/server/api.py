@@ -19,7 +19,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from shoal.engine import passkeys
 from shoal.engine.accounting import Tally, Torrent, User
@@ -36,6 +36,9 @@ PREFIX = "/api/v1/"
 MAX_BODY = 32 << 20
 MAX_PEERS_LISTED = 1000
 _JSON = "application/json"
+
+_T = TypeVar("_T")  # a user or a torrent
+_K = TypeVar("_K")  # its key: a user id or an info_hash
 
 Reply = tuple[int, bytes, str, str]
 """Status, body, content type, and extra header lines (each ending in CRLF)."""
@@ -290,6 +293,30 @@ class Api:
         return error(405, f"method not allowed here (allowed: {allow})",
                      f"Allow: {allow}\r\n")
 
+    async def _item(
+        self, method: str, missing: str, key: _K,
+        get: Callable[[], _T | None], update: Callable[[], _T | None],
+        delete: Callable[[], bool], put: Callable[[_T], None], remove: Callable[[_K], None],
+        to_json: Callable[[_T], dict[str, Any]],
+    ) -> Reply:
+        """GET, PATCH or DELETE of one user or torrent: the database first (in a worker
+        thread), then the running tracker."""
+        if method == "GET":
+            shown = await asyncio.to_thread(get)
+            return error(404, missing) if shown is None else _json(200, to_json(shown))
+        if method == "PATCH":
+            found = await asyncio.to_thread(update)
+            if found is None:
+                return error(404, missing)
+            put(found)
+            return _json(200, to_json(found))
+        if method == "DELETE":
+            if not await asyncio.to_thread(delete):
+                return error(404, missing)
+            remove(key)
+            return 204, b"", _JSON, ""
+        return self._not_allowed("GET, PATCH, DELETE")
+
     # users
 
     async def _users(self, private: PrivateMode, method: str, rest: list[str],
@@ -306,24 +333,13 @@ class Api:
             return _json(201, user_json(user))
         user_id = _user_id(rest[0])
         if len(rest) == 1:
-            if method == "GET":
-                shown = await asyncio.to_thread(db.get_user, user_id)
-                if shown is None:
-                    return error(404, f"no user {user_id}")
-                return _json(200, user_json(shown))
-            if method == "PATCH":
-                changes = user_changes(value, creating=False)
-                found = await asyncio.to_thread(db.update_user, user_id, changes)
-                if found is None:
-                    return error(404, f"no user {user_id}")
-                registry.put_user(found)
-                return _json(200, user_json(found))
-            if method == "DELETE":
-                if not await asyncio.to_thread(db.delete_user, user_id):
-                    return error(404, f"no user {user_id}")
-                registry.remove_user(user_id)
-                return 204, b"", _JSON, ""
-            return self._not_allowed("GET, PATCH, DELETE")
+            return await self._item(
+                method, f"no user {user_id}", user_id,
+                lambda: db.get_user(user_id),
+                lambda: db.update_user(user_id, user_changes(value, creating=False)),
+                lambda: db.delete_user(user_id),
+                registry.put_user, registry.remove_user, user_json,
+            )  # fmt: skip
         if rest[1:] == ["passkey"]:
             if method != "POST":
                 return self._not_allowed("POST")
@@ -381,24 +397,13 @@ class Api:
             return _json(201, torrent_json(torrent))
         info_hash = parse_hash(rest[0])
         if len(rest) == 1:
-            if method == "GET":
-                shown = await asyncio.to_thread(db.get_torrent, info_hash)
-                if shown is None:
-                    return error(404, f"no torrent {rest[0]}")
-                return _json(200, torrent_json(shown))
-            if method == "PATCH":
-                changes = torrent_changes(value, creating=False)
-                found = await asyncio.to_thread(db.update_torrent, info_hash, changes)
-                if found is None:
-                    return error(404, f"no torrent {rest[0]}")
-                registry.put_torrent(found)
-                return _json(200, torrent_json(found))
-            if method == "DELETE":
-                if not await asyncio.to_thread(db.delete_torrent, info_hash):
-                    return error(404, f"no torrent {rest[0]}")
-                registry.remove_torrent(info_hash)
-                return 204, b"", _JSON, ""
-            return self._not_allowed("GET, PATCH, DELETE")
+            return await self._item(
+                method, f"no torrent {rest[0]}", info_hash,
+                lambda: db.get_torrent(info_hash),
+                lambda: db.update_torrent(info_hash, torrent_changes(value, creating=False)),
+                lambda: db.delete_torrent(info_hash),
+                registry.put_torrent, registry.remove_torrent, torrent_json,
+            )  # fmt: skip
         if rest[1:] == ["peers"]:
             if method != "GET":
                 return self._not_allowed("GET")
