@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -54,17 +54,25 @@ def _q(value: bytes) -> str:
     return urllib.parse.quote_from_bytes(value, safe="")
 
 
-def encode_http_ops(ops: Sequence[Op], *, close: bool, host: str = "127.0.0.1") -> HttpOps:
-    """Encode workload operations as complete HTTP/1.1 GET requests."""
+def encode_http_ops(
+    ops: Sequence[Op],
+    *,
+    close: bool,
+    host: str = "127.0.0.1",
+    passkey_of: Callable[[Op], str] | None = None,
+) -> HttpOps:
+    """Encode workload operations as complete HTTP/1.1 GET requests; with ``passkey_of``
+    (a private tracker) to ``/<passkey>/announce`` and ``/<passkey>/scrape``."""
     tail = f" HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shoal-bench\r\n"
     tail += "Connection: close\r\n\r\n" if close else "\r\n"
     requests: list[bytes] = []
     kinds: list[int] = []
     for op in ops:
+        prefix = "" if passkey_of is None else "/" + passkey_of(op)
         if isinstance(op, Announce):
             event = HTTP_EVENT_NAMES[op.event]
             line = (
-                f"GET /announce?info_hash={_q(op.info_hash)}&peer_id={_q(op.peer_id)}"
+                f"GET {prefix}/announce?info_hash={_q(op.info_hash)}&peer_id={_q(op.peer_id)}"
                 f"&port={op.port}&uploaded={op.uploaded}&downloaded={op.downloaded}"
                 f"&left={op.left}&compact=1&numwant={op.numwant}&key={op.key:08x}"
             )
@@ -72,7 +80,7 @@ def encode_http_ops(ops: Sequence[Op], *, close: bool, host: str = "127.0.0.1") 
                 line += f"&event={event}"
             kinds.append(_KIND_ANNOUNCE)
         else:
-            line = "GET /scrape?" + "&".join(f"info_hash={_q(h)}" for h in op.info_hashes)
+            line = f"GET {prefix}/scrape?" + "&".join(f"info_hash={_q(h)}" for h in op.info_hashes)
             kinds.append(_KIND_SCRAPE)
         requests.append((line + tail).encode("ascii"))
     return HttpOps(requests, kinds)

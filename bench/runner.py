@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.http_load import HttpLoad, HttpOps, encode_http_ops
+from bench.private import PrivateAccounts
 from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
     BASE_ENV,
+    PRIVATE_TARGET,
     REDIS_TARGET,
     REPO_ROOT,
     TARGET_NAMES,
@@ -180,22 +182,36 @@ class Measurement:
 
 
 class EncodedWorkload:
-    """The workload's requests encoded once per protocol, on first use."""
+    """The workload's requests encoded once per protocol (and per public or private
+    tracker: with passkeys), on first use."""
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
-        self._udp: dict[str, UdpOps] = {}
-        self._http: dict[tuple[str, bool], HttpOps] = {}
+        self._udp: dict[tuple[str, bool], UdpOps] = {}
+        self._http: dict[tuple[str, bool, bool], HttpOps] = {}
+        self._accounts: PrivateAccounts | None = None
 
-    def udp(self, part: str) -> UdpOps:
-        if part not in self._udp:
-            self._udp[part] = encode_udp_ops(getattr(self.workload, part))
-        return self._udp[part]
+    @property
+    def accounts(self) -> PrivateAccounts:
+        """The users (one per peer) and torrents of the shoal-private target."""
+        if self._accounts is None:
+            self._accounts = PrivateAccounts.for_workload(self.workload)
+        return self._accounts
 
-    def http(self, part: str, close: bool) -> HttpOps:
-        key = (part, close)
+    def udp(self, part: str, private: bool = False) -> UdpOps:
+        key = (part, private)
+        if key not in self._udp:
+            passkey_of = self.accounts.passkey_of if private else None
+            self._udp[key] = encode_udp_ops(getattr(self.workload, part), passkey_of=passkey_of)
+        return self._udp[key]
+
+    def http(self, part: str, close: bool, private: bool = False) -> HttpOps:
+        key = (part, close, private)
         if key not in self._http:
-            self._http[key] = encode_http_ops(getattr(self.workload, part), close=close)
+            passkey_of = self.accounts.passkey_of if private else None
+            self._http[key] = encode_http_ops(
+                getattr(self.workload, part), close=close, passkey_of=passkey_of
+            )
         return self._http[key]
 
 
@@ -216,12 +232,12 @@ def make_generator(mode: str, port: int, args: argparse.Namespace) -> Generator:
 
 
 async def _load(
-    gen: Generator, encoded: EncodedWorkload, mode: str, part: str, **kw: Any
+    gen: Generator, encoded: EncodedWorkload, mode: str, part: str, private: bool, **kw: Any
 ) -> LoadStats:
     kw.setdefault("spin", SPIN)
     if isinstance(gen, UdpLoad):
-        return await gen.run(encoded.udp(part), **kw)
-    return await gen.run(encoded.http(part, close=mode == "http-close"), **kw)
+        return await gen.run(encoded.udp(part, private), **kw)
+    return await gen.run(encoded.http(part, close=mode == "http-close", private=private), **kw)
 
 
 async def fill_target(
@@ -229,16 +245,21 @@ async def fill_target(
 ) -> tuple[LoadStats, str]:
     """Announce every (peer, torrent) pair once, by UDP when the tracker has it."""
     n = len(encoded.workload.fill)
+    private = target.name == PRIVATE_TARGET
     gen: Generator
     if target.udp:
         # 128 in flight: more can overflow a tracker's default socket receive buffer.
         gen = UdpLoad("127.0.0.1", target.port, clients=32, window=4, seed=args.seed + 1)
-        stats = await gen.run(encoded.udp("fill"), count=n, limit=args.fill_limit, spin=SPIN)
+        ops = encoded.udp("fill", private)
+        stats = await gen.run(ops, count=n, limit=args.fill_limit, spin=SPIN)
         gen.close()
         return stats, "udp"
     gen = HttpLoad("127.0.0.1", target.port, "keepalive", connections=32)
     stats = await gen.run(
-        encoded.http("fill", close=False), count=n, limit=args.fill_limit, spin=SPIN
+        encoded.http("fill", close=False, private=private),
+        count=n,
+        limit=args.fill_limit,
+        spin=SPIN,
     )
     gen.close()
     return stats, "http"
@@ -249,8 +270,13 @@ async def measure(
 ) -> Measurement:
     """Start ``name``, fill it, warm up, measure ``mode``, stop it."""
     m = Measurement(name, mode, rnd)
+    private = name == PRIVATE_TARGET
     target = start_target(
-        name, encoded.workload.info_hashes, shoal_settings=args.shoal_set, want_udp=True
+        name,
+        encoded.workload.info_hashes,
+        shoal_settings=args.shoal_set,
+        want_udp=True,
+        accounts=encoded.accounts if private else None,
     )
     gen: Generator | None = None
     try:
@@ -263,7 +289,7 @@ async def measure(
         m.fill = fill.summary()
         gen = make_generator(mode, target.port, args)
         if args.warmup > 0:
-            await _load(gen, encoded, mode, "mix", duration=args.warmup)
+            await _load(gen, encoded, mode, "mix", private, duration=args.warmup)
         m.rss_before_kib = target.memory_kib()["VmRSS"]
         profile_path = args.out / f"profile-{name}-{mode}.txt"
         profiler = None
@@ -272,7 +298,9 @@ async def measure(
             profiler = start_profile(target.pid, args.duration, profile_path)
         store0, calls0 = target.store_cpu_seconds(), target.store_calls()
         cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
-        stats = await _load(gen, encoded, mode, "mix", duration=args.duration, record=True)
+        stats = await _load(
+            gen, encoded, mode, "mix", private, duration=args.duration, record=True
+        )
         cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
         store1, calls1 = target.store_cpu_seconds(), target.store_calls()
         if store0 is not None and store1 is not None:
@@ -306,6 +334,7 @@ async def measure(
                 encoded,
                 mode,
                 "mix",
+                private,
                 duration=args.latency_duration,
                 record=True,
                 rate=m.paced_rate,
@@ -451,9 +480,41 @@ def redis_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def private_table(summaries: list[dict[str, Any]]) -> str:
+    """Shoal in private mode against Shoal in public mode, per mode, when both ran."""
+    by_key = {(s["target"], s["mode"]): s for s in summaries}
+    lines = [
+        "| mode | public resp/s | private resp/s | public resp/tracker CPU-s "
+        "| private resp/tracker CPU-s | private / public (per CPU-s) "
+        "| public p99 ms | private p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in MODES:
+        pub, priv = by_key.get(("shoal", mode)), by_key.get((PRIVATE_TARGET, mode))
+        if not pub or not priv:
+            continue
+        a, b = pub["responses_per_cpu_s"], priv["responses_per_cpu_s"]
+        ratio = b / a if a and b else None
+        lines.append(
+            f"| {mode} | {_fmt(pub['responses_per_s'])} | {_fmt(priv['responses_per_s'])} "
+            f"| {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x "
+            f"| {_fmt(pub['p99_ms'], 2)} | {_fmt(priv['p99_ms'], 2)} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+PRIVATE_NOTE = (
+    "Shoal in private mode (shoal-private) against Shoal in public mode (shoal): one user "
+    "per peer, every torrent registered, passkeys in the paths (HTTP) and in BEP 41 URL "
+    "data (UDP), accounting flushed to SQLite in the work directory every 5 s. Its UDP mix "
+    "has no scrapes (a UDP scrape cannot carry a passkey, so private mode refuses it): "
+    "announces only, against the public mix with its 10% scrapes."
+)
+
+
 def progress_line(m: Measurement, rounds: int) -> str:
     """One line per run, printed as the runs go."""
-    head = f"round {m.round + 1}/{rounds} {m.target:11} {m.mode:14} "
+    head = f"round {m.round + 1}/{rounds} {m.target:13} {m.mode:14} "
     busy = m.generator_busy_share * 100 if m.generator_busy_share is not None else None
     if m.skipped:
         return head + f"skipped ({m.skipped})"
@@ -473,7 +534,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
                    help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE; "
-                   f"{REDIS_TARGET}: Shoal on a redis-server of its own")
+                   f"{REDIS_TARGET}: Shoal on a redis-server of its own; "
+                   f"{PRIVATE_TARGET}: Shoal in private mode (passkeys, accounting)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
     p.add_argument("--duration", type=float, help="measured seconds per run (12; quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (4; quick 0.5)")
@@ -526,7 +588,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET):
+        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:
@@ -597,6 +659,9 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     against_memory = redis_table(summaries)
     if against_memory:
         report += f"\nShoal on the Redis store against Shoal in memory.\n\n{against_memory}\n"
+    against_public = private_table(summaries)
+    if against_public:
+        report += f"\n{PRIVATE_NOTE}\n\n{against_public}\n"
     against_base = base_table(summaries)
     if against_base:
         report += f"\nBaseline: Shoal from ${BASE_ENV}.\n\n{against_base}\n"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.bencode import bdecode
+from bench.private import PrivateAccounts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -35,6 +38,10 @@ TARGET_NAMES = ("shoal", "opentracker")
 # unless named in --targets. Redis shares the tracker's CPU (the generator busy-polls the
 # other one) and its CPU time is reported apart.
 REDIS_TARGET = "shoal-redis"
+# Shoal in private mode (``tracker.mode = "private"``), otherwise as the "shoal" target: the
+# workload's users and torrents are imported through the REST API before the fill, and
+# every request carries a passkey. Not run unless named in --targets.
+PRIVATE_TARGET = "shoal-private"
 # Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
 BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
@@ -135,9 +142,10 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         conn.close()
 
 
-def probe_http(port: int, info_hash: bytes) -> str | None:
+def probe_http(port: int, info_hash: bytes, prefix: str = "") -> str | None:
     """None when an announce (event=stopped, so nothing is left behind) for ``info_hash``
-    gets a well-formed success; otherwise a reason."""
+    gets a well-formed success; otherwise a reason. ``prefix`` goes before ``/announce``
+    (``/<passkey>`` for a private tracker)."""
     query = urllib.parse.urlencode(
         {
             "info_hash": info_hash,
@@ -152,7 +160,7 @@ def probe_http(port: int, info_hash: bytes) -> str | None:
         }
     )
     try:
-        status, body = http_get(port, "/announce?" + query)
+        status, body = http_get(port, prefix + "/announce?" + query)
     except OSError as exc:
         return f"{type(exc).__name__}: {exc}"
     if status != 200:
@@ -334,9 +342,15 @@ def opentracker_available() -> bool:
     return shutil.which("opentracker") is not None
 
 
-def shoal_command(port: int, extra_settings: list[str], persist_setting: bool = True) -> list[str]:
+def shoal_command(
+    port: int,
+    extra_settings: list[str],
+    persist_setting: bool = True,
+    admin_port: int | None = None,
+) -> list[str]:
     """The command line that serves Shoal on ``port`` (HTTP and UDP); without
-    ``persist_setting`` it names no ``[storage]`` key (for a Shoal older than it)."""
+    ``persist_setting`` it names no ``[storage]`` key (for a Shoal older than it); with
+    ``admin_port`` the admin listener is on, on that port (for the REST API)."""
     cmd = [
         sys.executable,
         "-m",
@@ -355,9 +369,66 @@ def shoal_command(port: int, extra_settings: list[str], persist_setting: bool = 
     # instances can run and the tracker does only tracker work.
     # Nothing written to disk either: the comparison is of the announce path.
     storage = ["storage.persist=false"] if persist_setting else []
-    for setting in ["admin.enabled=false", *storage, *extra_settings]:
+    admin = (
+        ["admin.enabled=false"]
+        if admin_port is None
+        else ["admin.enabled=true", f"admin.host={HOST}", f"admin.port={admin_port}"]
+    )
+    for setting in [*admin, *storage, *extra_settings]:
         cmd += ["--set", setting]
     return cmd
+
+
+def private_settings(workdir: Path) -> list[str]:
+    """What the shoal-private target adds to the shoal target's settings: private mode,
+    with its accounting in SQLite in the target's work directory (the embedded default,
+    a file on disk; ``storage.persist = false`` would put it in memory)."""
+    return ["tracker.mode=private", f"database.url=sqlite:///{workdir / 'accounts.sqlite3'}"]
+
+
+def api_request(
+    port: int, method: str, path: str, token: str, body: bytes = b"", timeout: float = 120.0
+) -> tuple[int, bytes]:
+    """One request to the REST API on the admin listener at 127.0.0.1:``port``."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+        if body:
+            headers["Content-Type"] = "application/x-ndjson"
+        conn.request(method, path, body=body or None, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def import_accounts(
+    target: RunningTarget, admin_port: int, token: str, accounts: PrivateAccounts,
+    deadline: float,
+) -> None:
+    """Wait for the REST API, then import ``accounts``' users and torrents in one request."""
+    body = accounts.import_body()
+    while True:
+        if not target.alive():
+            raise TargetError(f"{target.name} exited with {target.process.returncode}")
+        try:
+            status, reply = api_request(admin_port, "POST", "/api/v1/import", token, body)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise TargetError(f"{target.name}: no REST API on port {admin_port}") from None
+            time.sleep(0.1)
+        except OSError as exc:
+            raise TargetError(f"{target.name}: import failed: {exc}") from exc
+    want = {"users": len(accounts.passkeys), "torrents": len(accounts.info_hashes)}
+    try:
+        got = json.loads(reply)
+    except ValueError:
+        got = None
+    if status != 200 or got != want:
+        text = reply[:300].decode(errors="replace")
+        raise TargetError(f"{target.name}: import answered {status}: {text} (wanted {want})")
+    target.notes.append(f"imported {want['users']:,} users and {want['torrents']:,} torrents")
 
 
 def opentracker_command(port: int, workdir: Path, info_hashes: list[bytes]) -> list[str]:
@@ -388,15 +459,20 @@ def start_target(
     shoal_settings: list[str] | None = None,
     ready_timeout: float = 60.0,
     want_udp: bool = True,
+    accounts: PrivateAccounts | None = None,
 ) -> RunningTarget:
     """Start tracker ``name`` knowing ``info_hashes`` and wait until it answers announces
     for them (and, if ``want_udp``, until its UDP side answers, for at most a few seconds:
-    ``udp`` tells whether it did)."""
+    ``udp`` tells whether it did). The shoal-private target needs ``accounts``: they are
+    imported before it is probed, with the first user's passkey."""
     if not info_hashes:
         raise TargetError("no info hashes")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     store: tuple[subprocess.Popen[bytes], int] | None = None
+    env: dict[str, str] | None = None
+    admin_port = 0
+    prefix = ""
     if name == "shoal":
         cmd = shoal_command(port, shoal_settings or [])
         cwd = REPO_ROOT
@@ -405,6 +481,16 @@ def start_target(
         redis = ["storage.peers=redis", f"storage.redis_url=redis://{HOST}:{store[1]}/0"]
         cmd = shoal_command(port, [*redis, *(shoal_settings or [])])
         cwd = REPO_ROOT
+    elif name == PRIVATE_TARGET:
+        if accounts is None or not accounts.passkeys:
+            raise TargetError(f"{name} needs the workload's users")
+        admin_port = free_port()
+        # The token goes by the environment, not the command line (ps shows that).
+        env = {**os.environ, "SHOAL_ADMIN_API_TOKEN": secrets.token_urlsafe(24)}
+        settings = [*private_settings(workdir), *(shoal_settings or [])]
+        cmd = shoal_command(port, settings, admin_port=admin_port)
+        cwd = REPO_ROOT
+        prefix = "/" + accounts.passkeys[0]
     elif name == "shoal-base":
         # Shoal from another source tree (a worktree of an earlier commit), to measure a
         # change side by side: `git worktree add /tmp/base COMMIT`, then
@@ -424,20 +510,28 @@ def start_target(
     log_path = workdir / "tracker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            _pinned(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            _pinned(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env,
         )
     target = RunningTarget(name, port, process, workdir, log_path)
     if store is not None:
         target.store, target.store_port = store
     _pin_after_start(process.pid)
     deadline = time.monotonic() + ready_timeout
+    if accounts is not None and env is not None:
+        try:
+            import_accounts(target, admin_port, env["SHOAL_ADMIN_API_TOKEN"], accounts, deadline)
+        except TargetError as exc:
+            tail = target.log_tail()
+            target.stop()
+            raise TargetError(f"{exc}\n{tail}") from exc
     reason: str | None = "not probed"
     while time.monotonic() < deadline:
         if not target.alive():
             tail = target.log_tail()
             target.stop()
             raise TargetError(f"{name} exited with {process.returncode}:\n{tail}")
-        reason = probe_http(port, info_hashes[0])
+        reason = probe_http(port, info_hashes[0], prefix)
         if reason is None:
             break
         time.sleep(0.1)

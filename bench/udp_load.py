@@ -25,7 +25,7 @@ import functools
 import random
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -42,7 +42,20 @@ _HEADER = struct.Struct("!II")
 _REQUEST_HEADER = struct.Struct("!QII")
 _ANNOUNCE_BODY = struct.Struct("!20s20sQQQIIIiH")
 _PEER_SIZE_V4 = 6
+OPTION_URL_DATA = 2  # BEP 41
+MAX_OPTION_DATA = 255  # one option's length is one byte
 
+
+def url_data_options(url_data: bytes) -> bytes:
+    """``url_data`` as BEP 41 options to append to an announce: type 2, length, data, in
+    as many options as it takes at most 255 bytes each (nothing for empty data)."""
+    return b"".join(
+        bytes((OPTION_URL_DATA, len(chunk))) + chunk
+        for chunk in (
+            url_data[start : start + MAX_OPTION_DATA]
+            for start in range(0, len(url_data), MAX_OPTION_DATA)
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +71,22 @@ class UdpOps:
         return len(self.actions)
 
 
-def encode_udp_ops(ops: Sequence[Op]) -> UdpOps:
-    """Encode workload operations as BEP 15 request bodies."""
+def encode_udp_ops(
+    ops: Sequence[Op], *, passkey_of: Callable[[Op], str] | None = None
+) -> UdpOps:
+    """Encode workload operations as BEP 15 request bodies.
+
+    With ``passkey_of`` (a private tracker) every announce carries ``/<passkey>/announce``
+    as BEP 41 URL data, and scrapes are left out: a UDP scrape has no room for URL data, so
+    a private tracker refuses it (clients get counts from their announces)."""
     actions: list[int] = []
     bodies: list[bytes] = []
     sizes: list[int] = []
     for op in ops:
         if isinstance(op, Announce):
+            options = b""
+            if passkey_of is not None:
+                options = url_data_options(f"/{passkey_of(op)}/announce".encode("ascii"))
             actions.append(ACTION_ANNOUNCE)
             bodies.append(
                 _ANNOUNCE_BODY.pack(
@@ -79,9 +101,10 @@ def encode_udp_ops(ops: Sequence[Op]) -> UdpOps:
                     op.numwant,
                     op.port,
                 )
+                + options
             )
             sizes.append(20 + _PEER_SIZE_V4 * max(op.numwant, 0))
-        else:
+        elif passkey_of is None:
             actions.append(ACTION_SCRAPE)
             bodies.append(b"".join(op.info_hashes))
             sizes.append(8 + 12 * len(op.info_hashes))
