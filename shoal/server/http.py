@@ -90,6 +90,7 @@ _WRITE_HIGH = 65536  # transport write buffer high-water mark (pause_writing bey
 _SPLIT_BODY = 16384  # a body this large is written after its head, not copied onto it
 _PRESSURE = 0.9  # share of max_connections from which idle keep-alive connections are closed
 _LOG_TARGET = 200  # bytes of a request target that reach the access log
+_PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
 _HEAD_END = b"\r\n\r\n"
 _KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"  # an HTTP/1.0 keep-alive reply's
 
@@ -103,8 +104,6 @@ Reply = bytes | tuple[bytes, Body]
 def body_length(body: Body) -> int:
     return len(body) if isinstance(body, bytes) else sum(map(len, body))
 
-
-_PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
 # A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
 # HTTP/1.0, perf_counter at its first byte.
 _Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
