@@ -104,6 +104,7 @@ Reply = bytes | tuple[bytes, Body]
 def body_length(body: Body) -> int:
     return len(body) if isinstance(body, bytes) else sum(map(len, body))
 
+
 # A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
 # HTTP/1.0, perf_counter at its first byte.
 _Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
