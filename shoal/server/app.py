@@ -10,11 +10,12 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shoal import __version__
 from shoal.config import (
@@ -29,9 +30,7 @@ from shoal.engine.rules import AccessRules
 from shoal.errors import ClientError
 from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
-from shoal.server.accounts import PrivateMode
 from shoal.server.admin import AdminOptions, AdminServer
-from shoal.server.api import Api
 from shoal.server.clock import Clock
 from shoal.server.http import HttpFrontend, HttpOptions, parser_name, prepare_listener
 from shoal.server.listeners import Listener, listener_health
@@ -41,7 +40,10 @@ from shoal.server.supervisor import Supervisor
 from shoal.server.udp import UdpEndpoint, UdpOptions
 from shoal.storage.base import PeerStore, StoreSettings
 from shoal.storage.memory import MemoryStore
-from shoal.storage.redis import RedisStore
+
+if TYPE_CHECKING:  # imported when configured: SQLAlchemy and redis-py weigh 45 MiB of RSS
+    from shoal.server.accounts import PrivateMode
+    from shoal.storage.redis import RedisStore
 
 log = logging.getLogger("shoal")
 
@@ -111,10 +113,22 @@ def configuration_from(settings: Settings) -> Configuration:
     return Configuration(policy, access, limits)
 
 
+def redis_store(store: PeerStore) -> RedisStore | None:
+    """``store`` when it is the Redis store (without importing redis-py: a process that
+    has not imported it has no Redis store)."""
+    module = sys.modules.get("shoal.storage.redis")
+    if module is not None and isinstance(store, module.RedisStore):
+        found: RedisStore = store
+        return found
+    return None
+
+
 def make_store(settings: Settings) -> PeerStore:
     """The store ``storage.peers`` names: this process's memory, or a shared Redis."""
     st = settings.storage
     if st.peers == "redis":
+        from shoal.storage.redis import RedisStore
+
         return RedisStore(st.redis_url, namespace=st.redis_namespace, timeout=st.redis_timeout)
     return MemoryStore()
 
@@ -169,6 +183,8 @@ class Tracker:
         self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
         self.private_mode: PrivateMode | None = None
         if settings.tracker.mode == "private":
+            from shoal.server.accounts import PrivateMode
+
             self.private_mode = PrivateMode(settings, self.logic.policy.peer_timeout,
                                             lambda: self.clock.now)
             log.info("private mode: %s", self.private_mode.open())
@@ -189,12 +205,13 @@ class Tracker:
             gc.freeze()
             log.info("storage: %s (%s)", report.describe(), Path(st.data_dir).resolve())
             self.logic.add_hook(self.persistence.on_announce)
-        elif isinstance(self._store, RedisStore):
+        shared = redis_store(self._store)
+        if shared is not None:
             log.info("storage: swarms and completed counts in %s (namespace %r); no snapshot "
-                     "in data_dir", self._store.describe(), self._store.namespace)
+                     "in data_dir", shared.describe(), shared.namespace)
         u = settings.udp
         # Nodes sharing a Redis share the UDP secret too (read in start), unless one is set.
-        self._secret_from_store = not u.secret and isinstance(self._store, RedisStore)
+        self._secret_from_store = not u.secret and shared is not None
         if u.secret:
             secret = bytes.fromhex(u.secret)
         elif self.persistence is not None:
@@ -258,7 +275,7 @@ class Tracker:
         sup = self.supervisor
         sup.start("clock", self.clock.run)
         sup.start("sweeper", self._sweeper)
-        if isinstance(self._store, RedisStore):
+        if redis_store(self._store) is not None:
             sup.start("store-monitor", self._watch_store)
         if h.enabled:
             sup.start("http-reaper", self.http.run_reaper)
@@ -306,6 +323,8 @@ class Tracker:
             self.admin = AdminServer(self, AdminOptions(dashboard=False, metrics=a.metrics))
         token = self.settings.admin.api_token
         if token:
+            from shoal.server.api import Api
+
             self.admin.api = Api(token, self.logic, self._store, self.private_mode,
                                  lambda: self.clock.now)
         await self.admin.start(sock)
@@ -326,16 +345,16 @@ class Tracker:
 
     def store_health(self) -> tuple[str, str, bool, str]:
         """The store's kind, description, whether it answers, and its last error."""
-        store = self._store
-        if isinstance(store, RedisStore):
+        store = redis_store(self._store)
+        if store is not None:
             return "redis", store.describe(), store.available, store.last_error
         return "memory", "this process's memory", True, ""
 
     async def _share_udp_secret(self) -> None:
         """Take the connection-id secret every node on the Redis store shares, so each
         accepts the ids the others issued (waiting a few seconds for Redis)."""
-        store = self._store
-        assert isinstance(store, RedisStore)
+        store = redis_store(self._store)
+        assert store is not None
         for _ in range(20):
             try:
                 secret = await store.udp_secret()
@@ -349,8 +368,8 @@ class Tracker:
 
     async def _watch_store(self) -> None:
         """Ping the shared store every second, so /health follows it with no traffic."""
-        store = self._store
-        assert isinstance(store, RedisStore)
+        store = redis_store(self._store)
+        assert store is not None
         while True:
             await store.check()
             await asyncio.sleep(1.0)
@@ -525,8 +544,9 @@ class Tracker:
                 await self.private_mode.close()
             except Exception:
                 log.exception("private mode: the last accounting write failed")
-        if isinstance(self._store, RedisStore):  # sends this node's last changes to totals
-            await self._store.close()
+        shared = redis_store(self._store)
+        if shared is not None:  # sends this node's last changes to totals
+            await shared.close()
         if self.persistence is not None:  # the last completed counts and a final snapshot
             try:
                 await self.persistence.close()
