@@ -4,8 +4,11 @@ Each operation costs one round trip: an announce is one server-side script call
 (:data:`~shoal.storage.redis_scripts.ANNOUNCE`, by EVALSHA, loaded again on NOSCRIPT) that
 applies the identity rules of :mod:`shoal.engine.swarm`, counts a completion once, picks the
 peers with HRANDFIELD (never reading a whole swarm) and returns the counts, the peers and
-the outcome; a scrape of many torrents is one pipeline. Only the announce that creates a
-torrent costs a second call, to list it in the registry the sweep and full scrape walk.
+the outcome, packed in one string; a scrape of many torrents is one script call (one
+pipeline on a Cluster). Only the announce that creates a torrent costs a second call, to
+list it in the registry the sweep and full scrape walk. To a single Redis over plain TCP,
+announces and scrapes go over :mod:`shoal.storage.redis_pipe` (redis-py's per-command cost
+was the tracker's floor); everything else, and TLS and Clusters, through redis-py.
 
 Keys carry the info_hash as a hash tag, so one torrent lives on one Cluster slot and the
 store spreads over a Cluster with no change. Expiry needs no scan: each announce removes a
