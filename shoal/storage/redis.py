@@ -4,8 +4,11 @@ Each operation costs one round trip: an announce is one server-side script call
 (:data:`~shoal.storage.redis_scripts.ANNOUNCE`, by EVALSHA, loaded again on NOSCRIPT) that
 applies the identity rules of :mod:`shoal.engine.swarm`, counts a completion once, picks the
 peers with HRANDFIELD (never reading a whole swarm) and returns the counts, the peers and
-the outcome; a scrape of many torrents is one pipeline. Only the announce that creates a
-torrent costs a second call, to list it in the registry the sweep and full scrape walk.
+the outcome, packed in one string; a scrape of many torrents is one script call (one
+pipeline on a Cluster). Only the announce that creates a torrent costs a second call, to
+list it in the registry the sweep and full scrape walk. To a single Redis over plain TCP,
+announces and scrapes go over :mod:`shoal.storage.redis_pipe` (redis-py's per-command cost
+was the tracker's floor); everything else, and TLS and Clusters, through redis-py.
 
 Keys carry the info_hash as a hash tag, so one torrent lives on one Cluster slot and the
 store spreads over a Cluster with no change. Expiry needs no scan: each announce removes a
@@ -26,6 +29,7 @@ turns false (for ``/health``), and the next call that gets through turns it back
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import hashlib
 import heapq
@@ -34,7 +38,7 @@ import os
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -46,7 +50,8 @@ from redis.retry import Retry
 from shoal.engine.swarm import ADDRESS_FULL, SWARM_FULL
 from shoal.errors import ClientError
 from shoal.storage.base import TRACKER_FULL, StoreSettings, SweepProgress
-from shoal.storage.redis_scripts import ANNOUNCE, CLAIM, REGISTER, SWEEP
+from shoal.storage.redis_pipe import ReplyError, RespPipe, command
+from shoal.storage.redis_scripts import ANNOUNCE, CLAIM, COUNTS, REGISTER, SWEEP
 from shoal.storage.redis_urls import describe_url, redis_urls
 from shoal.types import ZERO_COUNTS, AnnounceRequest, AnnounceResult, StoreTotals, SwarmCounts
 
@@ -63,12 +68,20 @@ TOP_WALK_LIMIT = 50_000  # past this many torrents, the largest swarms are found
 BATCH_MAX = 256  # announces in one pipeline, at most
 CLUSTER_FANOUT = 32  # script calls in flight at once per sweep step on a Cluster
 _U64 = (1 << 64) - 1
-_SCRIPTS = {"announce": ANNOUNCE, "sweep": SWEEP, "register": REGISTER, "claim": CLAIM}
+_SCRIPTS = {"announce": ANNOUNCE, "sweep": SWEEP, "register": REGISTER, "claim": CLAIM,
+            "counts": COUNTS}
 _REFUSALS = {1: (TRACKER_FULL, 30), 2: (SWARM_FULL, 5), 3: (ADDRESS_FULL, 5)}
 ANNOUNCE_ARGS = struct.Struct(">IIIBHIIB")
 """now, now - peer timeout, key, flags (seeder 1, mixed families 2, peer ids 4, tracker full
 8, event << 4), numwant, max peers per swarm, max peers per IP, lazy expiry."""
 _U32 = 0xFFFFFFFF
+ANNOUNCE_REPLY = struct.Struct(">BIIIBBBiiBIIII")
+"""The head of the announce script's reply: status, seeders, leechers, completed count, role
+before, role after, completed now, change in seeders, change in leechers, new torrent, and
+the lengths of the peers4, peers6, ids4 and ids6 that follow it (then "uploaded
+downloaded" as the peer last reported them)."""
+COUNTS_REPLY = struct.Struct(">BIII")
+"""One torrent in the counts script's reply: present, seeders, leechers, completed count."""
 
 Client = Redis | RedisCluster
 
@@ -105,6 +118,15 @@ class RedisStore:
         self._registry, self._seq, self._cursor = g + "torrents", g + "seq", g + "sweep"
         self._totals_key, self._secret_key = g + "totals", g + "udp-secret"
         self._prefix = namespace + ":{"
+        self._prefix_bytes = self._prefix.encode()
+        # The hot path's own connection (announce and scrape to a single Redis over plain
+        # TCP; see shoal.storage.redis_pipe); None until opened, and for a Cluster or TLS.
+        self._pipe: RespPipe | None = None
+        self._opening = asyncio.Lock()
+        self._direct = self._pipe_address()
+        # EVALSHA <announce sha> 1, in RESP: the start of every announce command.
+        self._announce_head = (b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n"
+                               + self._sha["announce"].encode() + b"\r\n$1\r\n1\r\n")
         self._torrents = 0  # torrents listed, as last read (for max_torrents)
         # Announces waiting for this loop turn's pipeline, and the pipelines in flight.
         self._batch: list[tuple[tuple[str], tuple[Any, ...], asyncio.Future[Any]]] = []
@@ -171,17 +193,76 @@ class RedisStore:
             async with asyncio.timeout(self.slow_timeout if slow else self.timeout):
                 client = self._client if self._client is not None else await self._connect()
                 result = await work(client)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self.failures += 1
-            if self.available or not self.last_error:
-                log.error("storage: %s unreachable: %s", self.describe(),
-                          str(exc) or type(exc).__name__)
-            self.available = False
-            self.last_error = str(exc) or type(exc).__name__
-            raise ClientError(UNAVAILABLE, RETRY_IN) from None
+        except (RedisError, ReplyError, OSError, TimeoutError) as exc:
+            self._unavailable(exc)
         if not self.available:
-            log.warning("storage: %s reachable again", self.describe())
-            self.available = True
+            self._reachable()
+        return result
+
+    def _unavailable(self, exc: BaseException) -> NoReturn:
+        self.failures += 1
+        if self.available or not self.last_error:
+            log.error("storage: %s unreachable: %s", self.describe(),
+                      str(exc) or type(exc).__name__)
+        self.available = False
+        self.last_error = str(exc) or type(exc).__name__
+        raise ClientError(UNAVAILABLE, RETRY_IN) from None
+
+    def _reachable(self) -> None:
+        log.warning("storage: %s reachable again", self.describe())
+        self.available = True
+
+    def _pipe_address(self) -> tuple[str, int, str | None, str | None, int] | None:
+        """Where the hot-path connection goes (host, port, user, password, db), or None
+        when redis-py serves everything (TLS, a URL with options, several seed nodes)."""
+        if len(self.urls) > 1:
+            return None
+        parts = urlsplit(self.urls[0])
+        path = parts.path.strip("/")
+        if parts.scheme != "redis" or parts.query or not (path or "0").isdigit():
+            return None
+        return (parts.hostname or "localhost", parts.port or 6379,
+                unquote(parts.username) if parts.username else None,
+                unquote(parts.password) if parts.password else None, int(path or "0"))
+
+    async def _hot_pipe(self, client: Client) -> RespPipe | None:
+        """The hot path's connection, opened if need be (called within :meth:`_call`)."""
+        address = None if isinstance(client, RedisCluster) else self._direct
+        if address is None:
+            return None
+        async with self._opening:
+            if self._pipe is None or self._pipe.closed:
+                host, port, username, password, db = address
+                self._pipe = await RespPipe.open(host, port, self.timeout, username=username,
+                                                 password=password, db=db)
+            return self._pipe
+
+    async def _hot(self, pipe: RespPipe, name: str, data: bytes) -> Any:
+        """Send script command ``data`` (an EVALSHA of script ``name``) on the hot path,
+        loading the script once if Redis does not know it (a new or restarted Redis)."""
+        try:
+            return await pipe.send(data)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await pipe.send(command(b"SCRIPT", b"LOAD", _SCRIPTS[name].encode()))
+        return await pipe.send(data)
+
+    async def _hot_call(self, name: str, data: bytes) -> Any:
+        """Script command ``data`` on the hot path when it is open (its own timer bounds
+        the wait, so no timeout scope per call), else through :meth:`_call`, which opens
+        it (or goes through redis-py for a Cluster or TLS: ``None`` then)."""
+        pipe = self._pipe
+        if pipe is None or pipe.closed:
+            pipe = await self._call(self._hot_pipe)
+            if pipe is None:
+                return None
+        try:
+            result = await self._hot(pipe, name, data)
+        except (ReplyError, OSError, TimeoutError) as exc:
+            self._unavailable(exc)
+        if not self.available:
+            self._reachable()
         return result
 
     async def _script(self, client: Client, name: str, keys: Sequence[str],
@@ -234,6 +315,9 @@ class RedisStore:
 
     async def close(self) -> None:
         """Send this node's last changes to the totals (if Redis answers) and disconnect."""
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
         if self._client is not None:
             with contextlib.suppress(ClientError):
                 await self._call(self._flush)
@@ -256,20 +340,36 @@ class RedisStore:
             min(max(0, request.numwant), 0xFFFF), min(s.max_peers_per_swarm, _U32),
             min(s.max_peers_per_ip, _U32), LAZY_EXPIRY,
         )  # fmt: skip
-        args = (numbers, request.addr, request.peer_id, request.uploaded & _U64,
-                request.downloaded & _U64)
-        keys = (self._key(request.info_hash),)
-        r = await self._call(lambda c: self._announce_call(c, keys, args))
-        self._seeders += r[13]
-        self._leechers += r[14]
-        self._completed += r[10]
-        if r[15]:
+        key = b"%s%s}:t" % (self._prefix_bytes, binascii.hexlify(request.info_hash))
+        up, down = b"%d" % (request.uploaded & _U64), b"%d" % (request.downloaded & _U64)
+        addr, pid = request.addr, request.peer_id
+        r: Any = None
+        if self._direct is not None and not self.cluster:
+            r = await self._hot_call("announce", b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                                     b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                self._announce_head, len(key), key, len(numbers), numbers, len(addr), addr,
+                len(pid), pid, len(up), up, len(down), down))  # fmt: skip
+        if r is None:  # a Cluster, or TLS: through redis-py
+            keys, args = (key.decode(),), (numbers, addr, pid, up, down)
+            r = await self._call(lambda c: self._announce_call(c, keys, args))
+        (status, seeders, leechers, done, role_before, role_after, completed, change_s,
+         change_l, new_torrent, n4, n6, m4, m6) = ANNOUNCE_REPLY.unpack_from(r)
+        self._seeders += change_s
+        self._leechers += change_l
+        self._completed += completed
+        if new_torrent:
             await self._list_torrent(request.info_hash)
-        if r[0]:
-            raise ClientError(*_REFUSALS[r[0]])
+        if status:
+            raise ClientError(*_REFUSALS[status])
+        a = ANNOUNCE_REPLY.size
+        b = a + n4
+        c = b + n6
+        d = c + m4
+        e = d + m6
+        prev_up, _, prev_down = r[e:].partition(b" ")
         return AnnounceResult(
-            r[1], r[2], r[3], 0, 0, r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]),
-            int(r[11]), int(r[12]),
+            seeders, leechers, done, 0, 0, r[a:b], r[b:c], r[c:d], r[d:e], role_before,
+            role_after, bool(completed), int(prev_up), int(prev_down),
         )  # fmt: skip
 
     def _announce_call(self, client: Client, keys: tuple[str], args: tuple[Any, ...]
@@ -339,7 +439,17 @@ class RedisStore:
         if not info_hashes:
             return []
         unique = list(dict.fromkeys(info_hashes))
-        counts = await self._call(lambda c: self._counts(c, unique))
+        counts = None
+        if self._direct is not None and not self.cluster:
+            keys = [b"%s%s}:t" % (self._prefix_bytes, binascii.hexlify(h)) for h in unique]
+            packed = await self._hot_call("counts", command(
+                b"EVALSHA", self._sha["counts"].encode(), b"%d" % len(keys), *keys))
+            if packed is not None:
+                counts = [SwarmCounts(seeders, leechers, done) if present else None
+                          for present, seeders, leechers, done
+                          in COUNTS_REPLY.iter_unpack(packed)]
+        if counts is None:  # a Cluster, or TLS: through redis-py
+            counts = await self._call(lambda c: self._counts(c, unique))
         found = dict(zip(unique, counts, strict=True))
         return [found[h] or ZERO_COUNTS for h in info_hashes]
 

@@ -125,13 +125,17 @@ local stopped = event == 3
 local s0, l0 = 0, 0
 local new_torrent = 0
 
--- status, seeders, leechers, completed count, peers4, peers6, ids4, ids6, role before,
--- role after, completed now, previous uploaded, previous downloaded, change in seeders,
--- change in leechers, new torrent
+-- One string (shoal.storage.redis.ANNOUNCE_REPLY, then the peers, the peer ids and the
+-- previous totals): status, seeders, leechers, completed count, role before, role after,
+-- completed now, change in seeders, change in leechers, new torrent, the lengths of
+-- peers4, peers6, ids4 and ids6, then those four, then "uploaded downloaded" as they were.
+-- A flat string costs the client one parse instead of sixteen replies.
 local function reply(status, p4, p6, i4, i6, rb, ra, done, pu, pd)
   local s, l = counts()
-  return {status, s, l, tonumber(redis.call('HGET', T, 'done') or '0'), p4, p6, i4, i6,
-          rb, ra, done, pu, pd, s - s0, l - l0, new_torrent}
+  return struct.pack('>BI4I4I4BBBi4i4BI4I4I4I4', status, s, l,
+                     tonumber(redis.call('HGET', T, 'done') or '0'), rb, ra, done,
+                     s - s0, l - l0, new_torrent, #p4, #p6, #i4, #i6)
+         .. p4 .. p6 .. i4 .. i6 .. pu .. ' ' .. pd
 end
 local function nothing(status) return reply(status, '', '', '', '', 0, 0, 0, '0', '0') end
 
@@ -244,19 +248,36 @@ end
 -- Up to count peers of hash h (avail of them pickable, inside of the skipped ones in it).
 local function take(h, count, avail, inside, skip, out, ids)
   if count <= 0 or avail <= 0 then return 0 end
+  local got = 0
+  if not with_ids then  -- the addresses alone (half the reply to turn into Lua strings)
+    local found
+    if count >= avail then
+      found = redis.call('HKEYS', h)  -- at most count + inside entries
+    else
+      found = redis.call('HRANDFIELD', h, count + inside)
+    end
+    for i = 1, #found do
+      if got >= count then break end
+      local a = found[i]
+      if not skip[a] then
+        out[#out + 1] = a
+        got = got + 1
+      end
+    end
+    return got
+  end
   local flat
   if count >= avail then
     flat = redis.call('HGETALL', h)  -- at most count + inside entries
   else
     flat = redis.call('HRANDFIELD', h, count + inside, 'WITHVALUES')
   end
-  local got = 0
   for i = 1, #flat, 2 do
     if got >= count then break end
     local a = flat[i]
     if not skip[a] then
       out[#out + 1] = a
-      if with_ids then ids[#ids + 1] = string.sub(flat[i + 1], 1, 20) end
+      ids[#ids + 1] = string.sub(flat[i + 1], 1, 20)
       got = got + 1
     end
   end
@@ -325,6 +346,26 @@ if s + l == 0 and tonumber(redis.call('HGET', T, 'seen') or '0') < tonumber(befo
   return {s0, l0, 1, done}
 end
 return {s0 - s, l0 - l, 0, 0}
+"""
+
+COUNTS = r"""
+-- The scrape counts of the torrents KEYS (their ``t`` keys), on one Redis (not a Cluster:
+-- there the keys span slots). One string, for each torrent: present (0 or 1), seeders,
+-- leechers, completed count (shoal.storage.redis.COUNTS_REPLY).
+local out = {}
+for i, T in ipairs(KEYS) do
+  local done = redis.call('HGET', T, 'done')
+  if done then
+    local base = string.sub(T, 1, -2)
+    out[i] = struct.pack('>BI4I4I4', 1,
+                         redis.call('HLEN', base .. 's4') + redis.call('HLEN', base .. 's6'),
+                         redis.call('HLEN', base .. 'l4') + redis.call('HLEN', base .. 'l6'),
+                         tonumber(done))
+  else
+    out[i] = struct.pack('>BI4I4I4', 0, 0, 0, 0)
+  end
+end
+return table.concat(out)
 """
 
 REGISTER = r"""
