@@ -128,7 +128,7 @@ async def run(torrents: int) -> dict[str, Any]:
     fill(store, torrents, now)
     gc.collect()
     per_torrent = (rss_bytes() - before) / torrents
-    # As after a restart, when the swarms come from the snapshot: Tracker freezes them for
+    # As after a restart, when the swarms come from the snapshot: Tracker.serve freezes them for
     # the cyclic garbage collector once loaded (see shoal/server/app.py).
     gc.freeze()
     tracker = Tracker(settings, store)

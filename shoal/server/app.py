@@ -197,12 +197,6 @@ class Tracker:
                 st.snapshot_interval, st.flush_interval,
             )
             report = self.persistence.open_and_load()
-            # The swarms just loaded live on and hold no reference cycles: out of the cyclic
-            # collector's reach, its full passes do not walk them (a second-long stall at a
-            # million torrents otherwise, bench/stalls.py). Only here, before any request:
-            # freezing later would also keep whatever cyclic garbage is in flight (measured
-            # under load: 100,000 objects in 20 s), and they are freed by reference counts.
-            gc.freeze()
             log.info("storage: %s (%s)", report.describe(), Path(st.data_dir).resolve())
             self.logic.add_hook(self.persistence.on_announce)
         shared = redis_store(self._store)
@@ -563,6 +557,15 @@ class Tracker:
 
     async def serve(self) -> None:
         """Start, run until SIGINT or SIGTERM (or :meth:`request_stop`), shut down."""
+        # What exists now (the modules, the settings, the swarms loaded from the snapshot)
+        # lives on and holds no cyclic garbage: out of the cyclic collector's reach, its
+        # full passes do not walk it (a second-long stall at a million loaded torrents
+        # otherwise, bench/stalls.py; and a share of every request's CPU while full passes
+        # keep walking the imported modules). Only here, before any request: freezing later
+        # would also keep whatever cyclic garbage is in flight (measured under load: 100,000
+        # objects in 20 s). (Not in __init__: a process that builds many trackers, as the
+        # tests do, would freeze each one's garbage.)
+        gc.freeze()
         await self.start()
         self.install_signal_handlers()
         try:
