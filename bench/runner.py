@@ -418,89 +418,75 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _side_by_side(
+    summaries: list[dict[str, Any]], first: str, second: str, head: list[str],
+    row: Callable[[str, dict[str, Any], dict[str, Any], float | None], str],
+) -> str:
+    """A table of ``head`` and one ``row(mode, first's summary, second's, second / first
+    in responses per tracker CPU-second)`` per mode both targets ran ("" when none)."""
+    by_key = {(s["target"], s["mode"]): s for s in summaries}
+    lines = list(head)
+    for mode in MODES:
+        a_run, b_run = by_key.get((first, mode)), by_key.get((second, mode))
+        if not a_run or not b_run:
+            continue
+        a, b = a_run["responses_per_cpu_s"], b_run["responses_per_cpu_s"]
+        lines.append(row(mode, a_run, b_run, b / a if a and b else None))
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def ratio_table(summaries: list[dict[str, Any]]) -> str:
     """Shoal / opentracker in responses per tracker CPU-second, per mode."""
-    by_key = {(s["target"], s["mode"]): s for s in summaries}
-    lines = [
-        "| mode | Shoal resp/CPU-s | opentracker resp/CPU-s | Shoal / opentracker | goal |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for mode in MODES:
-        shoal, ot = by_key.get(("shoal", mode)), by_key.get(("opentracker", mode))
-        if not shoal or not ot:
-            continue
-        a, b = shoal["responses_per_cpu_s"], ot["responses_per_cpu_s"]
-        ratio = a / b if a and b else None
+
+    def row(mode: str, ot: dict[str, Any], shoal: dict[str, Any], ratio: float | None) -> str:
         goal = TARGET_RATIOS[mode]
         verdict = "-" if ratio is None else ("met" if ratio >= goal else "not met")
-        lines.append(
-            f"| {mode} | {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x | >= {goal}x ({verdict}) |"
-        )
-    return "\n".join(lines) if len(lines) > 2 else ""
+        return (f"| {mode} | {_fmt(shoal['responses_per_cpu_s'])} "
+                f"| {_fmt(ot['responses_per_cpu_s'])} | {_fmt(ratio, 2)}x "
+                f"| >= {goal}x ({verdict}) |")
+
+    return _side_by_side(summaries, "opentracker", "shoal", [
+        "| mode | Shoal resp/CPU-s | opentracker resp/CPU-s | Shoal / opentracker | goal |",
+        "|---|---:|---:|---:|---:|",
+    ], row)
 
 
 def base_table(summaries: list[dict[str, Any]]) -> str:
     """Shoal against the baseline Shoal (``shoal-base``), per mode, when both ran."""
-    by_key = {(s["target"], s["mode"]): s for s in summaries}
-    lines = [
+    return _side_by_side(summaries, "shoal-base", "shoal", [
         "| mode | Shoal resp/CPU-s | baseline resp/CPU-s | Shoal / baseline |",
         "|---|---:|---:|---:|",
-    ]
-    for mode in MODES:
-        new, old = by_key.get(("shoal", mode)), by_key.get(("shoal-base", mode))
-        if not new or not old:
-            continue
-        a, b = new["responses_per_cpu_s"], old["responses_per_cpu_s"]
-        ratio = a / b if a and b else None
-        lines.append(f"| {mode} | {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+    ], lambda mode, old, new, ratio: (
+        f"| {mode} | {_fmt(new['responses_per_cpu_s'])} | {_fmt(old['responses_per_cpu_s'])} "
+        f"| {_fmt(ratio, 2)}x |"))
 
 
 def redis_table(summaries: list[dict[str, Any]]) -> str:
     """Shoal on the Redis store against Shoal in memory, per mode, when both ran."""
-    by_key = {(s["target"], s["mode"]): s for s in summaries}
-    lines = [
+    return _side_by_side(summaries, "shoal", REDIS_TARGET, [
         "| mode | memory resp/s | Redis resp/s | memory resp/tracker CPU-s "
         "| Redis resp/tracker CPU-s | Redis / memory (per CPU-s) | redis-server CPU s "
         "| scripts per response | Redis commands per response (scripts' own included) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for mode in MODES:
-        mem, red = by_key.get(("shoal", mode)), by_key.get((REDIS_TARGET, mode))
-        if not mem or not red:
-            continue
-        a, b = mem["responses_per_cpu_s"], red["responses_per_cpu_s"]
-        ratio = b / a if a and b else None
-        lines.append(
-            f"| {mode} | {_fmt(mem['responses_per_s'])} | {_fmt(red['responses_per_s'])} "
-            f"| {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x | {_fmt(red['store_cpu_s'], 2)} "
-            f"| {_fmt(red['store_scripts_per_response'], 2)} "
-            f"| {_fmt(red['store_commands_per_response'], 1)} |"
-        )
-    return "\n".join(lines) if len(lines) > 2 else ""
+    ], lambda mode, mem, red, ratio: (
+        f"| {mode} | {_fmt(mem['responses_per_s'])} | {_fmt(red['responses_per_s'])} "
+        f"| {_fmt(mem['responses_per_cpu_s'])} | {_fmt(red['responses_per_cpu_s'])} "
+        f"| {_fmt(ratio, 2)}x | {_fmt(red['store_cpu_s'], 2)} "
+        f"| {_fmt(red['store_scripts_per_response'], 2)} "
+        f"| {_fmt(red['store_commands_per_response'], 1)} |"))
 
 
 def private_table(summaries: list[dict[str, Any]]) -> str:
     """Shoal in private mode against Shoal in public mode, per mode, when both ran."""
-    by_key = {(s["target"], s["mode"]): s for s in summaries}
-    lines = [
+    return _side_by_side(summaries, "shoal", PRIVATE_TARGET, [
         "| mode | public resp/s | private resp/s | public resp/tracker CPU-s "
         "| private resp/tracker CPU-s | private / public (per CPU-s) "
         "| public p99 ms | private p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for mode in MODES:
-        pub, priv = by_key.get(("shoal", mode)), by_key.get((PRIVATE_TARGET, mode))
-        if not pub or not priv:
-            continue
-        a, b = pub["responses_per_cpu_s"], priv["responses_per_cpu_s"]
-        ratio = b / a if a and b else None
-        lines.append(
-            f"| {mode} | {_fmt(pub['responses_per_s'])} | {_fmt(priv['responses_per_s'])} "
-            f"| {_fmt(a)} | {_fmt(b)} | {_fmt(ratio, 2)}x "
-            f"| {_fmt(pub['p99_ms'], 2)} | {_fmt(priv['p99_ms'], 2)} |"
-        )
-    return "\n".join(lines) if len(lines) > 2 else ""
+    ], lambda mode, pub, priv, ratio: (
+        f"| {mode} | {_fmt(pub['responses_per_s'])} | {_fmt(priv['responses_per_s'])} "
+        f"| {_fmt(pub['responses_per_cpu_s'])} | {_fmt(priv['responses_per_cpu_s'])} "
+        f"| {_fmt(ratio, 2)}x | {_fmt(pub['p99_ms'], 2)} | {_fmt(priv['p99_ms'], 2)} |"))
 
 
 PRIVATE_NOTE = (
