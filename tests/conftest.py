@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
+from support.redis_server import RedisServer
 from support.running import RunningTracker, loop_factories
 
 from shoal.config import Settings
@@ -48,3 +49,14 @@ def launch_tracker(
         running.stop()
     for running in started:
         assert running.tracker.counters.internal_errors == 0
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the module's own on a free loopback port (missing: a failure
+    under CI=true, else a skip naming the package; see support/redis_server.py)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,12 +3,10 @@ without losing swarms (kill -9 and SIGTERM) and reload their rules on SIGHUP."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -17,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.serve import start_serve
 
 from shoal.protocol.bencode import decode
 
@@ -53,27 +52,11 @@ class Shoal:
         for section, entries in sections.items():
             lines += [f"[{section}]", *entries]
         self.config.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "shoal.log"
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "serve", "--config", str(self.config),
-             "--host", "127.0.0.1", "--http-port", str(self.port), "--udp-port",
-             str(self.port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "a"), env=env, text=True,  # noqa: SIM115
-        )
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                assert self.proc.poll() is None, self.log.read_text()
-                time.sleep(0.05)
-        raise TimeoutError(self.log.read_text())
+        self.proc = start_serve(self.config, self.port, self.log, wait=WAIT)
 
     def send(self, sig: int) -> None:
         assert self.proc is not None

@@ -4,11 +4,9 @@ torrents and accounting: real ``shoal serve`` processes with a SQLite database."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.serve import start_serve
 
 from shoal.protocol.bencode import decode
 
@@ -47,22 +46,8 @@ class PrivateShoal:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "serve", "--config", str(self.config),
-             "--host", "127.0.0.1", "--http-port", str(self.port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "a"), env=env,  # noqa: SIM115
-        )
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.admin_port), timeout=1):
-                    return
-            except OSError:
-                assert self.proc.poll() is None, self.log.read_text()
-                time.sleep(0.05)
-        raise TimeoutError(self.log.read_text())
+        self.proc = start_serve(self.config, self.port, self.log, udp=False,
+                                ready_port=self.admin_port, wait=WAIT)
 
     def stop(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -6,12 +6,10 @@ with no restart."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.redis_server import RedisServer, free_port
+from support.serve import start_serve
 
 from shoal.protocol.bencode import decode
 
@@ -71,23 +70,8 @@ class Node:
             "[admin]", f"port = {self.admin_port}", "dashboard = false",
         ]) + "\n")
         self.log = tmp / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "serve", "--config", str(self.config),
-             "--host", "127.0.0.1", "--http-port", str(self.port), "--udp-port",
-             str(self.port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "a"), env=env,  # noqa: SIM115
-        )
-        wait_for(f"{name} to listen", self._listening)
-
-    def _listening(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            with socket.create_connection(("127.0.0.1", self.admin_port), timeout=1):
-                return True
-        except OSError:
-            return False
+        self.proc = start_serve(self.config, self.port, self.log, ready_port=self.admin_port,
+                                wait=WAIT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -144,15 +128,6 @@ def udp_peers(reply: bytes) -> set[bytes]:
     action, _, _, _, _ = struct.unpack_from(">IIIII", reply)
     assert action == 1, reply
     return {reply[i : i + 6] for i in range(20, len(reply), 6)}
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
