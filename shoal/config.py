@@ -160,6 +160,24 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WsSettings:
+    enabled: bool = _doc(
+        "Serve the WebTorrent tracker for browsers over WebSocket on the HTTP port "
+        "(ws://host:port/ and /announce).", True
+    )
+    port: int = _doc(
+        "A TCP port for WebSocket only, on the HTTP hosts (0: none, the HTTP port serves it).",
+        0,
+    )
+    max_connections: int = _doc("Open WebSockets beyond this are closed at once.", 10000)
+    max_message_bytes: int = _doc("Largest message a WebSocket may send (larger: closed).", 65536)
+    max_offers: int = _doc("Most WebRTC offers in one announce (more: an error message).", 10)
+    max_torrents_per_socket: int = _doc("Most torrents one WebSocket may announce.", 100)
+    ping_interval: float = _doc("Seconds of silence after which a WebSocket is pinged.", 30.0)
+    idle_timeout: float = _doc("Seconds of silence after which a WebSocket is closed.", 120.0)
+
+
+@dataclass(frozen=True, slots=True)
 class UdpSettings:
     enabled: bool = _doc("Serve UDP announce and scrape (BEP 15).", True)
     hosts: list[str] = _doc(
@@ -265,6 +283,7 @@ class Settings:
     access: AccessSettings = field(default_factory=AccessSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     udp: UdpSettings = field(default_factory=UdpSettings)
+    ws: WsSettings = field(default_factory=WsSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
@@ -406,6 +425,10 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
         "http.max_header_bytes": h.max_header_bytes,
         "http.max_headers": h.max_headers,
         "udp.connection_id_ttl": u.connection_id_ttl,
+        "ws.max_connections": settings.ws.max_connections,
+        "ws.max_message_bytes": settings.ws.max_message_bytes,
+        "ws.max_offers": settings.ws.max_offers,
+        "ws.max_torrents_per_socket": settings.ws.max_torrents_per_socket,
         "storage.snapshot_interval": settings.storage.snapshot_interval,
     }
     non_negative = {
@@ -426,10 +449,12 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
                          ("http.keepalive_timeout", h.keepalive_timeout),
                          ("http.first_byte_timeout", h.first_byte_timeout),
                          ("storage.flush_interval", settings.storage.flush_interval),
-                         ("storage.redis_timeout", settings.storage.redis_timeout)):
+                         ("storage.redis_timeout", settings.storage.redis_timeout),
+                         ("ws.ping_interval", settings.ws.ping_interval),
+                         ("ws.idle_timeout", settings.ws.idle_timeout)):
         if not 0 < seconds < math.inf:  # also refuses nan, which compares false
             problem(key, f"must be a positive number of seconds, got {seconds}")
-    for key, port in (("http.port", h.port), ("udp.port", u.port),
+    for key, port in (("http.port", h.port), ("udp.port", u.port), ("ws.port", settings.ws.port),
                       ("admin.port", settings.admin.port)):
         if not 0 <= port <= 65535:
             problem(key, f"must be 0..65535, got {port}")
@@ -542,6 +567,8 @@ def _listener_clashes(settings: Settings) -> list[tuple[str, str]]:
         listeners += [("udp", "UDP", host, u.port) for host in u.hosts]
     if adm.enabled:
         listeners.append(("admin", "TCP", adm.host, adm.port))
+    if settings.ws.enabled and settings.ws.port:
+        listeners += [("ws", "TCP", host, settings.ws.port) for host in h.hosts]
     clashes = []
     for i, (name, proto, host, port) in enumerate(listeners):
         for other, other_proto, other_host, other_port in listeners[:i]:

@@ -29,6 +29,16 @@ class HttpParseError(Exception):
         self.status = status
 
 
+class HttpUpgradeRequested(Exception):
+    """The signal that a request asked to switch protocols (as httptools'
+    ``HttpParserUpgrade``, raised after its ``on_message_complete``); ``rest`` holds the
+    bytes that followed its head (the new protocol's)."""
+
+    def __init__(self, rest: bytes) -> None:
+        super().__init__("upgrade")
+        self.rest = rest
+
+
 class ParserCallbacks(Protocol):
     def on_message_begin(self) -> None: ...
     def on_url(self, url: bytes) -> None: ...
@@ -71,6 +81,7 @@ class Http1RequestParser:
         self._version = "1.1"
         self._method = b""
         self._keep_alive = True
+        self._upgrade = False
 
     def get_http_version(self) -> str:
         return self._version
@@ -80,6 +91,11 @@ class Http1RequestParser:
 
     def should_keep_alive(self) -> bool:
         return self._keep_alive
+
+    def should_upgrade(self) -> bool:
+        """The request just completed asks to switch protocols (``Upgrade`` header with
+        ``Connection: upgrade``, no body), as llhttp decides it."""
+        return self._upgrade
 
     def feed_data(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
@@ -115,6 +131,9 @@ class Http1RequestParser:
             head = buf[:end]
             buf = buf[end + 4 :]
             self._parse_head(head)
+            if self._upgrade:
+                self._buf = b""
+                raise HttpUpgradeRequested(buf)
         self._buf = buf
 
     def _check_line_start(self, line: bytes) -> None:
@@ -147,6 +166,7 @@ class Http1RequestParser:
         self._method = method
         self._version = version[5:].decode()
         keep_alive = version == b"HTTP/1.1"
+        connection_upgrade = has_upgrade = False
         content_length = -1
         cb = self._cb
         cb.on_url(url)
@@ -164,6 +184,9 @@ class Http1RequestParser:
                     keep_alive = False
                 elif b"keep-alive" in tokens:
                     keep_alive = True
+                connection_upgrade = connection_upgrade or b"upgrade" in tokens
+            elif lname == b"upgrade":
+                has_upgrade = True
             elif lname == b"content-length":
                 if content_length >= 0:
                     raise HttpParseError(400, "duplicate Content-Length")
@@ -176,6 +199,7 @@ class Http1RequestParser:
                 raise HttpParseError(501, "request bodies with Transfer-Encoding are not accepted")
             cb.on_header(name, value)
         self._keep_alive = keep_alive
+        self._upgrade = connection_upgrade and has_upgrade and content_length <= 0
         cb.on_headers_complete()
         if content_length > 0:
             self._body_left = content_length

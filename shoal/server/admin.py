@@ -189,6 +189,26 @@ class TrackerCollector(Collector):
         yield CounterMetricFamily(
             "shoal_http_connections", "HTTP connections accepted.", value=c.connections_total
         )
+        yield GaugeMetricFamily(
+            "shoal_ws_connections_open", "WebSockets (WebTorrent) open now.",
+            value=c.ws_connections_open,
+        )
+        yield CounterMetricFamily(
+            "shoal_ws_connections", "WebSockets opened.", value=c.ws_connections_total
+        )
+        yield GaugeMetricFamily(
+            "shoal_ws_peers", "WebSocket peers in swarms (a socket counts once per torrent).",
+            value=c.ws_peers,
+        )
+        yield _labelled_counter(
+            "shoal_ws_relayed", "WebRTC offers and answers relayed between WebSocket peers.",
+            "kind", {"offer": c.ws_offers_relayed, "answer": c.ws_answers_relayed},
+        )
+        yield CounterMetricFamily(
+            "shoal_ws_answers_refused",
+            "Answers dropped: to no offer relayed to the answering socket.",
+            value=c.ws_answers_refused,
+        )
 
         latency = HistogramMetricFamily(
             "shoal_request_duration_seconds", "Time from a complete request to its reply."
@@ -452,6 +472,15 @@ class AdminServer:
             "internal_errors": c.internal_errors,
             "bytes": {"received": dict(c.bytes_in), "sent": dict(c.bytes_out)},
             "http_connections": {"open": c.connections_open, "total": c.connections_total},
+            "websocket": {
+                "open": c.ws_connections_open,
+                "total": c.ws_connections_total,
+                "peers": c.ws_peers,
+                "swarms": c.ws_swarms,
+                "offers_relayed": c.ws_offers_relayed,
+                "answers_relayed": c.ws_answers_relayed,
+                "answers_refused": c.ws_answers_refused,
+            },
             "latency": {
                 "count": latency_count,
                 "sum_seconds": c.latency_sum,

@@ -38,6 +38,7 @@ from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
 from shoal.server.supervisor import Supervisor
 from shoal.server.udp import UdpEndpoint, UdpOptions
+from shoal.server.ws import WsFrontend, WsOptions
 from shoal.storage.base import PeerStore, StoreSettings
 from shoal.storage.memory import MemoryStore
 
@@ -155,6 +156,20 @@ def http_options(settings: Settings) -> HttpOptions:
     )
 
 
+def ws_options(settings: Settings) -> WsOptions:
+    w = settings.ws
+    return WsOptions(
+        max_connections=w.max_connections,
+        max_message_bytes=w.max_message_bytes,
+        max_offers=w.max_offers,
+        max_torrents_per_socket=w.max_torrents_per_socket,
+        max_scrape_hashes=settings.tracker.max_scrape_hashes,
+        ping_interval=w.ping_interval,
+        idle_timeout=w.idle_timeout,
+        handshake_timeout=settings.http.request_timeout,
+    )
+
+
 class Tracker:
     """One tracker process: a store behind the logic layer, its frontends, and the
     supervised background components.
@@ -189,6 +204,15 @@ class Tracker:
                                             lambda: self.clock.now)
             log.info("private mode: %s", self.private_mode.open())
             self.logic.enable_private(self.private_mode.tracker)
+        # WebSocket (WebTorrent) peers: swarms of their own, in a store of their own (a
+        # browser reaches only browsers; their sockets do not outlive the process, so
+        # nothing of them is persisted), under the same rules and private mode.
+        self.ws_logic = TrackerLogic(MemoryStore(), self.logic.config, spawn=self._spawn)
+        if self.private_mode is not None:
+            self.ws_logic.enable_private(self.private_mode.tracker)
+        self.ws = WsFrontend(self.ws_logic, self.clock, self.counters, ws_options(settings))
+        if settings.ws.enabled:
+            self.http.upgrades = self.ws
         self.persistence: Persistence | None = None
         st = settings.storage
         if st.persist and isinstance(self._store, MemoryStore):
@@ -249,6 +273,13 @@ class Tracker:
                                                       backlog=1024)
                     self._servers.append(server)
                     self.listeners.append(Listener("http", host, sock.getsockname()[1]))
+            w = self.settings.ws
+            if w.enabled and w.port:
+                for host, sock in self._bind_all("ws", h.hosts, w.port, socket.SOCK_STREAM):
+                    server = await loop.create_server(self.ws.protocol, sock=sock,
+                                                      backlog=1024)
+                    self._servers.append(server)
+                    self.listeners.append(Listener("ws", host, sock.getsockname()[1]))
             u = self.settings.udp
             if u.enabled:
                 for host, sock in self._bind_all("udp", u.hosts, u.port, socket.SOCK_DGRAM):
@@ -273,6 +304,8 @@ class Tracker:
             sup.start("store-monitor", self._watch_store)
         if h.enabled:
             sup.start("http-reaper", self.http.run_reaper)
+        if self.settings.ws.enabled:
+            sup.start("ws-keeper", self.ws.run_keeper)
         if self.persistence is not None:
             sup.start("completed-writer", self.persistence.run_flusher)
             sup.start("snapshot-writer", self.persistence.run_snapshots)
@@ -470,6 +503,7 @@ class Tracker:
         rest, which waits for a restart."""
         live, restart = live_changes(self.settings, new)
         self.logic.configure(config)
+        self.ws_logic.configure(config)
         if self.private_mode is not None:
             self.private_mode.configure(new, config.policy.peer_timeout)
         fe = self.http
@@ -525,6 +559,7 @@ class Tracker:
         log.info("shutting down")
         self._close_listeners()
         self.http.close_idle()
+        self.ws.close_all()
         deadline = time.monotonic() + grace
         while (self.http.connections or self._inflight) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -18,7 +18,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 class Counters:
     """Every figure the frontends count.
 
-    ``requests`` is keyed by ``(protocol, family, kind)``: protocol ``"http"`` or ``"udp"``,
+    ``requests`` is keyed by ``(protocol, family, kind)``: protocol ``"http"``, ``"udp"`` or
+    ``"ws"`` (kinds ``handshake``, ``answer`` too),
     family ``"ipv4"`` or ``"ipv6"``, kind ``"announce"``, ``"scrape"``, ``"connect"`` or
     ``"error"``. ``failures`` counts failure replies by their (fixed) reason text, and
     ``dropped`` counts packets or requests given no reply at all, by cause.
@@ -33,6 +34,14 @@ class Counters:
         self.bytes_out: defaultdict[str, int] = defaultdict(int)
         self.connections_open = 0
         self.connections_total = 0
+        # WebSocket (WebTorrent): sockets, and the offers and answers relayed between peers.
+        self.ws_connections_open = 0
+        self.ws_connections_total = 0
+        self.ws_peers = 0  # (socket, torrent) pairs: WebSocket peers in swarms now
+        self.ws_swarms = 0  # torrents with a WebSocket peer now
+        self.ws_offers_relayed = 0
+        self.ws_answers_relayed = 0
+        self.ws_answers_refused = 0  # answers to no offer relayed to that socket: dropped
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.component_failures: defaultdict[str, int] = defaultdict(int)

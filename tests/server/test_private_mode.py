@@ -5,6 +5,7 @@ accounting written to the database, and passkeys kept out of the access log."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -284,3 +285,22 @@ def test_a_reload_changes_the_peer_limit_live(rt: RunningTracker) -> None:
     rt.in_loop(lambda: rt.tracker.apply(new, configuration_from(new)))
     assert reason(announce(rt, peer=2)) == (
         b"too many peers for this torrent from your account (limit 1)")
+
+
+def ws_announce(rt: RunningTracker, path: str, peer: int = 70) -> dict[str, Any]:
+    from websockets.sync.client import connect
+    with connect(f"ws://127.0.0.1:{rt.listener('http')[1]}{path}", open_timeout=WAIT,
+                 compression=None) as ws:
+        ws.send(json.dumps({
+            "action": "announce", "info_hash": TORRENT.decode("latin-1"),
+            "peer_id": f"-WW0207-{peer:012d}", "uploaded": 0, "downloaded": 0, "left": 5}))
+        reply = json.loads(ws.recv(timeout=WAIT))
+    assert isinstance(reply, dict)
+    return reply
+
+
+def test_websocket_announces_need_the_passkey_route_too(rt: RunningTracker) -> None:
+    assert ws_announce(rt, f"/{PK}/announce")["incomplete"] == 1
+    assert ws_announce(rt, "/announce")["failure reason"] == (
+        "passkey required: use the announce URL the site gave you")
+    assert ws_announce(rt, f"/{'X' * 32}/announce")["failure reason"] == "unknown passkey"

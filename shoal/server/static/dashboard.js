@@ -326,8 +326,8 @@
     renderSwarms(stats.top_swarms);
     renderClients(stats.clients);
     const r = stats.requests;
-    renderShare("protocol-share", [["http", r.by_protocol.http || 0], ["udp", r.by_protocol.udp || 0]],
-      { http: "HTTP", udp: "UDP" });
+    renderShare("protocol-share", [["http", r.by_protocol.http || 0], ["udp", r.by_protocol.udp || 0],
+      ["ws", r.by_protocol.ws || 0]], { http: "HTTP", udp: "UDP", ws: "WebSocket" });
     renderShare("family-share", [["ipv4", r.by_family.ipv4 || 0], ["ipv6", r.by_family.ipv6 || 0]],
       { ipv4: "IPv4", ipv6: "IPv6" });
     const kinds = ["announce", "scrape", "connect", "error"]
@@ -339,6 +339,13 @@
     byId("bytes-out").textContent = bytes(sum(stats.bytes.sent));
     byId("conn-open").textContent = number.format(stats.http_connections.open);
     byId("conn-total").textContent = number.format(stats.http_connections.total);
+    if (stats.websocket) {
+      const w = stats.websocket;
+      byId("ws-open").textContent = number.format(w.open);
+      byId("ws-peers").textContent = number.format(w.peers);
+      byId("ws-relayed").textContent =
+        `${number.format(w.offers_relayed)} / ${number.format(w.answers_relayed)}`;
+    }
     byId("lat-p50").textContent = stats.latency.count
       ? "\u2264 " + duration(stats.latency.p50_seconds) : "\u2013";
     byId("lat-p99").textContent = stats.latency.count
