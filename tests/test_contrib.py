@@ -21,9 +21,11 @@ from shoal.config import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib"
-# SQLAlchemy: private mode's database; redis: the Redis store (both features of a plain
-# install). psycopg and schemathesis: the PostgreSQL and API-schema tests.
-RUNTIME = {"uvloop", "httptools", "prometheus-client", "sqlalchemy", "redis"}
+# SQLAlchemy: private mode's database; redis: the Redis store; websockets: the WebTorrent
+# tracker (all features of a plain install). psycopg and schemathesis: the PostgreSQL and
+# API-schema tests.
+RUNTIME = {"uvloop", "httptools", "prometheus-client", "sqlalchemy", "redis",
+           "websockets"}
 DEV_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "ruff", "mypy", "import-linter",
              "psycopg", "schemathesis"}
 
