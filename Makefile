@@ -7,7 +7,9 @@ ARGS   ?=
 
 .PHONY: run test lint unit bench soak clean
 
-$(STAMP): pyproject.toml
+NATIVE := $(wildcard shoal/_native/*.c shoal/_native/*.h)
+
+$(STAMP): pyproject.toml setup.py $(NATIVE)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Shoal needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
