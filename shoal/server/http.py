@@ -42,10 +42,6 @@ from shoal.protocol.http1 import (
     MAX_BODY,
     PARSER_NAME,
     Http1Connection,
-    HttpError,
-    HttpEvent,
-    Request,
-    Upgrade,
 )
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
@@ -111,7 +107,9 @@ def body_length(body: Body) -> int:
 
 
 _PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
-_Request = Request  # a parsed request waiting to be answered
+# A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
+# HTTP/1.0, time of its first byte (the fields of shoal.protocol.http1.Request).
+_Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
 
 _UNPRINTABLE = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
 
@@ -389,7 +387,7 @@ class HttpFrontend:
                 conn.close()
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(Http1Connection, asyncio.Protocol):
     """One client connection. Pipelined requests are answered in order, a few at a time:
     input beyond those waits, unparsed, until the client reads the replies."""
 
@@ -397,7 +395,7 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = (
         "_busy", "_closing", "_deferred", "_inbox", "_inbox_pos", "_method", "_pending",
         "_read_paused", "_real_ip", "_scheduled", "_seen", "_started", "_turn", "_url",
-        "_waiting", "_write_paused", "deadline", "family", "frontend", "http", "idle",
+        "_waiting", "_write_paused", "deadline", "family", "frontend", "idle",
         "peer_ip", "slot", "transport",
     )
 
@@ -429,8 +427,8 @@ class HttpConnection(asyncio.Protocol):
         self._turn = 0  # requests answered in this turn of the loop
         self._scheduled = False  # a later turn is asked for (loop.call_soon)
         opts = frontend.options
-        self.http = Http1Connection(
-            self._on_event, opts.max_request_line, opts.max_header_bytes, opts.max_headers,
+        Http1Connection.__init__(
+            self, opts.max_request_line, opts.max_header_bytes, opts.max_headers,
             frontend.real_ip_header if frontend.proxies else None, frontend.use_httptools,
         )
 
@@ -462,7 +460,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.forget(self)
         self.transport = None
-        self.http.close()  # (frees its parser without the cyclic GC)
+        self.end_input()  # (frees the parser, which refers back, without the cyclic GC)
         self._deferred.clear()
         self._inbox = b""
 
@@ -526,9 +524,8 @@ class HttpConnection(asyncio.Protocol):
         if self.idle:
             self._drop()
         else:
-            http = self.http
-            self._fail(408, http.target if http.in_request else b"",
-                       http.begun if http.in_request else None)
+            self._fail(408, self.target if self.in_request else b"",
+                       self.begun if self.in_request else None)
 
     def close(self) -> None:
         """Close once the replies written are sent; abort if told to close before (its
@@ -581,7 +578,7 @@ class HttpConnection(asyncio.Protocol):
             while (self.transport is not None and not self._blocked()
                    and self._turn < _TURN):
                 if self._deferred:
-                    self._dispatch(self._deferred.popleft())
+                    self._dispatch(*self._deferred.popleft())
                 elif self._inbox and not self._closing:
                     pos = self._inbox_pos
                     data = self._inbox
@@ -614,55 +611,56 @@ class HttpConnection(asyncio.Protocol):
             transport.resume_reading()
 
     def _feed(self, data: bytes) -> None:
-        http = self.http
-        http.receive(data, time.monotonic())  # (events come to _on_event meanwhile)
-        if http.in_request:
+        self.receive(data, time.monotonic())  # (requests come to handle_request meanwhile)
+        if self.in_request:
             # A request begun and not complete: its deadline is watched. (Most requests end
             # in the chunk they begin in, and are never filed.)
             if self.idle:
                 self.idle = False
                 self.frontend.idle_connections.pop(self, None)
-            self.deadline = http.begun + self.frontend.options.request_timeout
+            self.deadline = self.begun + self.frontend.options.request_timeout
             self.frontend.file(self)
 
-    def _on_event(self, event: HttpEvent) -> None:
-        if type(event) is Request:
-            if self._closing:
-                return  # pipelined after a request that ends the connection
-            if self.idle:
-                self.idle = False
-                self.frontend.idle_connections.pop(self, None)
-            if not event[3]:  # keep-alive
-                self._closing = True
-            if (self._deferred or self._turn >= _TURN or self._write_paused
-                    or len(self._pending) >= _MAX_PENDING):  # (_blocked(), inline: per request)
-                self._deferred.append(event)  # answered once the replies before it are read
-            else:
-                self._dispatch(event)
-        elif type(event) is HttpError:
-            self._fail(event.status, event.target, event.started)
-        else:
-            assert type(event) is Upgrade
-            self._upgrade(event)
+    # the parsed input's events (shoal.protocol.http1.Http1Connection calls these)
 
-    def _upgrade(self, event: Upgrade) -> None:
+    def handle_request(self, method: bytes, target: bytes, real_ip: bytes | None,
+                       keep_alive: bool, legacy: bool, started: float) -> None:
+        if self._closing:
+            return  # pipelined after a request that ends the connection
+        if self.idle:
+            self.idle = False
+            self.frontend.idle_connections.pop(self, None)
+        if not keep_alive:
+            self._closing = True
+        if (self._deferred or self._turn >= _TURN or self._write_paused
+                or len(self._pending) >= _MAX_PENDING):  # (_blocked(), inline: per request)
+            # Answered once the replies before it are read.
+            self._deferred.append((method, target, real_ip, keep_alive, legacy, started))
+        else:
+            self._dispatch(method, target, real_ip, keep_alive, legacy, started)
+
+    def handle_error(self, status: int, target: bytes, started: float | None) -> None:
+        self._fail(status, target, started)
+
+    def handle_upgrade(self, method: bytes, target: bytes,
+                       headers: tuple[tuple[bytes, bytes], ...], rest: bytes,
+                       started: float) -> None:
         """A request to switch protocols: handed with the socket to the WebSocket frontend
         when it is served here and the connection is between replies, else refused."""
         handler = self.frontend.upgrades
         transport = self.transport
         if (handler is None or self._closing or self._pending or self._deferred
                 or transport is None):
-            self._fail(400, event.target, event.started)
+            self._fail(400, target, started)
             return
         self._closing = True
         self.frontend.forget(self)
         self.transport = None
         self._inbox, self._inbox_pos = b"", 0
-        if not handler.upgrade(transport, self.peer_ip, event.target, list(event.headers),
-                               event.rest):
+        if not handler.upgrade(transport, self.peer_ip, target, list(headers), rest):
             self.transport = transport
             self._closing = False
-            self._fail(400, event.target, event.started)
+            self._fail(400, target, started)
 
     def _set_deadline(self, seconds: float) -> None:
         self.deadline = deadline = time.monotonic() + seconds
@@ -670,8 +668,8 @@ class HttpConnection(asyncio.Protocol):
         if slot is None or slot > deadline + 1:  # filed too late for it (else: as file())
             self.frontend.file(self)
 
-    def _dispatch(self, request: _Request) -> None:
-        method, url, real_ip, keep_alive, legacy, started = request
+    def _dispatch(self, method: bytes, url: bytes, real_ip: bytes | None, keep_alive: bool,
+                  legacy: bool, started: float) -> None:
         if self.frontend.closing and keep_alive:  # shutdown began while it waited
             keep_alive = False
             self._closing = True
@@ -876,7 +874,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _maybe_idle(self) -> None:
         """Between requests (nothing pending, parsed or kept): start the keep-alive wait."""
-        if (self.idle or self._pending or self.http.in_request or self._deferred
+        if (self.idle or self._pending or self.in_request or self._deferred
                 or len(self._inbox) > self._inbox_pos):
             return
         fe = self.frontend

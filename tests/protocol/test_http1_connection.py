@@ -34,21 +34,11 @@ def get(target: str, version: str = "HTTP/1.1", headers: str = "") -> bytes:
     return f"GET {target} {version}\r\nHost: tracker\r\n{headers}\r\n".encode()
 
 
-class Recording(Http1Connection):
-    """A connection that keeps the events it hands on, for :func:`take`."""
-
-    __slots__ = ("events",)
-
-    def __init__(self, use_httptools: bool, **limits: Any) -> None:
-        self.events: list[HttpEvent] = []
-        super().__init__(self.events.append, use_httptools=use_httptools, **limits)
+def connection(use_httptools: bool, **limits: Any) -> Http1Connection:
+    return Http1Connection(use_httptools=use_httptools, **limits)
 
 
-def connection(use_httptools: bool, **limits: Any) -> Recording:
-    return Recording(use_httptools, **limits)
-
-
-def take(conn: Recording, chunk: bytes, now: float) -> list[HttpEvent]:
+def take(conn: Http1Connection, chunk: bytes, now: float) -> list[HttpEvent]:
     """The events ``chunk`` completes."""
     conn.receive(chunk, now)
     events = list(conn.events)
@@ -56,7 +46,7 @@ def take(conn: Recording, chunk: bytes, now: float) -> list[HttpEvent]:
     return events
 
 
-def feed(conn: Recording, *chunks: bytes, now: float = 1.0) -> list[HttpEvent]:
+def feed(conn: Http1Connection, *chunks: bytes, now: float = 1.0) -> list[HttpEvent]:
     events: list[HttpEvent] = []
     for chunk in chunks:
         events += take(conn, chunk, now)
@@ -93,7 +83,7 @@ def test_connection_close_ends_the_stream_and_later_requests_are_ignored(
     conn = connection(use_httptools)
     events = feed(conn, get("/", headers="Connection: close\r\n") + get("/announce?x"))
     assert events == [Request(b"GET", b"/", None, False, False, 1.0)]
-    assert conn.closing
+    assert conn.input_closed
     assert take(conn, get("/more"), 2.0) == []
 
 
@@ -124,7 +114,7 @@ def test_an_oversize_request_line_is_414(use_httptools: bool) -> None:
     assert len(events) == 1 and isinstance(events[0], HttpError)
     assert events[0].status == 414
     assert events[0].started == 4.0  # the unfinished request's, for the access log
-    assert conn.closing
+    assert conn.input_closed
 
 
 def test_too_many_headers_is_431(use_httptools: bool) -> None:
@@ -186,7 +176,7 @@ def test_a_websocket_upgrade_is_one_upgrade_event_with_headers_and_what_followed
     assert events == [Upgrade(b"GET", b"/announce", (
         (b"Host", b"t"), (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
         (b"Sec-WebSocket-Key", b"abc")), b"\x81\x00", 3.0)]
-    assert conn.closing
+    assert conn.input_closed
     assert take(conn, get("/"), 4.0) == []  # no more HTTP on it
 
 
