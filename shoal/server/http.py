@@ -1,7 +1,9 @@
 """The HTTP frontend: read a request, call the codec and the store once, write the reply.
 
-Parsing uses httptools (llhttp) when it is installed and falls back to the small parser in
-``shoal.protocol.http1``; the choice is logged at start. Limits keep one client from
+The connection's input is parsed by ``shoal.protocol.http1.Http1Connection`` (bytes in,
+events out: requests, errors, upgrades), which uses httptools (llhttp) when it is installed
+and its own small parser otherwise (the choice is logged at start); this module is the
+asyncio side: sockets, deadlines, backpressure and replies. Limits keep one client from
 holding the server: request line (414), header bytes and count (431), body size (413), a
 deadline for a new connection's first byte, one to send a whole request and an idle
 keep-alive deadline (the connection is closed), a cap on open connections and one per
@@ -34,7 +36,13 @@ from shoal.errors import ClientError
 from shoal.logic import Later, TrackerLogic, resolved
 from shoal.protocol import http as codec
 from shoal.protocol.compact import normalize_ip
-from shoal.protocol.http1 import Http1RequestParser, HttpParseError, HttpUpgradeRequested
+from shoal.protocol.http1 import (
+    FALLBACK_NAME,
+    HAVE_HTTPTOOLS,
+    MAX_BODY,
+    PARSER_NAME,
+    Http1Connection,
+)
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
@@ -44,21 +52,6 @@ from shoal.types import AnnounceResult
 
 log = logging.getLogger("shoal.http")
 access_log = logging.getLogger("shoal.access")
-
-try:
-    import httptools
-
-    PARSER_NAME = "httptools"
-    _ParserError: tuple[type[Exception], ...] = (httptools.HttpParserError,)
-    _Upgrade: type[Exception] = httptools.HttpParserUpgrade
-except ImportError:  # pragma: no cover - exercised by the fallback tests directly
-    httptools = None  # type: ignore[assignment]
-    PARSER_NAME = "shoal.protocol.http1 (pure Python fallback)"
-    _ParserError = ()
-
-    class _Upgrade(Exception):  # type: ignore[no-redef]
-        pass
-
 
 _REASONS = {
     200: b"OK",
@@ -74,7 +67,7 @@ _REASONS = {
     503: b"Service Unavailable",
     505: b"HTTP Version Not Supported",
 }
-_MAX_BODY = 65536
+_MAX_BODY = MAX_BODY
 _TURN = 4  # requests one connection has answered per turn of the event loop, at most
 # The kernel's send buffer of a connection, capped: on loopback it grows to megabytes, which
 # let a client that never reads have hundreds of large replies computed before the transport
@@ -90,9 +83,9 @@ _WRITE_HIGH = 65536  # transport write buffer high-water mark (pause_writing bey
 _SPLIT_BODY = 16384  # a body this large is written after its head, not copied onto it
 _PRESSURE = 0.9  # share of max_connections from which idle keep-alive connections are closed
 _LOG_TARGET = 200  # bytes of a request target that reach the access log
-_PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
 _HEAD_END = b"\r\n\r\n"
 _KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"  # an HTTP/1.0 keep-alive reply's
+
 
 class UpgradeHandler(Protocol):
     """Where a request to switch protocols goes (the WebSocket frontend)."""
@@ -101,7 +94,6 @@ class UpgradeHandler(Protocol):
                 headers: list[tuple[bytes, bytes]], rest: bytes) -> bool:
         """Take over ``transport`` (True), or refuse (False: answered 400 and closed)."""
         ...
-
 
 # A body: bytes, or the chunks of a large one (a full scrape of millions of torrents is
 # never joined into one buffer: that alone held the loop for a quarter of a second).
@@ -114,8 +106,9 @@ def body_length(body: Body) -> int:
     return len(body) if isinstance(body, bytes) else sum(map(len, body))
 
 
+_PLAIN_ENDPOINTS = (b"/announce", b"/scrape")  # others go through routes.route
 # A parsed request waiting to be answered: method, target, real-IP header, keep-alive,
-# HTTP/1.0, perf_counter at its first byte.
+# HTTP/1.0, time of its first byte (the fields of shoal.protocol.http1.Request).
 _Request = tuple[bytes, bytes, bytes | None, bool, bool, float]
 
 _UNPRINTABLE = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
@@ -293,7 +286,7 @@ class HttpFrontend:
         self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in options.trusted_proxies)
         self.real_ip_header = options.real_ip_header.lower().encode()
         self.full_scrape = FullScrape(logic, clock, options.full_scrape_cache)
-        self.use_httptools = options.use_httptools and httptools is not None
+        self.use_httptools = options.use_httptools and HAVE_HTTPTOOLS
         self.closing = False
         self.upgrades: UpgradeHandler | None = None  # WebSocket, when it is served here
 
@@ -394,17 +387,16 @@ class HttpFrontend:
                 conn.close()
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(Http1Connection, asyncio.Protocol):
     """One client connection. Pipelined requests are answered in order, a few at a time:
     input beyond those waits, unparsed, until the client reads the replies."""
 
     # Slotted: one is made per connection and its fields are read on every request.
     __slots__ = (
-        "_begun", "_body", "_busy", "_closing", "_deferred", "_fields", "_head_bytes",
-        "_head_done", "_header_bytes", "_headers", "_in_request", "_inbox", "_inbox_pos",
-        "_messages", "_method", "_parse_real_ip", "_parse_url", "_pending", "_read_paused",
-        "_real_ip", "_scheduled", "_seen", "_started", "_turn", "_url", "_waiting", "_write_paused",
-        "deadline", "family", "frontend", "idle", "parser", "peer_ip", "slot", "transport",
+        "_busy", "_closing", "_deferred", "_inbox", "_inbox_pos", "_method", "_pending",
+        "_read_paused", "_real_ip", "_scheduled", "_seen", "_started", "_turn", "_url",
+        "_waiting", "_write_paused", "deadline", "family", "frontend", "idle",
+        "peer_ip", "slot", "transport",
     )
 
     def __init__(self, frontend: HttpFrontend) -> None:
@@ -416,21 +408,7 @@ class HttpConnection(asyncio.Protocol):
         self.slot: int | None = None  # the reaper's bucket this connection is filed under
         self.idle = True
         self._seen = False  # a byte has arrived
-        self._in_request = False  # a request has begun and is not yet complete
-        self._head_done = False  # ... and its headers are complete
-        self._head_bytes = 0  # bytes of an unfinished head, counted in whole chunks
-        self._messages = 0
         self._closing = False  # the last reply is written (or the stream is broken)
-        # The request being parsed.
-        self._parse_url = b""
-        self._parse_real_ip: bytes | None = None
-        # Its fields, kept only where the target has no query, as a WebSocket handshake's
-        # has not (keeping every announce's costs 0.6% of its CPU).
-        self._fields: list[tuple[bytes, bytes]] | None = None
-        self._headers = 0
-        self._header_bytes = 0
-        self._body = 0
-        self._begun = 0.0
         # The request being answered (what _handle reads).
         self._method = b""
         self._url = b""
@@ -449,13 +427,10 @@ class HttpConnection(asyncio.Protocol):
         self._turn = 0  # requests answered in this turn of the loop
         self._scheduled = False  # a later turn is asked for (loop.call_soon)
         opts = frontend.options
-        if frontend.use_httptools:
-            self.parser: Any = httptools.HttpRequestParser(self)
-        else:
-            self.parser = Http1RequestParser(
-                self, opts.max_request_line, opts.max_request_line + opts.max_header_bytes,
-                _MAX_BODY,
-            )
+        Http1Connection.__init__(
+            self, opts.max_request_line, opts.max_header_bytes, opts.max_headers,
+            frontend.real_ip_header if frontend.proxies else None, frontend.use_httptools,
+        )
 
     # asyncio callbacks
 
@@ -485,7 +460,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.forget(self)
         self.transport = None
-        self.parser = None  # the parser holds this connection: free both without the GC
+        self.end_input()  # (frees the parser, which refers back, without the cyclic GC)
         self._deferred.clear()
         self._inbox = b""
 
@@ -549,7 +524,8 @@ class HttpConnection(asyncio.Protocol):
         if self.idle:
             self._drop()
         else:
-            self._fail(408)
+            self._fail(408, self.target if self.in_request else b"",
+                       self.begun if self.in_request else None)
 
     def close(self) -> None:
         """Close once the replies written are sent; abort if told to close before (its
@@ -602,7 +578,7 @@ class HttpConnection(asyncio.Protocol):
             while (self.transport is not None and not self._blocked()
                    and self._turn < _TURN):
                 if self._deferred:
-                    self._dispatch(self._deferred.popleft())
+                    self._dispatch(*self._deferred.popleft())
                 elif self._inbox and not self._closing:
                     pos = self._inbox_pos
                     data = self._inbox
@@ -635,51 +611,56 @@ class HttpConnection(asyncio.Protocol):
             transport.resume_reading()
 
     def _feed(self, data: bytes) -> None:
-        in_head, messages = self._in_request and not self._head_done, self._messages
-        try:
-            self.parser.feed_data(data)
-            if self._in_request:
-                # A request begun and not complete: its deadline (set at its first byte,
-                # not filed there, since most requests end in the same chunk) is watched.
-                self.frontend.file(self)
-            if self._in_request and not self._head_done:
-                # httptools buffers a header line whole before calling back, so bound the
-                # head here: count every chunk that fell entirely inside the same head.
-                if in_head and messages == self._messages:
-                    self._head_bytes += len(data)
-                    opts = self.frontend.options
-                    if self._head_bytes > opts.max_request_line + opts.max_header_bytes:
-                        raise HttpParseError(431, "request headers too large")
-                else:
-                    self._head_bytes = 0
-        except HttpParseError as exc:
-            self._fail(exc.status)
-        except HttpUpgradeRequested as exc:
-            self._upgrade(exc.rest)
-        except _Upgrade as exc:  # httptools': the offset of what follows the head
-            self._upgrade(data[exc.args[0] :])
-        except _ParserError as exc:
-            # httptools wraps an error raised in a callback (a limit) in its own.
-            cause = exc.__context__
-            self._fail(cause.status if isinstance(cause, HttpParseError) else 400)
+        self.receive(data, time.monotonic())  # (requests come to handle_request meanwhile)
+        if self.in_request:
+            # A request begun and not complete: its deadline is watched. (Most requests end
+            # in the chunk they begin in, and are never filed.)
+            if self.idle:
+                self.idle = False
+                self.frontend.idle_connections.pop(self, None)
+            self.deadline = self.begun + self.frontend.options.request_timeout
+            self.frontend.file(self)
 
-    def _upgrade(self, rest: bytes) -> None:
+    # the parsed input's events (shoal.protocol.http1.Http1Connection calls these)
+
+    def handle_request(self, method: bytes, target: bytes, real_ip: bytes | None,
+                       keep_alive: bool, legacy: bool, started: float) -> None:
+        if self._closing:
+            return  # pipelined after a request that ends the connection
+        if self.idle:
+            self.idle = False
+            self.frontend.idle_connections.pop(self, None)
+        if not keep_alive:
+            self._closing = True
+        if (self._deferred or self._turn >= _TURN or self._write_paused
+                or len(self._pending) >= _MAX_PENDING):  # (_blocked(), inline: per request)
+            # Answered once the replies before it are read.
+            self._deferred.append((method, target, real_ip, keep_alive, legacy, started))
+        else:
+            self._dispatch(method, target, real_ip, keep_alive, legacy, started)
+
+    def handle_error(self, status: int, target: bytes, started: float | None) -> None:
+        self._fail(status, target, started)
+
+    def handle_upgrade(self, method: bytes, target: bytes,
+                       headers: tuple[tuple[bytes, bytes], ...], rest: bytes,
+                       started: float) -> None:
         """A request to switch protocols: handed with the socket to the WebSocket frontend
         when it is served here and the connection is between replies, else refused."""
         handler = self.frontend.upgrades
         transport = self.transport
-        if (handler is None or self._fields is None or self._closing or self._pending
-                or self._deferred or transport is None):
-            self._fail(400)
+        if (handler is None or self._closing or self._pending or self._deferred
+                or transport is None):
+            self._fail(400, target, started)
             return
         self._closing = True
         self.frontend.forget(self)
         self.transport = None
         self._inbox, self._inbox_pos = b"", 0
-        if not handler.upgrade(transport, self.peer_ip, self._parse_url, self._fields, rest):
+        if not handler.upgrade(transport, self.peer_ip, target, list(headers), rest):
             self.transport = transport
             self._closing = False
-            self._fail(400)
+            self._fail(400, target, started)
 
     def _set_deadline(self, seconds: float) -> None:
         self.deadline = deadline = time.monotonic() + seconds
@@ -687,74 +668,8 @@ class HttpConnection(asyncio.Protocol):
         if slot is None or slot > deadline + 1:  # filed too late for it (else: as file())
             self.frontend.file(self)
 
-    # parser callbacks
-
-    def on_message_begin(self) -> None:
-        if self.idle:
-            self.idle = False
-            self.frontend.idle_connections.pop(self, None)
-        self._in_request = True
-        self._head_done = False
-        self._head_bytes = 0
-        self._messages += 1
-        self._parse_url = b""
-        self._headers = 0
-        self._header_bytes = 0
-        self._body = 0
-        self._parse_real_ip = None
-        self._begun = time.perf_counter()
-        # Filed for the reaper only if the request outlives this chunk (_feed) or waits
-        # for its reply (_dispatch): most are answered at once.
-        self.deadline = time.monotonic() + self.frontend.options.request_timeout
-
-    def on_url(self, url: bytes) -> None:
-        target = self._parse_url = self._parse_url + url
-        if len(target) > self.frontend.options.max_request_line:
-            raise HttpParseError(414, "request line too long")
-        self._fields = None if b"?" in target else []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        opts = self.frontend.options
-        self._headers += 1
-        self._header_bytes += len(name) + len(value) + 4
-        if self._headers > opts.max_headers or self._header_bytes > opts.max_header_bytes:
-            raise HttpParseError(431, "request headers too large")
-        fields = self._fields
-        if fields is not None:
-            fields.append((name, value))
-        fe = self.frontend
-        if fe.proxies and name.lower() == fe.real_ip_header:
-            self._parse_real_ip = (
-                value if self._parse_real_ip is None else self._parse_real_ip + b"," + value
-            )
-
-    def on_headers_complete(self) -> None:
-        self._head_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body += len(body)
-        if self._body > _MAX_BODY:
-            raise HttpParseError(413, "request body too large")
-
-    def on_message_complete(self) -> None:
-        self._in_request = False
-        if self._closing:
-            return  # pipelined after a request that ends the connection: not answered
-        if self._fields is not None and self.parser.should_upgrade():
-            return  # the parser signals it next (_upgrade)
-        keep_alive = self.parser.should_keep_alive() and not self.frontend.closing
-        if not keep_alive:
-            self._closing = True
-        request = (self.parser.get_method(), self._parse_url, self._parse_real_ip, keep_alive,
-                   self.parser.get_http_version() == "1.0", self._begun)
-        if (self._deferred or self._turn >= _TURN or self._write_paused
-                or len(self._pending) >= _MAX_PENDING):  # (_blocked(), inline: per request)
-            self._deferred.append(request)  # answered once the replies before it are read
-        else:
-            self._dispatch(request)
-
-    def _dispatch(self, request: _Request) -> None:
-        method, url, real_ip, keep_alive, legacy, started = request
+    def _dispatch(self, method: bytes, url: bytes, real_ip: bytes | None, keep_alive: bool,
+                  legacy: bool, started: float) -> None:
         if self.frontend.closing and keep_alive:  # shutdown began while it waited
             keep_alive = False
             self._closing = True
@@ -773,7 +688,9 @@ class HttpConnection(asyncio.Protocol):
             self.frontend.counters.internal_errors += 1
             result = _response(200, _INTERNAL_FAILURE, keep_alive, b"text/plain")
         if isinstance(result, asyncio.Future):
-            self.frontend.file(self)  # the request deadline holds while the reply is awaited
+            # The request deadline holds while the reply is awaited.
+            self.deadline = started + self.frontend.options.request_timeout
+            self.frontend.file(self)
             self._waiting.add(result)  # the loop keeps only weak references to tasks
             result.add_done_callback(self._waiting.discard)
             result.add_done_callback(lambda fut: self._finish(slot, fut))
@@ -937,7 +854,7 @@ class HttpConnection(asyncio.Protocol):
                     transport.write(body)
                 size = len(head) + body_length(body)
             fe.counters.bytes_out["http"] += size
-            latency = time.perf_counter() - started
+            latency = time.monotonic() - started
             fe.counters.observe_latency(latency)
             if fe.options.access_log:
                 self._log_access(client, _status(reply), _outcome(reply), latency, url)
@@ -957,7 +874,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _maybe_idle(self) -> None:
         """Between requests (nothing pending, parsed or kept): start the keep-alive wait."""
-        if (self.idle or self._pending or self._in_request or self._deferred
+        if (self.idle or self._pending or self.in_request or self._deferred
                 or len(self._inbox) > self._inbox_pos):
             return
         fe = self.frontend
@@ -977,7 +894,7 @@ class HttpConnection(asyncio.Protocol):
                         extra={"client": address, "status": status, "outcome": outcome,
                                "latency_ms": latency_ms, "request": request})
 
-    def _fail(self, status: int) -> None:
+    def _fail(self, status: int, target: bytes = b"", started: float | None = None) -> None:
         """Answer a request that cannot be parsed, then close: the stream is out of step."""
         fe = self.frontend
         counters = fe.counters
@@ -997,9 +914,9 @@ class HttpConnection(asyncio.Protocol):
         assert isinstance(reply, bytes)
         self.transport.write(reply)
         if fe.options.access_log:
-            begun = self._begun if self._in_request else time.perf_counter()
-            self._log_access(None, status, "refused", time.perf_counter() - begun,
-                             self._parse_url if self._in_request else b"")
+            now = time.monotonic()
+            self._log_access(None, status, "refused", now - (now if started is None else started),
+                             target)
         if self.transport.can_write_eof():
             # Lingering close: end our side, then discard what the client is still sending
             # (data_received ignores it) until it closes or the reaper does, a moment later.
@@ -1022,7 +939,5 @@ def prepare_listener(sock: socket.socket) -> None:
 
 
 def parser_name(use_httptools: bool) -> str:
-    return PARSER_NAME if use_httptools and httptools is not None else (
-        "shoal.protocol.http1 (pure Python fallback)"
-    )
+    return PARSER_NAME if use_httptools and HAVE_HTTPTOOLS else FALLBACK_NAME
 
