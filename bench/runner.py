@@ -41,6 +41,7 @@ from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
     BASE_ENV,
+    NODE_TARGET,
     PRIVATE_TARGET,
     REDIS_TARGET,
     REPO_ROOT,
@@ -48,6 +49,8 @@ from bench.targets import (
     RunningTarget,
     TargetError,
     generator_cpu,
+    node_tracker_available,
+    node_tracker_version,
     opentracker_available,
     own_cpu_seconds,
     start_target,
@@ -55,8 +58,13 @@ from bench.targets import (
 )
 from bench.udp_load import UdpLoad, UdpOps, encode_udp_ops
 from bench.workload import Workload, WorkloadConfig
+from bench.ws_load import WsLoad, WsWorkload
 
-MODES = ("udp", "http-keepalive", "http-close")
+MODES = ("udp", "http-keepalive", "http-close", "ws")
+# The targets the ws mode (WebTorrent over WebSocket) runs for; the reference WebTorrent
+# tracker runs in that mode only (opentracker has no WebSocket tracker, and Shoal keeps its
+# WebSocket peers in memory whatever its store).
+WS_TARGETS = ("shoal", "shoal-base", NODE_TARGET)
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 # The issue's targets, as Shoal / opentracker in responses per tracker CPU-second.
 TARGET_RATIOS = {"udp": 0.8, "http-keepalive": 2.0, "http-close": 0.8}
@@ -69,6 +77,8 @@ DEFAULTS: dict[str, float] = {
     "torrents": 10_000,
     "peers": 100_000,
     "mix_length": 100_000,
+    "ws_sockets": 400,
+    "ws_torrents": 100,
 }
 QUICK_DEFAULTS: dict[str, float] = {
     "duration": 2.0,
@@ -78,6 +88,8 @@ QUICK_DEFAULTS: dict[str, float] = {
     "torrents": 200,
     "peers": 2_000,
     "mix_length": 5_000,
+    "ws_sockets": 20,
+    "ws_torrents": 5,
 }
 
 # Busy-poll the generator's loop while loading (see bench/spin.py); --no-spin turns it off.
@@ -139,6 +151,7 @@ def machine_info() -> dict[str, object]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "event_loop": event_loop_name(),
         "opentracker": _command_output(["dpkg-query", "-W", "-f=${Version}", "opentracker"]),
+        "bittorrent_tracker": node_tracker_version(),
         "shoal_commit": _command_output(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"]
         ),
@@ -265,10 +278,68 @@ async def fill_target(
     return stats, "http"
 
 
+def runs_in(name: str, mode: str) -> bool:
+    """Whether target ``name`` is measured in ``mode``."""
+    return name in WS_TARGETS if mode == "ws" else name != NODE_TARGET
+
+
+def ws_workload(args: argparse.Namespace) -> WsWorkload:
+    return WsWorkload.build(
+        sockets=args.ws_sockets, torrents=args.ws_torrents,
+        torrents_per_socket=min(args.ws_torrents_per_socket, args.ws_torrents),
+        offers=args.ws_offers, seed=args.seed,
+    )
+
+
+async def measure_ws(
+    name: str, rnd: int, workload: WsWorkload, args: argparse.Namespace
+) -> Measurement:
+    """Start ``name``, open the workload's sockets and fill the swarms over WebSocket, warm
+    up, measure announces (with offers, answered) for ``--duration``, stop it."""
+    m = Measurement(name, "ws", rnd, fill_protocol="ws")
+    # Every socket comes from 127.0.0.1: lift Shoal's per-address connection cap (256),
+    # which the sockets of one machine's browsers would never meet.
+    settings = [f"http.max_connections_per_ip={workload.sockets + 64}", *args.shoal_set]
+    target = start_target(name, workload.info_hash_bytes, shoal_settings=settings,
+                          want_udp=False)
+    load = WsLoad("127.0.0.1", target.port, workload)
+    try:
+        fill = await load.open_and_fill(limit=args.fill_limit)
+        m.fill_s = round(fill.elapsed, 2)
+        m.fill_errors = fill.errors + fill.timeouts + (workload.sockets - fill.connects)
+        m.fill = fill.summary()
+        if args.warmup > 0:
+            await load.run(args.warmup, spin=SPIN)
+        m.rss_before_kib = target.memory_kib()["VmRSS"]
+        cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        stats, counts = await load.run(args.duration, record=True, spin=SPIN)
+        cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+        memory = target.memory_kib()
+        m.rss_after_kib, m.peak_rss_kib = memory["VmRSS"], memory["VmHWM"]
+        m.responses_per_s = round(stats.rate(), 1)
+        m.tracker_cpu_s = round(cpu1 - cpu0, 2)
+        m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
+        m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
+        m.generator_busy_share = (
+            round(stats.busy_share, 3) if stats.busy_share is not None else m.generator_cpu_share
+        )
+        m.p50_ms, m.p99_ms = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
+        m.errors, m.timeouts = stats.errors + counts.closed, stats.timeouts
+        m.load = {**stats.summary(), **counts.summary(), "workload": workload.describe()}
+        if not target.alive():
+            m.skipped = f"tracker died: {target.log_tail()}"
+    finally:
+        await load.close()
+        target.stop()
+    return m
+
+
 async def measure(
     name: str, mode: str, rnd: int, encoded: EncodedWorkload, args: argparse.Namespace
 ) -> Measurement:
     """Start ``name``, fill it, warm up, measure ``mode``, stop it."""
+    if mode == "ws":
+        return await measure_ws(name, rnd, ws_workload(args), args)
     m = Measurement(name, mode, rnd)
     private = name == PRIVATE_TARGET
     target = start_target(
@@ -489,6 +560,28 @@ def private_table(summaries: list[dict[str, Any]]) -> str:
         f"| {_fmt(ratio, 2)}x | {_fmt(pub['p99_ms'], 2)} | {_fmt(priv['p99_ms'], 2)} |"))
 
 
+def ws_table(summaries: list[dict[str, Any]]) -> str:
+    """Shoal against the reference WebTorrent tracker in the ws mode, when both ran."""
+    return _side_by_side(summaries, NODE_TARGET, "shoal", [
+        "| mode | Shoal announces/s | bittorrent-tracker announces/s "
+        "| Shoal announces per tracker CPU-s | bittorrent-tracker announces per tracker CPU-s "
+        "| Shoal / bittorrent-tracker | Shoal p99 ms | bittorrent-tracker p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ], lambda mode, node, shoal, ratio: (
+        f"| {mode} | {_fmt(shoal['responses_per_s'])} | {_fmt(node['responses_per_s'])} "
+        f"| {_fmt(shoal['responses_per_cpu_s'])} | {_fmt(node['responses_per_cpu_s'])} "
+        f"| {_fmt(ratio, 2)}x | {_fmt(shoal['p99_ms'], 2)} | {_fmt(node['p99_ms'], 2)} |"))
+
+
+def ws_note(workload: WsWorkload) -> str:
+    return (
+        f"WebTorrent over WebSocket (ws mode): {workload.describe()}; every socket keeps one "
+        "announce in flight, every relayed offer is answered at once, so each announce also "
+        "costs the tracker its offer and answer relays. Shoal against npm's bittorrent-tracker "
+        "server (js/bench-tracker.mjs, its defaults). No paced phase in this mode."
+    )
+
+
 PRIVATE_NOTE = (
     "Shoal in private mode (shoal-private) against Shoal in public mode (shoal): one user "
     "per peer, every torrent registered, passkeys in the paths (HTTP) and in BEP 41 URL "
@@ -536,6 +629,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--mix-length", type=int, help="mix operations replayed (100,000; quick 5,000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    p.add_argument("--ws-sockets", type=int,
+                   help="WebSockets (peers) in the ws mode (400; quick 20)")
+    p.add_argument("--ws-torrents", type=int, help="swarms in the ws mode (100; quick 5)")
+    p.add_argument("--ws-torrents-per-socket", type=int, default=4,
+                   help="swarms each WebSocket joins")
+    p.add_argument("--ws-offers", type=int, default=5,
+                   help="WebRTC offers per announce (the reference client sends 5)")
     p.add_argument("--udp-clients", type=int, default=32)
     p.add_argument("--udp-window", type=int, default=4, help="requests in flight per client")
     p.add_argument("--http-connections", type=int, default=64)
@@ -574,7 +674,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET):
+        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET, NODE_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:
@@ -591,6 +691,13 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     if "opentracker" in targets and not opentracker_available():
         log("opentracker is not installed (bash scripts/install-bench-deps.sh): Shoal only")
         targets.remove("opentracker")
+    if NODE_TARGET in targets and "ws" in args.modes and not node_tracker_available():
+        log("Node.js or npm's bittorrent-tracker is missing (bash scripts/install-bench-deps.sh): "
+            "the ws mode runs Shoal only")
+    if NODE_TARGET in targets and (
+        "ws" not in args.modes or not node_tracker_available()
+    ):
+        targets.remove(NODE_TARGET)
     if not targets:
         log("no target to run")
         return 2
@@ -598,8 +705,15 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         torrents=args.torrents, peers=args.peers, seed=args.seed, mix_length=args.mix_length
     )
     t0 = time.monotonic()
-    workload = Workload.build(config)
-    log(f"workload: {workload.describe()} (built in {time.monotonic() - t0:.1f} s)")
+    tcp_udp = any(mode != "ws" for mode in args.modes)
+    # The ws mode has a workload of its own (bench/ws_load.py): a run of that mode alone
+    # builds an empty HTTP/UDP one.
+    workload = Workload.build(config if tcp_udp else WorkloadConfig(
+        torrents=1, peers=1, seed=args.seed, mix_length=1))
+    if tcp_udp:
+        log(f"workload: {workload.describe()} (built in {time.monotonic() - t0:.1f} s)")
+    if "ws" in args.modes:
+        log(f"ws workload: {ws_workload(args).describe()}")
     log(f"tracker on CPU {tracker_cpu()}, generator on CPU {generator_cpu()}, {event_loop_name()}")
     encoded = EncodedWorkload(workload)
     results: dict[tuple[str, str], list[Measurement]] = {}
@@ -607,6 +721,8 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         order = targets if rnd % 2 == 0 else targets[::-1]
         for mode in args.modes:
             for name in order:
+                if not runs_in(name, mode):
+                    continue
                 try:
                     m = run_async(measure(name, mode, rnd, encoded, args))
                 except TargetError as exc:
@@ -623,12 +739,16 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     machine = machine_info()
     table = markdown_table(summaries)
     ratios = ratio_table(summaries)
+    mix = (
+        f"; {args.torrents:,} torrents, {args.peers:,} peers "
+        f"({len(workload.fill):,} peer-torrent pairs)" if tcp_udp else ""
+    )
     header = (
         f"Medians of {args.rounds} round(s); {args.duration:g} s measured after {args.warmup:g} s "
-        f"warm-up; {args.torrents:,} torrents, {args.peers:,} peers "
-        f"({len(workload.fill):,} peer-torrent pairs), seed {args.seed}.\n"
+        f"warm-up{mix}, seed {args.seed}.\n"
         f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, Python {machine['python']}, "
         f"{machine['event_loop']}, opentracker {machine['opentracker'] or '-'}, "
+        f"bittorrent-tracker {machine['bittorrent_tracker'] or '-'}, "
         f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
         f"Command: `{machine['command']}`\n"
         + (
@@ -648,6 +768,11 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     against_public = private_table(summaries)
     if against_public:
         report += f"\n{PRIVATE_NOTE}\n\n{against_public}\n"
+    against_node = ws_table(summaries)
+    if against_node:
+        report += f"\n{ws_note(ws_workload(args))}\n\n{against_node}\n"
+    elif "ws" in args.modes and any(s["mode"] == "ws" for s in summaries):
+        report += f"\n{ws_note(ws_workload(args))}\n"
     against_base = base_table(summaries)
     if against_base:
         report += f"\nBaseline: Shoal from ${BASE_ENV}.\n\n{against_base}\n"
@@ -663,7 +788,9 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
                     "kind": "comparison",
                     **s,
                     "runs": raw,
-                    "workload": workload.describe(),
+                    "workload": (
+                        ws_workload(args).describe() if s["mode"] == "ws" else workload.describe()
+                    ),
                     "settings": {
                         k: v for k, v in vars(args).items() if k not in ("out", "targets", "modes")
                     },

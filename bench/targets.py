@@ -33,7 +33,11 @@ HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_PEER_ID = b"-SB0001-probeprobe00"
 
-TARGET_NAMES = ("shoal", "opentracker")
+TARGET_NAMES = ("shoal", "opentracker", "bittorrent-tracker")
+# The reference WebTorrent tracker (npm bittorrent-tracker's Server, run by
+# js/bench-tracker.mjs under Node): measured in the ws mode only, side by side with Shoal.
+NODE_TARGET = "bittorrent-tracker"
+JS_DIR = REPO_ROOT / "js"
 # Shoal with its swarms in a redis-server of its own (``storage.peers = "redis"``); not run
 # unless named in --targets. Redis shares the tracker's CPU (the generator busy-polls the
 # other one) and its CPU time is reported apart.
@@ -342,6 +346,33 @@ def opentracker_available() -> bool:
     return shutil.which("opentracker") is not None
 
 
+def node_binary() -> str | None:
+    return shutil.which("node") or shutil.which("nodejs")
+
+
+def node_tracker_available() -> bool:
+    """True when Node and js/'s bittorrent-tracker (scripts/install-js-deps.sh) are there."""
+    return node_binary() is not None and (
+        JS_DIR / "node_modules" / "bittorrent-tracker" / "package.json"
+    ).is_file()
+
+
+def node_tracker_version() -> str:
+    """``bittorrent-tracker <version> on Node <version>``, or "" when it is missing."""
+    node = node_binary()
+    if node is None or not node_tracker_available():
+        return ""
+    try:
+        package = json.loads(
+            (JS_DIR / "node_modules" / "bittorrent-tracker" / "package.json").read_text()
+        )
+        found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10,
+                               check=False)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return ""
+    return f"{package.get('version', '?')} on Node {found.stdout.strip()}"
+
+
 def shoal_command(
     port: int,
     extra_settings: list[str],
@@ -500,6 +531,15 @@ def start_target(
             raise TargetError(f"shoal-base needs {BASE_ENV}=<source tree of the baseline>")
         cmd = shoal_command(port, shoal_settings or [], persist_setting=False)
         cwd = Path(base)
+    elif name == NODE_TARGET:
+        node = node_binary()
+        if node is None or not node_tracker_available():
+            raise TargetError(
+                "Node.js or js/node_modules/bittorrent-tracker is missing "
+                "(bash scripts/install-bench-deps.sh)"
+            )
+        cmd = [node, str(JS_DIR / "bench-tracker.mjs"), str(port)]
+        cwd = JS_DIR
     elif name == "opentracker":
         if not opentracker_available():
             raise TargetError("opentracker is not installed (scripts/install-bench-deps.sh)")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the benchmark needs beyond the project's own dependencies:
-# matplotlib (plots) into the project's virtualenv, and Debian's opentracker (the
-# reference tracker) when it is missing. Safe to run again.
+# matplotlib (plots) into the project's virtualenv, Debian's opentracker (the
+# reference tracker) when it is missing, and Node.js with npm's bittorrent-tracker (the
+# reference WebTorrent tracker of the ws mode, through scripts/install-js-deps.sh). Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,3 +32,7 @@ fi
 # instances on free ports, so the system service is not needed (and is left alone).
 command -v opentracker >/dev/null 2>&1 && echo "opentracker: $(command -v opentracker)"
 "$PYTHON" -c "import matplotlib; print('matplotlib', matplotlib.__version__)"
+# Node.js and npm's bittorrent-tracker: the reference WebTorrent tracker of the ws mode.
+bash scripts/install-js-deps.sh
+node_version="$(node --version)"
+echo "bittorrent-tracker: js/node_modules (node $node_version)"

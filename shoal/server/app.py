@@ -446,13 +446,14 @@ class Tracker:
             await self.sweep_once()
 
     async def sweep_once(self) -> None:
+        """One pass over the store, then over the WebSocket peers and their store."""
         started = time.perf_counter()
+        now = self.clock.now
+        budget = self.settings.tracker.sweep_budget
         peers = torrents = swarms = 0
         while True:
             try:
-                progress = await resolved(
-                    self._store.sweep(self.clock.now, self.settings.tracker.sweep_budget)
-                )
+                progress = await resolved(self._store.sweep(self.clock.now, budget))
             except ClientError:  # a shared store out of reach: the next pass tries again
                 return
             peers += progress.peers_removed
@@ -461,6 +462,19 @@ class Tracker:
             if progress.finished:
                 break
             await asyncio.sleep(0)
+        # WebSocket peers whose sockets stay open but who stopped announcing: the frontend
+        # takes them out (its sockets' bookkeeping and the store alike), then the store's
+        # own sweep drops what is left empty.
+        ws_peers = await self.ws.sweep(now, self.ws_logic.policy.peer_timeout, budget)
+        ws_store = self.ws_logic.store
+        while True:
+            progress = await resolved(ws_store.sweep(now, budget))
+            ws_peers += progress.peers_removed
+            torrents += progress.torrents_removed
+            if progress.finished:
+                break
+            await asyncio.sleep(0)
+        peers += ws_peers
         elapsed = time.perf_counter() - started
         c = self.counters
         c.sweeps += 1

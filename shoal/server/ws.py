@@ -152,6 +152,26 @@ class WsFrontend:
 
     # time
 
+    async def sweep(self, now: int, peer_timeout: int, budget: int) -> int:
+        """Take out of their swarms the peers that have not announced for ``peer_timeout``
+        seconds, though their sockets are open (a socket that answers pings but stopped
+        announcing a torrent), as the store's sweep does for HTTP and UDP peers: the same
+        as a ``stopped`` from them. Yields to the loop after every ``budget`` peers looked
+        at; the number removed."""
+        removed = examined = 0
+        for conn in list(self.connections):
+            for info_hash, peer_id in list(conn.torrents.items()):
+                examined += 1
+                if now - conn.announced.get(info_hash, now) > peer_timeout:
+                    del conn.torrents[info_hash]
+                    conn.announced.pop(info_hash, None)
+                    conn._stop(info_hash, peer_id)
+                    removed += 1
+            if examined >= budget:
+                examined = 0
+                await asyncio.sleep(0)
+        return removed
+
     def tick(self) -> None:
         """Ping the sockets silent for ``ping_interval``; close those silent for
         ``idle_timeout`` (called about once a second)."""
@@ -189,6 +209,7 @@ class WsConnection(asyncio.Protocol):
         self.pinged = False  # pinged since it was last heard from
         self.pings = 0
         self.torrents: dict[bytes, bytes] = {}  # info_hash -> the peer id announced in it
+        self.announced: dict[bytes, int] = {}  # info_hash -> when it last announced there
         # Offers relayed to this socket, awaiting its answer: (info_hash, offer_id) -> the
         # peer id that made the offer (oldest forgotten first).
         self.relayed: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
@@ -233,6 +254,7 @@ class WsConnection(asyncio.Protocol):
         for info_hash, peer_id in list(self.torrents.items()):
             self._stop(info_hash, peer_id)
         self.torrents.clear()
+        self.announced.clear()
         self.relayed.clear()
 
     def pause_writing(self) -> None:
@@ -347,6 +369,7 @@ class WsConnection(asyncio.Protocol):
         )
         if not stopping:
             self.torrents[info_hash] = peer_id
+            self.announced[info_hash] = fe.clock.now
             fe.join(info_hash, peer_id, self)
         found = fe.logic.announce(request, self.peer_ip, fe.clock.now)
         self._then(found, lambda result: self._announced(message, result))
@@ -358,6 +381,7 @@ class WsConnection(asyncio.Protocol):
         if isinstance(result, ClientError):
             if self.torrents.get(info_hash) == peer_id:
                 del self.torrents[info_hash]
+                self.announced.pop(info_hash, None)
                 fe.leave(info_hash, peer_id, self)
             fe.counters.failures[result.reason] += 1
             self.send(codec.encode_error(result.reason, codec.ANNOUNCE, info_hash))
@@ -365,6 +389,7 @@ class WsConnection(asyncio.Protocol):
         if message.event is Event.STOPPED:
             if self.torrents.get(info_hash) == peer_id:
                 del self.torrents[info_hash]
+                self.announced.pop(info_hash, None)
             fe.leave(info_hash, peer_id, self)
         counts = SwarmCounts(result.complete, result.incomplete, result.downloaded)
         self.send(codec.encode_announce_reply(info_hash, counts, result.interval))

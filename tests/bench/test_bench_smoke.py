@@ -85,7 +85,7 @@ def test_quick_comparison_against_shoal(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| target | mode | responses/s |" in result.stdout
     rows = records(tmp_path, "comparison")
-    assert {r["mode"] for r in rows} == {"udp", "http-keepalive", "http-close"}
+    assert {r["mode"] for r in rows} == {"udp", "http-keepalive", "http-close", "ws"}
     for row in rows:
         assert row["rounds"] == 1, row
         assert row["errors"] == 0, row
@@ -93,7 +93,7 @@ def test_quick_comparison_against_shoal(tmp_path: Path) -> None:
         run = row["runs"][0]  # type: ignore[index]
         assert run["load"]["responses"] > 0, row
         assert row["responses_per_cpu_s"] > 0, row  # type: ignore[operator]
-    assert (tmp_path / "latest.md").read_text().count("| shoal |") == 3
+    assert (tmp_path / "latest.md").read_text().count("| shoal |") == 4
 
 
 @pytest.mark.skipif(

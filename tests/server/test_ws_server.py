@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from shoal.config import Settings
+from shoal.server.clock import Clock
 
 WAIT = 5.0
 
@@ -388,3 +389,65 @@ def test_websocket_figures_are_in_stats_and_metrics(
         metrics = reply.read().decode()
     assert "shoal_ws_connections_open 2.0" in metrics
     assert 'shoal_ws_relayed_total{kind="offer"} 1.0' in metrics
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracker's clock moves only when the test moves it."""
+    monkeypatch.setattr(Clock, "tick", lambda self: None)
+
+
+def test_the_sweep_takes_out_a_peer_silent_on_an_open_socket(
+    tracker: Callable[..., RunningTracker], sockets: Callable[..., ClientConnection],
+    frozen_clock: None,
+) -> None:
+    rt = tracker(tracker_peer_timeout=100)
+    clock = rt.tracker.clock
+
+    async def advance(seconds: int, sweep: bool = False) -> None:
+        clock.now += seconds
+        if sweep:
+            await rt.tracker.sweep_once()
+
+    quiet, busy = sockets(rt), sockets(rt)
+    announce(quiet, ident("q", 1))
+    announce(busy, ident("b", 1))
+    rt.run(advance(60))
+    assert announce(busy, ident("b", 1))["incomplete"] == 2
+    # The quiet socket stays open (it answers pings) but announces nothing more: 110 s
+    # after its announce it is out; the busy one, heard 50 s ago, stays.
+    rt.run(advance(50, sweep=True))
+    assert rt.in_loop(lambda: rt.tracker.counters.ws_peers) == 1
+    assert rt.in_loop(lambda: rt.tracker.ws.socket_of(HASH.encode("latin-1"),
+                                                      ident("q", 1).encode("latin-1"))) is None
+    reply = announce(busy, ident("b", 1), offers=[offer(1)], numwant=1)
+    assert (reply["complete"], reply["incomplete"]) == (0, 1)
+    assert nothing_pending(quiet)  # no offer reaches a peer the sweep took out
+    # Its socket is still good: announcing again puts it back.
+    assert announce(quiet, ident("q", 1))["incomplete"] == 2
+    assert rt.in_loop(lambda: rt.tracker.counters.ws_peers) == 2
+
+
+def test_the_sweep_keeps_peers_that_announce_in_time(
+    tracker: Callable[..., RunningTracker], sockets: Callable[..., ClientConnection],
+    frozen_clock: None,
+) -> None:
+    rt = tracker(tracker_peer_timeout=100)
+    clock = rt.tracker.clock
+
+    async def sweep_at(seconds: int) -> None:
+        clock.now += seconds
+        await rt.tracker.sweep_once()
+
+    ws = sockets(rt)
+    announce(ws, ident("p", 1))
+    announce(ws, ident("p", 1), info_hash=ident("h", 2))
+    rt.run(sweep_at(100))  # silent exactly the timeout: not yet beyond it
+    assert rt.in_loop(lambda: rt.tracker.counters.ws_peers) == 2
+    assert announce(ws, ident("p", 1))["incomplete"] == 1
+    rt.run(sweep_at(1))  # the second torrent's peer is now silent beyond the timeout
+    assert rt.in_loop(lambda: rt.tracker.counters.ws_peers) == 1
+    send(ws, action="scrape", info_hash=[HASH, ident("h", 2)])
+    files = recv(ws)["files"]
+    assert files[HASH]["incomplete"] == 1
+    assert files[ident("h", 2)]["incomplete"] == 0
