@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -716,6 +717,12 @@ static PyMethodDef Engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef Engine_members[] = {
+    {"allow_ip_param", T_INT, offsetof(Engine, allow_ip_param), 0,
+     "Nonzero: an IPv4 client's non-zero IP field is its peer address (changed on reload)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shoal._native_udp.Engine",
     .tp_basicsize = sizeof(Engine),
@@ -725,6 +732,7 @@ static PyTypeObject EngineType = {
     .tp_init = (initproc)Engine_init,
     .tp_dealloc = (destructor)Engine_dealloc,
     .tp_methods = Engine_methods,
+    .tp_members = Engine_members,
 };
 
 /* ---- module ----------------------------------------------------------------------- */
