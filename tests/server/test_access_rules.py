@@ -100,6 +100,7 @@ def listing(tmp_path: Path, *hashes: bytes) -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_torrent_outside_the_allow_list_is_refused_over_http_and_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any, tmp_path: Path
 ) -> None:
@@ -123,6 +124,7 @@ def test_torrent_on_the_deny_list_is_refused_and_others_served(
     assert b"failure reason" in http_announce(rt, OTHER)
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_denied_client_prefix_is_refused_over_http_and_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any
 ) -> None:
@@ -144,6 +146,7 @@ def test_client_allow_list_serves_only_those_prefixes(
     assert b"failure reason" in http_announce(rt, ALLOWED, b"-qB3000-000000000001")
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_banned_address_gets_a_failure_reason_over_http_and_silence_over_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any, tmp_path: Path
 ) -> None:
