@@ -26,6 +26,11 @@ for i in "${!commands[@]}"; do
         missing+=("${packages[$i]}")
     fi
 done
+# libFuzzer and the sanitizer runtimes come in a package of their own, apart from clang.
+if ! compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" \
+    >/dev/null; then
+    missing+=(libclang-rt-dev)
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
