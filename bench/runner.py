@@ -42,6 +42,7 @@ from bench.stats import LoadStats
 from bench.targets import (
     BASE_ENV,
     PRIVATE_TARGET,
+    PYTHON_TARGET,
     REDIS_TARGET,
     REPO_ROOT,
     TARGET_NAMES,
@@ -519,7 +520,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "`python -m bench scaling --help` for the scaling series.",
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
-                   help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE; "
+                   help="comma-separated; shoal-python: Shoal with tracker.engine=python; "
+                        "shoal-base: Shoal from $BENCH_SHOAL_BASE; "
                    f"{REDIS_TARGET}: Shoal on a redis-server of its own; "
                    f"{PRIVATE_TARGET}: Shoal in private mode (passkeys, accounting)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
@@ -574,7 +576,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET):
+        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET, PYTHON_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:

@@ -446,8 +446,17 @@ static PyObject *Engine_decide(Engine *self, PyObject *args)
     uint8_t out[SHOAL_UDP_MAX_C_REPLY];
     size_t outlen = 0;
     PyObject *item = NULL;
-    int rc = process_one(self, data.buf, (size_t)data.len, src, iplen, port, "", 0, out,
+    /* Decoded from a heap copy of exactly its length, so that under AddressSanitizer a
+     * read past the datagram is caught (a bytes object has a spare NUL byte after it). */
+    uint8_t *copy = malloc(data.len ? (size_t)data.len : 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(copy, data.buf, (size_t)data.len);
+    int rc = process_one(self, copy, (size_t)data.len, src, iplen, port, "", 0, out,
                          &outlen, &item);
+    free(copy);
     if (rc < 0)
         goto done;
     const shoal_udp_request *r = &self->req;
