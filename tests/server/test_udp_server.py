@@ -928,6 +928,10 @@ def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(
 
     async def open_endpoint() -> asyncio.BaseTransport:
         loop = asyncio.get_running_loop()
+        if tracker.tracker.native_udp:  # the path under test serves the dual-stack socket
+            native = tracker.tracker.native_udp_endpoint(sock)
+            native.start(loop)
+            return native
         transport, _ = await loop.create_datagram_endpoint(tracker.tracker.udp_endpoint, sock=sock)
         return transport
 
