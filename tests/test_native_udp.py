@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import socket
+import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -122,3 +125,103 @@ def test_bad_ban_tables_are_refused() -> None:
         engine.set_banned([(33, [1])], ())
     with pytest.raises(TypeError):
         engine.set_banned([(1, ["x"])], ())
+
+
+# drain() on a real loopback socket, without an event loop.
+
+CONNECT_REQUEST = struct.pack(">QII", 0x41727101980, 0, 5)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(2.0)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def _source(sock: socket.socket) -> bytes:
+    host, port = sock.getsockname()
+    return socket.inet_aton(host) + port.to_bytes(2, "big")
+
+
+def _announce(conn_id: int, tid: int) -> bytes:
+    return struct.pack(">QII20s20sQQQIIIiH", conn_id, 1, tid, b"h" * 20, b"p" * 20, 0, 1, 0,
+                       2, 0, 0, -1, 6881)
+
+
+def _drain_engine(server: socket.socket) -> Any:
+    ids = ConnectionIds(b"secret")
+    return native_udp().Engine(server.fileno(), ids.key, ids.ttl, ids.skew, False,
+                               AnnounceRequest, tuple(Event(n) for n in range(5)),
+                               LATENCY_BUCKETS), ids
+
+
+def test_drain_answers_a_batch_and_hands_python_only_the_valid_requests(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    engine, ids = _drain_engine(server)
+    conn = ids.issue(_source(client), 1000)
+    for packet in (CONNECT_REQUEST, _announce(conn, 6), _announce(conn ^ 1, 7), b"junk"):
+        client.sendto(packet, server.getsockname())
+    seen: list[Any] = []
+
+    def handler(items: list[Any]) -> list[bytes | None]:
+        seen.extend(items)
+        return [b"from python"] * len(items)
+
+    assert engine.drain(1000, handler, 4) == 4
+    (action, tid, payload, ip, sockaddr), = seen
+    assert (action, tid, ip) == (1, 6, b"\x7f\0\0\1") and isinstance(payload, AnnounceRequest)
+    assert payload.addr == _source(client)[:4] + b"\x1a\xe1" and len(sockaddr) == 16
+    replies = [client.recv(2048) for _ in range(3)]  # the junk gets no reply
+    assert replies[0][:8] == struct.pack(">II", 0, 5)
+    assert replies[1] == b"from python"
+    assert replies[2] == struct.pack(">II", 3, 7) + b"connection id expired"
+    counts = engine.counts()
+    assert counts[2][:4] == (1, 0, 1, 2)  # ipv4 announce, scrape, connect, error
+    assert sum(counts[8]) == 3  # a latency observation per reply sent
+    # A reply that comes later goes to the address the item carried.
+    engine.sendto(b"later", sockaddr)
+    assert client.recv(2048) == b"later"
+
+
+def test_a_failing_handler_still_lets_the_c_replies_out_and_raises(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    engine, ids = _drain_engine(server)
+    client.sendto(CONNECT_REQUEST, server.getsockname())
+    client.sendto(_announce(ids.issue(_source(client), 1000), 6), server.getsockname())
+
+    def broken(items: list[Any]) -> list[bytes | None]:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        engine.drain(1000, broken, 4)
+    assert client.recv(2048)[:8] == struct.pack(">II", 0, 5)
+
+
+def test_a_handler_must_answer_each_request_with_bytes_or_none(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    server, client = pair
+    engine, ids = _drain_engine(server)
+    conn = ids.issue(_source(client), 1000)
+    for bad, error in ((lambda items: [], ValueError), (lambda items: ["text"], TypeError),
+                       (lambda items: engine.drain(1000, print, 1), RuntimeError)):
+        client.sendto(_announce(conn, 6), server.getsockname())
+        with pytest.raises(error):
+            engine.drain(1000, bad, 4)
+
+
+def test_drain_on_an_empty_socket_reads_nothing(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, _ = pair
+    engine, _ = _drain_engine(server)
+    assert engine.drain(1000, lambda items: [], 4) == 0

@@ -39,6 +39,7 @@ typedef struct {
     PyObject_HEAD
     int fd;
     int allow_ip_param;
+    int draining; /* drain() is running: its batch buffers are in use */
     shoal_connids ids;
     int64_t now;
     PyObject *announce_cls;
@@ -434,6 +435,10 @@ static PyObject *Engine_decide(Engine *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*y*O", &data, &source, &now_obj))
         return NULL;
     PyObject *result = NULL;
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "decide() called from a drain() handler");
+        goto done;
+    }
     if (source.len != 6 && source.len != 18) {
         PyErr_SetString(PyExc_ValueError, "source must be a packed address of 6 or 18 bytes");
         goto done;
@@ -541,8 +546,13 @@ static PyObject *Engine_drain(Engine *self, PyObject *args)
     int max_batches;
     if (!PyArg_ParseTuple(args, "OOi", &now_obj, &handler, &max_batches))
         return NULL;
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "drain() called again from its own handler");
+        return NULL;
+    }
     if (get_now(now_obj, &self->now) < 0)
         return NULL;
+    self->draining = 1;
     long total = 0;
     PyObject *error_type = NULL, *error_value = NULL, *error_tb = NULL;
     for (int b = 0; b < max_batches && error_type == NULL; b++) {
@@ -635,6 +645,7 @@ static PyObject *Engine_drain(Engine *self, PyObject *args)
         if (n < BATCH)
             break;
     }
+    self->draining = 0;
     if (error_type != NULL) {
         PyErr_Restore(error_type, error_value, error_tb);
         return NULL;
