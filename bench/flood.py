@@ -51,6 +51,9 @@ def measure(engine: str, datagrams: int, size: int) -> tuple[int, float]:
                 _dropped(admin)
                 break
             except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"Shoal (tracker.engine={engine}) exited at start; "
+                                       f"is the extension built?") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
@@ -75,7 +78,7 @@ def main() -> None:
     parser.add_argument("--datagrams", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=98, help="bytes per datagram (98)")
     args = parser.parse_args()
-    results = {}
+    results: dict[str, float] = {}
     for engine in ("native", "python"):
         counted, cpu = measure(engine, args.datagrams, args.size)
         results[engine] = cpu / max(counted, 1)

@@ -32,6 +32,7 @@ def _asan_runtime() -> str | None:
     return found if os.path.isabs(found) and os.path.exists(found) else None
 
 
+@pytest.mark.timeout(900)  # a build and two test modules under the sanitizers
 def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> None:
     runtime = _asan_runtime()
     include = sysconfig.get_paths()["include"]

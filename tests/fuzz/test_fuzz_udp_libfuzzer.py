@@ -53,6 +53,7 @@ def _run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedP
                           timeout=timeout, check=False)
 
 
+@pytest.mark.timeout(600)
 def test_every_kept_input_runs_clean(fuzzer: Path, tmp_path: Path) -> None:
     inputs = sorted(str(p) for p in CORPUS.iterdir() if p.is_file())
     assert inputs, "the corpus must not be empty"
@@ -60,6 +61,7 @@ def test_every_kept_input_runs_clean(fuzzer: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
+@pytest.mark.timeout(SECONDS + 600)
 def test_libfuzzer_finds_nothing_in_a_bounded_run(fuzzer: Path, tmp_path: Path) -> None:
     work = tmp_path / "corpus"
     work.mkdir()
