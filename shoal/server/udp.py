@@ -250,7 +250,7 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
             sock.fileno(), connection_ids.key, connection_ids.ttl, connection_ids.skew,
             options.allow_ip_param, AnnounceRequest, _EVENT_OBJECTS, LATENCY_BUCKETS,
         )
-        self._malformed = tuple(f"udp_malformed: {m}" for m in _native_udp.MESSAGES)
+        self._targets = _count_targets(counters, _native_udp.MESSAGES)
         self._banned: NetworkSet | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -349,26 +349,22 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
 
     def _collect(self) -> None:
         """Add the engine's figures since the last call to the shared counters."""
-        (bytes_in, bytes_out, requests, banned, bad_id, blocked, socket_errors, malformed,
-         latency, latency_sum) = self.engine.counts()
-        c = self.counters
-        if bytes_in:
-            c.bytes_in["udp"] += bytes_in
-        if bytes_out:
-            c.bytes_out["udp"] += bytes_out
-        for index, count in enumerate(requests):
-            if count:
-                c.requests["udp", _FAMILIES[index >> 2], _KINDS[index & 3]] += count
-        for reason, count in (("udp_banned", banned), ("udp_bad_connection_id", bad_id),
-                              ("udp_send_blocked", blocked), ("udp_icmp_error", socket_errors)):
-            if count:
-                c.dropped[reason] += count
-        for reason, count in zip(self._malformed, malformed, strict=True):
-            if count:
-                c.dropped[reason] += count
-        buckets = c.latency_counts
-        for index, count in enumerate(latency):
-            if count:
-                buckets[index] += count
-        c.latency_sum += latency_sum
+        pairs, latency_sum = self.engine.counts()
+        targets = self._targets
+        for slot, count in pairs:
+            table, key = targets[slot]
+            table[key] += count
+        self.counters.latency_sum += latency_sum
 
+
+def _count_targets(counters: Counters, messages: Sequence[str]) -> list[tuple[Any, Any]]:
+    """Where each of the engine's count slots goes: (table, key), in the slot order that
+    ``Engine.counts`` documents."""
+    targets: list[tuple[Any, Any]] = [(counters.bytes_in, "udp"), (counters.bytes_out, "udp")]
+    targets += [(counters.requests, ("udp", family, kind))
+                for family in _FAMILIES for kind in _KINDS]
+    targets += [(counters.dropped, reason) for reason in (
+        "udp_banned", "udp_bad_connection_id", "udp_send_blocked", "udp_icmp_error")]
+    targets += [(counters.dropped, f"udp_malformed: {message}") for message in messages]
+    targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
+    return targets
