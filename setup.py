@@ -6,6 +6,19 @@ install still succeeds and Shoal runs on its pure-Python engine, which stays the
 
 from setuptools import Extension, setup
 
-EXTENSIONS: list[Extension] = []
+EXTENSIONS: list[Extension] = [
+    # The UDP data plane: recvmmsg/sendmmsg batches, datagram checks and connection ids in C.
+    Extension(
+        "shoal._native_udp",
+        sources=[
+            "shoal/_native/udp_module.c",
+            "shoal/_native/udp.c",
+            "shoal/_native/blake2b.c",
+        ],
+        depends=["shoal/_native/udp.h", "shoal/_native/blake2b.h"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        optional=True,
+    ),
+]
 
 setup(ext_modules=EXTENSIONS)

@@ -43,6 +43,7 @@ from bench.targets import (
     BASE_ENV,
     NODE_TARGET,
     PRIVATE_TARGET,
+    PYTHON_TARGET,
     REDIS_TARGET,
     REPO_ROOT,
     TARGET_NAMES,
@@ -612,7 +613,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "`python -m bench scaling --help` for the scaling series.",
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
-                   help="comma-separated; shoal-base: Shoal from $BENCH_SHOAL_BASE; "
+                   help="comma-separated; shoal-python: Shoal with tracker.engine=python; "
+                        "shoal-base: Shoal from $BENCH_SHOAL_BASE; "
                    f"{REDIS_TARGET}: Shoal on a redis-server of its own; "
                    f"{PRIVATE_TARGET}: Shoal in private mode (passkeys, accounting)")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ",".join(MODES))
@@ -674,7 +676,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.targets = [t for t in args.targets.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
-        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET, NODE_TARGET):
+        if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET, NODE_TARGET,
+                     PYTHON_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:

@@ -46,6 +46,9 @@ REDIS_TARGET = "shoal-redis"
 # workload's users and torrents are imported through the REST API before the fill, and
 # every request carries a passkey. Not run unless named in --targets.
 PRIVATE_TARGET = "shoal-private"
+# Shoal with its compiled data plane off (``tracker.engine = "python"``), otherwise as the
+# "shoal" target: the native and pure-Python paths side by side in one run.
+PYTHON_TARGET = "shoal-python"
 # Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
 BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
@@ -506,6 +509,9 @@ def start_target(
     prefix = ""
     if name == "shoal":
         cmd = shoal_command(port, shoal_settings or [])
+        cwd = REPO_ROOT
+    elif name == PYTHON_TARGET:
+        cmd = shoal_command(port, ["tracker.engine=python", *(shoal_settings or [])])
         cwd = REPO_ROOT
     elif name == REDIS_TARGET:
         store = start_redis(workdir)

@@ -26,6 +26,8 @@ from shoal.storage.redis_urls import redis_urls
 
 ENV_PREFIX = "SHOAL_"
 CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
+ENGINE_ENV = "SHOAL_ENGINE"  # overrides tracker.engine (tests run the suite on both paths)
+ENGINES = ("auto", "native", "python")
 
 
 class ConfigError(ValueError):
@@ -79,6 +81,12 @@ class TrackerSettings:
     )
     max_peers_per_ip: int = _doc(
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
+    )
+    engine: str = _doc(
+        "Compiled data plane: auto (the compiled extension when it was built, else pure "
+        "Python), native (refuse to start without it) or python (always pure Python). "
+        "The SHOAL_ENGINE environment variable overrides it.",
+        "auto",
     )
     mode: str = _doc(
         "public (any torrent, no passkeys) or private (only registered torrents, and every "
@@ -494,6 +502,8 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
                 problem(key, f"a peer_id prefix is 1 to 20 ASCII characters, got {prefix!r}")
     if not settings.storage.data_dir:
         problem("storage.data_dir", "must not be empty")
+    if t.engine not in ENGINES:
+        problem("tracker.engine", f"must be auto, native or python, got {t.engine!r}")
     if t.mode not in ("public", "private"):
         problem("tracker.mode", f"must be public or private, got {t.mode!r}")
     acc = settings.accounting
@@ -619,6 +629,17 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def engine_choice(settings: Settings, environ: Mapping[str, str]) -> str:
+    """``tracker.engine``, unless ``SHOAL_ENGINE`` names another one (checked here)."""
+    chosen = environ.get(ENGINE_ENV, "").strip().lower()
+    if not chosen:
+        return settings.tracker.engine
+    if chosen not in ENGINES:
+        raise ConfigError([f"environment variable {ENGINE_ENV}: must be auto, native or "
+                           f"python, got {chosen!r}"])
+    return chosen
+
+
 def load_file(path: str | Path, base: Settings | None = None) -> Settings:
     """Settings from a TOML file over ``base`` (the defaults)."""
     return _apply(base or Settings(), _read_toml(path), text=False)
@@ -631,7 +652,7 @@ def _env_values(
     values: dict[str, dict[str, str]] = {}
     names: dict[tuple[str, str], str] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, ENGINE_ENV):
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
+from support.native import native_udp
 from support.redis_server import RedisServer
 from support.running import RunningTracker, loop_factories
 
@@ -60,3 +61,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module", params=["python", "native"])
+def udp_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the module's trackers with UDP on the pure-Python path, then on the compiled data
+    plane (skipped when the extension is not built; a failure under CI=true). Module-scoped,
+    so a module-scoped tracker fixture that uses it is built once per path."""
+    engine: str = request.param
+    if engine == "native":
+        native_udp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHOAL_ENGINE", engine)
+        yield engine

@@ -537,3 +537,17 @@ def test_serve_on_a_busy_port_exits_1_with_the_reason(processes: list[Process]) 
         processes.append(p)
         assert p.proc.wait(WAIT) == 1
         assert f"cannot listen on 127.0.0.1:{port}" in p.rest_of_log()
+
+
+def test_serve_refuses_the_native_engine_without_the_extension(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shoal.server.app as app
+
+    monkeypatch.setattr(app, "NATIVE_AVAILABLE", False)  # as on a machine that could not build it
+    monkeypatch.setenv("SHOAL_ENGINE", "native")
+    code, _, err = run_main(["serve", "--host", "127.0.0.1", "--http-port", "0",
+                             "--udp-port", "0", "--set", "admin.enabled=false",
+                             "--set", "storage.persist=false"], capsys)
+    assert code == 2
+    assert "tracker.engine = native" in err and "shoal._native_udp is not built" in err

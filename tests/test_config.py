@@ -559,3 +559,19 @@ def test_redis_settings_are_checked(tmp_path: Path, text: str, message: str) -> 
 def test_redis_cluster_seed_nodes_are_accepted(tmp_path: Path) -> None:
     text = '[storage]\npeers = "redis"\nredis_url = "redis://10.0.0.1:7000,rediss://h:7001"\n'
     assert load_file(write(tmp_path, text)).storage.peers == "redis"
+
+
+def test_shoal_engine_overrides_tracker_engine_and_is_checked() -> None:
+    from shoal.config import engine_choice
+
+    settings = Settings()
+    assert settings.tracker.engine == "auto"
+    assert engine_choice(settings, {}) == "auto"
+    assert engine_choice(settings, {"SHOAL_ENGINE": "Python"}) == "python"
+    with pytest.raises(ConfigError, match="SHOAL_ENGINE"):
+        engine_choice(settings, {"SHOAL_ENGINE": "fast"})
+    # SHOAL_ENGINE is not read as a setting of a section called "engine"
+    assert apply_env(settings, {"SHOAL_ENGINE": "native"}) == settings
+    assert apply_env(settings, {"SHOAL_TRACKER_ENGINE": "python"}).tracker.engine == "python"
+    with pytest.raises(ConfigError, match=r"tracker\.engine"):
+        apply_env(settings, {"SHOAL_TRACKER_ENGINE": "fast"})

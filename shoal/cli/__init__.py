@@ -68,11 +68,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, settings.log.format)
     from shoal.server.app import Tracker
 
-    tracker = Tracker(
-        settings,
-        reload_settings=lambda: build_settings(args, os.environ),
-        reconfigure_logging=setup_logging,
-    )
+    try:
+        tracker = Tracker(
+            settings,
+            reload_settings=lambda: build_settings(args, os.environ),
+            reconfigure_logging=setup_logging,
+        )
+    except ConfigError as exc:
+        _print_errors(exc, "shoal: ")
+        return 2
     try:
         _run(tracker.serve)
     except OSError as exc:

@@ -52,7 +52,7 @@ class ConnectionIds:
     18 bytes) and the current unix time; they read no clock themselves.
     """
 
-    __slots__ = ("_mac", "skew", "ttl")
+    __slots__ = ("_mac", "key", "skew", "ttl")
 
     def __init__(self, secret: bytes, ttl: int = DEFAULT_TTL, skew: int = DEFAULT_SKEW) -> None:
         if not secret:
@@ -61,6 +61,9 @@ class ConnectionIds:
             raise ValueError(f"need 1 <= ttl and 0 <= skew with ttl + skew < {_STAMP_MOD}")
         if len(secret) > _MAX_KEY:
             secret = hashlib.blake2b(secret, digest_size=_MAX_KEY).digest()
+        self.key = secret
+        """The BLAKE2b key (the secret, hashed down if longer than 64 bytes), for a compiled
+        twin of this class that must issue and accept the same ids."""
         self.ttl = ttl
         self.skew = skew
         self._mac = hashlib.blake2b(key=secret, digest_size=_TAG_BYTES, person=_PERSON)

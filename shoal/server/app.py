@@ -21,6 +21,7 @@ from shoal import __version__
 from shoal.config import (
     ConfigError,
     Settings,
+    engine_choice,
     live_changes,
     read_network_list,
     read_torrent_list,
@@ -37,7 +38,14 @@ from shoal.server.listeners import Listener, listener_health
 from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
 from shoal.server.supervisor import Supervisor
-from shoal.server.udp import UdpEndpoint, UdpOptions
+from shoal.server.udp import (
+    NATIVE_AVAILABLE,
+    NATIVE_NAME,
+    PYTHON_NAME,
+    NativeUdpEndpoint,
+    UdpEndpoint,
+    UdpOptions,
+)
 from shoal.server.ws import WsFrontend, WsOptions
 from shoal.storage.base import PeerStore, StoreSettings
 from shoal.storage.memory import MemoryStore
@@ -170,6 +178,18 @@ def ws_options(settings: Settings) -> WsOptions:
     )
 
 
+def _use_native(engine: str, available: bool) -> bool:
+    """Whether UDP runs on the compiled data plane: ``tracker.engine`` (or SHOAL_ENGINE)
+    auto takes it when built, native insists on it, python never uses it."""
+    if engine == "native" and not available:
+        raise ConfigError([
+            "tracker.engine = native, but the compiled extension shoal._native_udp is not "
+            "built (it needs a C compiler and the Python headers at install time; "
+            "reinstall with them, or set tracker.engine to auto or python)"
+        ])
+    return available and engine != "python"
+
+
 class Tracker:
     """One tracker process: a store behind the logic layer, its frontends, and the
     supervised background components.
@@ -238,7 +258,8 @@ class Tracker:
             secret = os.urandom(32)
         self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
         self.udp_options = UdpOptions(allow_ip_param=settings.tracker.allow_ip_param)
-        self.udp_endpoints: list[UdpEndpoint] = []
+        self.udp_endpoints: list[UdpEndpoint | NativeUdpEndpoint] = []
+        self.native_udp = _use_native(engine_choice(settings, os.environ), NATIVE_AVAILABLE)
         self.listeners: list[Listener] = []
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
@@ -284,11 +305,17 @@ class Tracker:
             if u.enabled:
                 for host, sock in self._bind_all("udp", u.hosts, u.port, socket.SOCK_DGRAM):
                     _raise_buffers(sock)
-                    transport, endpoint = await loop.create_datagram_endpoint(
-                        self.udp_endpoint, sock=sock
-                    )
-                    self._transports.append(transport)
-                    self.udp_endpoints.append(endpoint)
+                    if self.native_udp:
+                        native = self.native_udp_endpoint(sock)
+                        native.start(loop)
+                        self._transports.append(native)
+                        self.udp_endpoints.append(native)
+                    else:
+                        transport, endpoint = await loop.create_datagram_endpoint(
+                            self.udp_endpoint, sock=sock
+                        )
+                        self._transports.append(transport)
+                        self.udp_endpoints.append(endpoint)
                     self.listeners.append(Listener("udp", host, sock.getsockname()[1]))
             if not self.listeners:
                 raise OSError("no listener could be bound: enable http or udp, check hosts")
@@ -319,6 +346,8 @@ class Tracker:
             event_loop_name(),
             parser_name(self.http.use_httptools),
         )
+        if u.enabled:
+            log.info("UDP path: %s", NATIVE_NAME if self.native_udp else PYTHON_NAME)
         log.info("access: %s%s", self.logic.access.summary(),
                  "; private mode: registered torrents and valid passkeys only"
                  if self.private_mode is not None else "")
@@ -435,6 +464,11 @@ class Tracker:
     def udp_endpoint(self) -> UdpEndpoint:
         return UdpEndpoint(
             self.logic, self.clock, self.counters, self.connection_ids, self.udp_options
+        )
+
+    def native_udp_endpoint(self, sock: socket.socket) -> NativeUdpEndpoint:
+        return NativeUdpEndpoint(
+            sock, self.logic, self.clock, self.counters, self.connection_ids, self.udp_options
         )
 
     # -- expiry ---------------------------------------------------------------------

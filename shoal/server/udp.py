@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
+from shoal.engine.rules import NetworkSet
 from shoal.errors import ClientError
 from shoal.logic import Later, TrackerLogic
 from shoal.protocol import udp as codec
@@ -25,8 +29,13 @@ from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.stats import Counters
-from shoal.types import AnnounceRequest, AnnounceResult, SwarmCounts
+from shoal.server.stats import LATENCY_BUCKETS, Counters
+from shoal.types import AnnounceRequest, AnnounceResult, Event, SwarmCounts
+
+try:
+    from shoal import _native_udp
+except ImportError:  # not built (no compiler or headers): the pure-Python path serves
+    _native_udp = None  # type: ignore[assignment]
 
 log = logging.getLogger("shoal.udp")
 
@@ -140,20 +149,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def _announced(self, found: AnnounceResult | ClientError, tid: int, v6: bool,
                    addr: tuple[Any, ...], started: float) -> None:
-        if isinstance(found, ClientError):
-            self._send(self._error(tid, found.reason), addr, started)
-            return
-        # One family only, and never past one datagram's budget whatever a store returned.
-        peers = found.peers6[:_PEER_BYTES_V6] if v6 else found.peers4[:_PEER_BYTES_V4]
-        reply = codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
-        self._send(reply, addr, started)
+        self._send(announce_reply(self.counters, found, tid, v6), addr, started)
 
     def _scraped(self, found: list[SwarmCounts] | ClientError, tid: int,
                  addr: tuple[Any, ...], started: float) -> None:
-        if isinstance(found, ClientError):
-            self._send(self._error(tid, found.reason), addr, started)
-        else:
-            self._send(codec.encode_scrape(tid, found), addr, started)
+        self._send(scrape_reply(self.counters, found, tid), addr, started)
 
     def _send(self, reply: bytes, addr: tuple[Any, ...], started: float) -> None:
         if self.transport is not None:
@@ -174,7 +174,197 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._checked[source] = (conn_id, *window)
         return True
 
-    def _error(self, tid: int, reason: str) -> bytes:
-        self.counters.failures[reason] += 1  # counted once as its kind, and here by reason
-        return codec.encode_error(tid, reason)
 
+
+def announce_reply(counters: Counters, found: AnnounceResult | ClientError, tid: int,
+                   v6: bool) -> bytes:
+    """The reply datagram to an announce the logic layer answered (or refused)."""
+    if isinstance(found, ClientError):
+        return _error(counters, tid, found.reason)
+    # One family only, and never past one datagram's budget whatever a store returned.
+    peers = found.peers6[:_PEER_BYTES_V6] if v6 else found.peers4[:_PEER_BYTES_V4]
+    return codec.encode_announce(tid, found.interval, found.incomplete, found.complete, peers)
+
+
+def scrape_reply(counters: Counters, found: list[SwarmCounts] | ClientError, tid: int) -> bytes:
+    """The reply datagram to a scrape the logic layer answered (or refused)."""
+    if isinstance(found, ClientError):
+        return _error(counters, tid, found.reason)
+    return codec.encode_scrape(tid, found)
+
+
+def _error(counters: Counters, tid: int, reason: str) -> bytes:
+    counters.failures[reason] += 1  # counted once as its kind, and here by reason
+    return codec.encode_error(tid, reason)
+
+
+# -- the compiled data plane ------------------------------------------------------------
+
+NATIVE_AVAILABLE = _native_udp is not None
+NATIVE_NAME = "native (shoal._native_udp: recvmmsg/sendmmsg batches)"
+PYTHON_NAME = "python (asyncio datagram protocol)"
+MAX_BATCHES = 16
+"""Batches of datagrams (``_native_udp.BATCH`` each) one readable event may answer before
+the loop runs other callbacks: a flood on UDP cannot starve HTTP or the timers."""
+_FAMILIES = ("ipv4", "ipv6")
+_KINDS = ("announce", "scrape", "connect", "error")
+_EVENT_OBJECTS = tuple(Event(number) for number in range(5))
+Item = tuple[int, int, Any, bytes, bytes]
+
+
+class NativeUdpEndpoint(asyncio.BaseTransport):
+    """One bound UDP socket served by the compiled data plane (``shoal._native_udp``).
+
+    The event loop calls :meth:`drain` when the socket is readable. The compiled engine
+    reads datagrams in batches (``recvmmsg``), checks each one as
+    :func:`shoal.protocol.udp.decode_request` does, answers connects, bad connection ids
+    and malformed datagrams itself, passes the valid announces and scrapes of a batch to
+    :meth:`_answer_batch` in one call, and sends every reply of the batch at once
+    (``sendmmsg``). A reply from a networked store that comes later is sent from here.
+    A reply the socket buffer cannot take is dropped and counted (``udp_send_blocked``)
+    rather than queued. Banned networks are compiled into the engine and recompiled
+    whenever the logic layer's rules were swapped, so a banned source never gets a reply.
+    It is also the transport the tracker lists for health and closes on stop.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        logic: TrackerLogic,
+        clock: Clock,
+        counters: Counters,
+        connection_ids: ConnectionIds,
+        options: UdpOptions,
+    ) -> None:
+        if _native_udp is None:
+            raise RuntimeError("the compiled UDP data plane (shoal._native_udp) is not built")
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
+        sock.setblocking(False)
+        self.sock = sock
+        self.logic = logic
+        self.clock = clock
+        self.counters = counters
+        self.ids = connection_ids
+        self._options = options
+        self.engine = _native_udp.Engine(
+            sock.fileno(), connection_ids.key, connection_ids.ttl, connection_ids.skew,
+            options.allow_ip_param, AnnounceRequest, _EVENT_OBJECTS, LATENCY_BUCKETS,
+        )
+        self._targets = _count_targets(counters, _native_udp.MESSAGES)
+        self._banned: NetworkSet | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def options(self) -> UdpOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: UdpOptions) -> None:  # a reload
+        self._options = options
+        self.engine.allow_ip_param = int(options.allow_ip_param)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve the socket on ``loop`` (from a coroutine running on it)."""
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self.drain)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def drain(self) -> None:
+        """Answer what the socket holds, up to ``MAX_BATCHES`` batches."""
+        if self._closed:
+            return
+        banned = self.logic.access.banned
+        if banned is not self._banned:
+            self.engine.set_banned(banned.v4, banned.v6)
+            self._banned = banned
+        try:
+            self.engine.drain(self.clock.now, self._answer_batch, MAX_BATCHES)
+        except Exception:
+            log.exception("internal error answering a batch of UDP datagrams")
+            self.counters.internal_errors += 1
+        finally:
+            self._collect()
+
+    def _answer_batch(self, items: list[Item]) -> Sequence[bytes | None]:
+        """The replies to one batch's valid announces and scrapes (None: none now)."""
+        logic = self.logic
+        counters = self.counters
+        now = self.clock.now
+        started = time.perf_counter()
+        replies: list[bytes | None] = []
+        for action, tid, payload, ip, sockaddr in items:
+            try:
+                if action == _ANNOUNCE:
+                    v6 = len(ip) == 16
+                    found = logic.announce(payload, ip, now)
+                    if isinstance(found, Later):
+                        found.then(partial(self._announced_later, tid, v6, sockaddr, started))
+                        replies.append(None)
+                    else:
+                        replies.append(announce_reply(counters, found, tid, v6))
+                else:
+                    counts = logic.scrape(payload, ip)
+                    if isinstance(counts, Later):
+                        counts.then(partial(self._scraped_later, tid, sockaddr, started))
+                        replies.append(None)
+                    else:
+                        replies.append(scrape_reply(counters, counts, tid))
+            except Exception:
+                log.exception("internal error answering a UDP datagram")
+                counters.internal_errors += 1
+                replies.append(None)
+        return replies
+
+    def _announced_later(self, tid: int, v6: bool, sockaddr: bytes, started: float,
+                         found: AnnounceResult | ClientError) -> None:
+        self._send_later(announce_reply(self.counters, found, tid, v6), sockaddr, started)
+
+    def _scraped_later(self, tid: int, sockaddr: bytes, started: float,
+                       found: list[SwarmCounts] | ClientError) -> None:
+        self._send_later(scrape_reply(self.counters, found, tid), sockaddr, started)
+
+    def _send_later(self, reply: bytes, sockaddr: bytes, started: float) -> None:
+        if self._closed:
+            return
+        counters = self.counters
+        try:
+            self.engine.sendto(reply, sockaddr)
+        except BlockingIOError:
+            counters.dropped["udp_send_blocked"] += 1
+        except OSError:
+            counters.dropped["udp_icmp_error"] += 1
+        counters.bytes_out["udp"] += len(reply)
+        counters.observe_latency(time.perf_counter() - started)
+
+    def _collect(self) -> None:
+        """Add the engine's figures since the last call to the shared counters."""
+        pairs, latency_sum = self.engine.counts()
+        targets = self._targets
+        for slot, count in pairs:
+            table, key = targets[slot]
+            table[key] += count
+        self.counters.latency_sum += latency_sum
+
+
+def _count_targets(counters: Counters, messages: Sequence[str]) -> list[tuple[Any, Any]]:
+    """Where each of the engine's count slots goes: (table, key), in the slot order that
+    ``Engine.counts`` documents."""
+    targets: list[tuple[Any, Any]] = [(counters.bytes_in, "udp"), (counters.bytes_out, "udp")]
+    targets += [(counters.requests, ("udp", family, kind))
+                for family in _FAMILIES for kind in _KINDS]
+    targets += [(counters.dropped, reason) for reason in (
+        "udp_banned", "udp_bad_connection_id", "udp_send_blocked", "udp_icmp_error")]
+    targets += [(counters.dropped, f"udp_malformed: {message}") for message in messages]
+    targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
+    return targets

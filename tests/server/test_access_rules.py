@@ -15,6 +15,7 @@ import pytest
 from support.running import RunningTracker
 
 from shoal.config import Settings
+from shoal.engine.rules import NetworkSet
 from shoal.protocol.bencode import decode
 
 PROTOCOL_ID = 0x41727101980
@@ -100,6 +101,7 @@ def listing(tmp_path: Path, *hashes: bytes) -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_torrent_outside_the_allow_list_is_refused_over_http_and_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any, tmp_path: Path
 ) -> None:
@@ -123,6 +125,7 @@ def test_torrent_on_the_deny_list_is_refused_and_others_served(
     assert b"failure reason" in http_announce(rt, OTHER)
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_denied_client_prefix_is_refused_over_http_and_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any
 ) -> None:
@@ -144,6 +147,7 @@ def test_client_allow_list_serves_only_those_prefixes(
     assert b"failure reason" in http_announce(rt, ALLOWED, b"-qB3000-000000000001")
 
 
+@pytest.mark.usefixtures("udp_engine")
 def test_banned_address_gets_a_failure_reason_over_http_and_silence_over_udp(
     launch_tracker: Callable[..., RunningTracker], udp_clients: Any, tmp_path: Path
 ) -> None:
@@ -160,6 +164,25 @@ def test_banned_address_gets_a_failure_reason_over_http_and_silence_over_udp(
     assert failures["your address is banned from this tracker"] == 1
     assert rt.in_loop(lambda: rt.tracker.counters.dropped["udp_banned"]) == 1
 
+
+@pytest.mark.usefixtures("udp_engine")
+def test_a_reload_that_bans_an_address_silences_it_over_udp_at_once(
+    launch_tracker: Callable[..., RunningTracker], udp_clients: Any
+) -> None:
+    rt = launch_tracker(settings())
+    client = udp_clients(rt, "127.0.0.3")
+    assert client.connect() is not None
+    logic = rt.tracker.logic
+    banning = dataclasses.replace(logic.config, access=dataclasses.replace(
+        logic.access, banned=NetworkSet(["127.0.0.3/32"])))
+    rt.in_loop(lambda: logic.configure(banning))  # as a reload does
+    assert client.connect() is None
+    assert udp_clients(rt, "127.0.0.1").connect() is not None
+    lifted = dataclasses.replace(logic.config, access=dataclasses.replace(
+        logic.access, banned=NetworkSet()))
+    rt.in_loop(lambda: logic.configure(lifted))
+    assert client.connect() is not None
+    assert rt.in_loop(lambda: rt.tracker.counters.dropped["udp_banned"]) == 1
 
 def test_scrape_shows_zeros_for_a_torrent_that_may_not_be_served(
     launch_tracker: Callable[..., RunningTracker], tmp_path: Path

@@ -147,7 +147,9 @@ def test_metrics_count_http_announces_and_scrapes(tracker: RunningTracker) -> No
     assert after["shoal_http_connections_total", ()] >= 3
 
 
-def test_metrics_count_udp_connects_announces_and_scrapes(tracker: RunningTracker) -> None:
+def test_metrics_count_udp_connects_announces_and_scrapes(
+    udp_engine: str, tracker: RunningTracker
+) -> None:
     udp_announce(tracker, H2, LT, 7003)
     udp_scrape(tracker, H2)
     after = metrics(tracker)

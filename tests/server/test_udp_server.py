@@ -34,6 +34,9 @@ from shoal.server.clock import Clock
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, AnnounceResult, Event
 
+# Every test here runs on both UDP paths: the pure-Python endpoint and the compiled one.
+pytestmark = pytest.mark.usefixtures("udp_engine")
+
 REPLY_TIMEOUT = 2.0
 SILENCE = 0.3
 PROTOCOL_ID = 0x41727101980
@@ -284,6 +287,42 @@ class Client:
         assert (action, got) == (2, tid)
         assert len(data) == 8 + 12 * len(hashes)
         return [struct.unpack_from(">III", data, 8 + 12 * i) for i in range(len(hashes))]
+
+
+# Which path serves.
+
+
+def test_the_chosen_udp_path_serves(tracker: RunningTracker, udp_engine: str) -> None:
+    assert tracker.tracker.native_udp == (udp_engine == "native")
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+def test_a_burst_of_datagrams_is_answered_one_reply_each_in_batches(
+    tracker: RunningTracker, clients: Callable[..., Client], host: str
+) -> None:
+    """More datagrams than one batch, sent before any is read: each gets its own reply
+    (connects, bad ids and announces mixed), none is lost or answered twice."""
+    client = clients(tracker.udp(host))
+    conn = client.connect()
+    sent: dict[int, int] = {}
+    for n in range(150):
+        tid = 10_000 + n
+        kind = n % 3
+        if kind == 0:
+            client.send(_HEADER.pack(PROTOCOL_ID, 0, tid))
+        elif kind == 1:
+            client.send(_HEADER.pack(conn ^ 1, 2, tid) + info_hash(n))  # bad id: error reply
+        else:
+            client.send(_ANNOUNCE.pack(conn, 1, tid, info_hash(n), peer_id(n), 0, 10, 0, 2, 0,
+                                       0, -1, 7000 + n))
+        sent[tid] = kind
+    got: dict[int, int] = {}
+    for _ in range(150):
+        data = client.recv()
+        action, tid = struct.unpack_from(">II", data)
+        assert tid not in got
+        got[tid] = action
+    assert got == {tid: {0: 0, 1: 3, 2: 1}[kind] for tid, kind in sent.items()}
 
 
 # Connect, announce, peers.
@@ -711,7 +750,7 @@ MALFORMED: dict[str, tuple[Callable[[int, int], bytes], bool]] = {
 
 @pytest.fixture(scope="module")
 def shared_tracker(
-    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    udp_engine: str, loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> Iterator[RunningTracker]:
     running = RunningTracker(make_settings(), None, loop_factory)
     yield running
@@ -889,6 +928,10 @@ def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(
 
     async def open_endpoint() -> asyncio.BaseTransport:
         loop = asyncio.get_running_loop()
+        if tracker.tracker.native_udp:  # the path under test serves the dual-stack socket
+            native = tracker.tracker.native_udp_endpoint(sock)
+            native.start(loop)
+            return native
         transport, _ = await loop.create_datagram_endpoint(tracker.tracker.udp_endpoint, sock=sock)
         return transport
 
@@ -992,3 +1035,17 @@ def test_a_refused_scrape_is_an_error_reply(
     client = clients(tracker.udp("127.0.0.1"))
     client.send(_HEADER.pack(client.connect(), 2, 42) + info_hash(140))
     assert error_of(client.recv()) == (42, "scrape refused")
+
+
+# Choosing the path.
+
+
+def test_native_engine_without_the_extension_refuses_to_start_with_the_reason() -> None:
+    from shoal.config import ConfigError
+    from shoal.server.app import _use_native
+
+    with pytest.raises(ConfigError, match=r"shoal\._native_udp is not built"):
+        _use_native("native", False)
+    assert _use_native("auto", False) is False
+    assert _use_native("auto", True) is True
+    assert _use_native("python", True) is False

@@ -1,0 +1,843 @@
+/* shoal._native_udp: the UDP data plane in C.
+ *
+ * An Engine owns nothing but buffers: Shoal binds the socket, and the event loop calls
+ * Engine.drain() when it is readable. drain() reads datagrams in batches with recvmmsg,
+ * decodes each one (udp.c), answers connects, bad connection ids and malformed datagrams
+ * itself, hands the valid announces and scrapes of the batch to a Python callable in one
+ * call, and sends every reply of the batch with one sendmmsg. Counters are kept in C and
+ * collected by Python with counts(), into the same figures the Python path keeps.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "udp.h"
+
+#define BATCH 64
+#define RECV_BUFFER 1536 /* more than SHOAL_UDP_MAX_DATAGRAM: longer ones are not read */
+#define MAX_BOUNDS 32
+
+enum { KIND_ANNOUNCE = 0, KIND_SCRAPE, KIND_CONNECT, KIND_ERROR, KINDS };
+
+typedef struct {
+    unsigned long long bytes_in, bytes_out;
+    unsigned long long requests[2][KINDS]; /* [ipv4, ipv6][announce, scrape, connect, error] */
+    unsigned long long banned, bad_id, send_blocked, socket_errors;
+    unsigned long long malformed[SHOAL_UDP_M_COUNT];
+    unsigned long long latency[MAX_BOUNDS + 1];
+    double latency_sum;
+} counts_t;
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    int allow_ip_param;
+    int draining; /* drain() is running: its batch buffers are in use */
+    shoal_connids ids;
+    int64_t now;
+    PyObject *announce_cls;
+    PyObject *events[5];
+    double bounds[MAX_BOUNDS];
+    int nbounds;
+    shoal_netset banned;
+    shoal_udp_fast_path fast_path; /* NULL: every valid request goes to Python */
+    void *fast_ctx;
+    counts_t c;
+    shoal_udp_request req;
+    /* One batch: datagrams in, replies out (C-built in out_buf, Python-built held). */
+    struct mmsghdr in_msgs[BATCH];
+    struct iovec in_iov[BATCH];
+    struct sockaddr_storage in_addr[BATCH];
+    uint8_t in_buf[BATCH][RECV_BUFFER];
+    struct mmsghdr out_msgs[BATCH];
+    struct iovec out_iov[BATCH];
+    uint8_t out_buf[BATCH][SHOAL_UDP_MAX_C_REPLY];
+    PyObject *held[BATCH];
+    int item_slot[BATCH]; /* batch slot of each request handed to Python */
+} Engine;
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void observe(Engine *self, double seconds)
+{
+    int i = 0;
+    while (i < self->nbounds && self->bounds[i] < seconds)
+        i++;
+    self->c.latency[i]++;
+    self->c.latency_sum += seconds;
+}
+
+/* A socket address -> packed ip (IPv4-mapped made IPv4) and port; 0 if not inet. */
+static int unpack_sockaddr(const struct sockaddr_storage *ss, uint8_t *ip, size_t *iplen,
+                           uint16_t *port)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        memcpy(ip, &a->sin_addr, 4);
+        *iplen = 4;
+        *port = ntohs(a->sin_port);
+        return 1;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        const uint8_t *raw = (const uint8_t *)&a->sin6_addr;
+        if (memcmp(raw, mapped, 12) == 0) {
+            memcpy(ip, raw + 12, 4);
+            *iplen = 4;
+        } else {
+            memcpy(ip, raw, 16);
+            *iplen = 16;
+        }
+        *port = ntohs(a->sin6_port);
+        return 1;
+    }
+    return 0;
+}
+
+static int id_ok(void *ctx, uint64_t conn_id, const uint8_t *source, size_t sourcelen)
+{
+    Engine *self = ctx;
+    int64_t first, last;
+    return shoal_connids_window(&self->ids, conn_id, source, sourcelen, self->now, &first,
+                                &last);
+}
+
+static PyObject *request_item(Engine *self, const shoal_udp_request *r, const uint8_t *ip,
+                              size_t iplen, const void *sa, size_t salen)
+{
+    PyObject *payload, *action;
+    if (r->kind == SHOAL_UDP_K_ANNOUNCE) {
+        PyObject *args[12] = {0};
+        args[0] = PyBytes_FromStringAndSize((const char *)r->info_hash, 20);
+        args[1] = PyBytes_FromStringAndSize((const char *)r->peer_id, 20);
+        args[2] = PyBytes_FromStringAndSize((const char *)r->addr, (Py_ssize_t)r->addrlen);
+        args[3] = PyLong_FromUnsignedLongLong(r->uploaded);
+        args[4] = PyLong_FromUnsignedLongLong(r->downloaded);
+        args[5] = PyLong_FromUnsignedLongLong(r->left);
+        args[6] = self->events[r->event];
+        Py_INCREF(args[6]);
+        args[7] = PyLong_FromLong(r->num_want);
+        args[8] = PyLong_FromUnsignedLong(r->key);
+        args[9] = Py_False;
+        Py_INCREF(Py_False);
+        args[10] = Py_False;
+        Py_INCREF(Py_False);
+        args[11] = PyBytes_FromStringAndSize((const char *)r->url, (Py_ssize_t)r->urllen);
+        payload = NULL;
+        int ok = 1;
+        for (int i = 0; i < 12; i++)
+            ok = ok && args[i] != NULL;
+        if (ok)
+            payload = PyObject_Vectorcall(self->announce_cls, args, 12, NULL);
+        for (int i = 0; i < 12; i++)
+            Py_XDECREF(args[i]);
+        action = PyLong_FromLong(SHOAL_UDP_ANNOUNCE);
+    } else {
+        payload = PyList_New((Py_ssize_t)r->nhashes);
+        if (payload != NULL) {
+            for (size_t i = 0; i < r->nhashes; i++) {
+                PyObject *h = PyBytes_FromStringAndSize((const char *)r->hashes + 20 * i, 20);
+                if (h == NULL) {
+                    Py_CLEAR(payload);
+                    break;
+                }
+                PyList_SET_ITEM(payload, (Py_ssize_t)i, h);
+            }
+        }
+        action = PyLong_FromLong(SHOAL_UDP_SCRAPE);
+    }
+    PyObject *tid = PyLong_FromUnsignedLong(r->tid);
+    PyObject *ipb = PyBytes_FromStringAndSize((const char *)ip, (Py_ssize_t)iplen);
+    PyObject *sab = PyBytes_FromStringAndSize((const char *)sa, (Py_ssize_t)salen);
+    PyObject *item = NULL;
+    if (payload && action && tid && ipb && sab)
+        item = PyTuple_Pack(5, action, tid, payload, ipb, sab);
+    Py_XDECREF(payload);
+    Py_XDECREF(action);
+    Py_XDECREF(tid);
+    Py_XDECREF(ipb);
+    Py_XDECREF(sab);
+    return item;
+}
+
+/* One datagram: counted, then answered in out (returns 1, *outlen set), handed to Python
+ * (returns 2, *item set), or left unanswered (returns 0); -1 with a Python error set. */
+static int process_one(Engine *self, const uint8_t *data, size_t size, const uint8_t *ip,
+                       size_t iplen, uint16_t port, const void *sa, size_t salen,
+                       uint8_t *out, size_t *outlen, PyObject **item)
+{
+    shoal_udp_request *r = &self->req;
+    uint8_t source[18];
+    int fam = iplen == 4 ? 0 : 1;
+    self->c.bytes_in += size;
+    if (self->banned.nv4 + self->banned.nv6 && shoal_netset_contains(&self->banned, ip, iplen)) {
+        self->c.banned++;
+        r->kind = -1;
+        return 0;
+    }
+    memcpy(source, ip, iplen);
+    source[iplen] = (uint8_t)(port >> 8);
+    source[iplen + 1] = (uint8_t)port;
+    shoal_udp_decode(data, size, source, iplen + 2, id_ok, self, self->allow_ip_param, r);
+    switch (r->kind) {
+    case SHOAL_UDP_K_CONNECT:
+        self->c.requests[fam][KIND_CONNECT]++;
+        *outlen = shoal_udp_connect_reply(
+            out, r->tid, shoal_connids_issue(&self->ids, source, iplen + 2, self->now));
+        return 1;
+    case SHOAL_UDP_K_MALFORMED:
+    case SHOAL_UDP_K_BAD_ID:
+        self->c.requests[fam][KIND_ERROR]++;
+        if (r->kind == SHOAL_UDP_K_BAD_ID)
+            self->c.bad_id++;
+        else
+            self->c.malformed[r->message]++;
+        if (r->reply && r->has_tid) {
+            *outlen = shoal_udp_error_reply(out, r->tid, r->message);
+            return 1;
+        }
+        return 0;
+    default:
+        self->c.requests[fam][r->kind == SHOAL_UDP_K_ANNOUNCE ? KIND_ANNOUNCE : KIND_SCRAPE]++;
+        if (self->fast_path != NULL) {
+            size_t n = self->fast_path(self->fast_ctx, r, source, iplen + 2, self->now, out,
+                                       SHOAL_UDP_MAX_C_REPLY);
+            if (n > 0) {
+                *outlen = n;
+                return 1;
+            }
+        }
+        *item = request_item(self, r, ip, iplen, sa, salen);
+        return *item == NULL ? -1 : 2;
+    }
+}
+
+/* ---- Engine ----------------------------------------------------------------------- */
+
+static void Engine_dealloc(Engine *self)
+{
+    Py_XDECREF(self->announce_cls);
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(self->events[i]);
+    shoal_netset_free(&self->banned);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "key", "ttl", "skew", "allow_ip_param", "announce",
+                             "events", "latency_bounds", NULL};
+    int fd, allow;
+    Py_buffer key;
+    long long ttl, skew;
+    PyObject *cls, *events, *bounds;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*LLpOOO", kwlist, &fd, &key, &ttl, &skew,
+                                     &allow, &cls, &events, &bounds))
+        return -1;
+    int bad = shoal_connids_init(&self->ids, key.buf, (size_t)key.len, ttl, skew);
+    PyBuffer_Release(&key);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError,
+                        "need a key of 1 to 64 bytes, 1 <= ttl and 0 <= skew, ttl + skew < 65536");
+        return -1;
+    }
+    if (!PyCallable_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "announce must be the announce request class");
+        return -1;
+    }
+    if (!PyTuple_Check(events) || PyTuple_GET_SIZE(events) != 5) {
+        PyErr_SetString(PyExc_TypeError, "events must be a tuple of the 5 events, 0 to 4");
+        return -1;
+    }
+    if (!PyTuple_Check(bounds) || PyTuple_GET_SIZE(bounds) > MAX_BOUNDS) {
+        PyErr_SetString(PyExc_TypeError, "latency_bounds must be a tuple of at most 32 floats");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bounds); i++) {
+        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (b == -1.0 && PyErr_Occurred())
+            return -1;
+        self->bounds[i] = b;
+    }
+    self->nbounds = (int)PyTuple_GET_SIZE(bounds);
+    self->fd = fd;
+    self->allow_ip_param = allow;
+    Py_INCREF(cls);
+    Py_XSETREF(self->announce_cls, cls);
+    for (int i = 0; i < 5; i++) {
+        PyObject *e = PyTuple_GET_ITEM(events, i);
+        Py_INCREF(e);
+        Py_XSETREF(self->events[i], e);
+    }
+    for (int i = 0; i < BATCH; i++) {
+        self->in_iov[i].iov_base = self->in_buf[i];
+        self->in_iov[i].iov_len = RECV_BUFFER;
+    }
+    return 0;
+}
+
+static int get_now(PyObject *obj, int64_t *now)
+{
+    long long v = PyLong_AsLongLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *now = v;
+    return 0;
+}
+
+static PyObject *Engine_issue(Engine *self, PyObject *args)
+{
+    Py_buffer addr;
+    long long now;
+    if (!PyArg_ParseTuple(args, "y*L", &addr, &now))
+        return NULL;
+    uint64_t id = shoal_connids_issue(&self->ids, addr.buf, (size_t)addr.len, now);
+    PyBuffer_Release(&addr);
+    return PyLong_FromUnsignedLongLong(id);
+}
+
+static PyObject *Engine_window(Engine *self, PyObject *args)
+{
+    Py_buffer addr;
+    unsigned long long id;
+    long long now;
+    int64_t first, last;
+    if (!PyArg_ParseTuple(args, "Ky*L", &id, &addr, &now))
+        return NULL;
+    int ok = shoal_connids_window(&self->ids, id, addr.buf, (size_t)addr.len, now, &first,
+                                  &last);
+    PyBuffer_Release(&addr);
+    if (!ok)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(LL)", (long long)first, (long long)last);
+}
+
+/* One family's groups from [(shift, [prefix int, ...]), ...]. */
+static int load_groups(PyObject *spec, unsigned maxshift, shoal_net_group **out, size_t *n)
+{
+    PyObject *seq = PySequence_Fast(spec, "banned networks must be a sequence");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    shoal_net_group *groups = count ? calloc((size_t)count, sizeof *groups) : NULL;
+    if (count && groups == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    *out = groups;
+    *n = 0;
+    PyObject *sixty_four = PyLong_FromLong(64);
+    PyObject *mask = PyLong_FromUnsignedLongLong(~0ULL);
+    int rc = sixty_four && mask ? 0 : -1;
+    for (Py_ssize_t g = 0; rc == 0 && g < count; g++) {
+        PyObject *shift_obj, *values;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, g), "OO", &shift_obj, &values)) {
+            rc = -1;
+            break;
+        }
+        long shift = PyLong_AsLong(shift_obj);
+        if (shift < 0 || (unsigned long)shift > maxshift) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "network shift out of range");
+            rc = -1;
+            break;
+        }
+        PyObject *vs = PySequence_Fast(values, "prefixes must be a sequence");
+        if (vs == NULL) {
+            rc = -1;
+            break;
+        }
+        Py_ssize_t m = PySequence_Fast_GET_SIZE(vs);
+        groups[g].shift = (unsigned)shift;
+        groups[g].items = m ? calloc((size_t)m, sizeof(shoal_prefix)) : NULL;
+        (*n)++;
+        if (m && groups[g].items == NULL) {
+            Py_DECREF(vs);
+            PyErr_NoMemory();
+            rc = -1;
+            break;
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            PyObject *v = PySequence_Fast_GET_ITEM(vs, i);
+            PyObject *hi = PyNumber_Rshift(v, sixty_four);
+            PyObject *lo = hi ? PyNumber_And(v, mask) : NULL;
+            unsigned long long h = hi ? PyLong_AsUnsignedLongLong(hi) : 0;
+            unsigned long long l = lo ? PyLong_AsUnsignedLongLong(lo) : 0;
+            Py_XDECREF(hi);
+            Py_XDECREF(lo);
+            if (PyErr_Occurred()) {
+                rc = -1;
+                break;
+            }
+            groups[g].items[i].hi = h;
+            groups[g].items[i].lo = l;
+            groups[g].count++;
+        }
+        Py_DECREF(vs);
+    }
+    Py_XDECREF(sixty_four);
+    Py_XDECREF(mask);
+    Py_DECREF(seq);
+    return rc;
+}
+
+static PyObject *Engine_set_banned(Engine *self, PyObject *args)
+{
+    PyObject *v4, *v6;
+    if (!PyArg_ParseTuple(args, "OO", &v4, &v6))
+        return NULL;
+    shoal_netset fresh;
+    memset(&fresh, 0, sizeof fresh);
+    if (load_groups(v4, 32, &fresh.v4, &fresh.nv4) < 0 ||
+        load_groups(v6, 128, &fresh.v6, &fresh.nv6) < 0) {
+        shoal_netset_free(&fresh);
+        return NULL;
+    }
+    shoal_netset_sort(&fresh);
+    shoal_netset_free(&self->banned);
+    self->banned = fresh;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_admits(Engine *self, PyObject *arg)
+{
+    Py_buffer ip;
+    if (PyObject_GetBuffer(arg, &ip, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int banned = shoal_netset_contains(&self->banned, ip.buf, (size_t)ip.len);
+    PyBuffer_Release(&ip);
+    return PyBool_FromLong(!banned);
+}
+
+/* decide(data, source, now): what drain() does with one datagram from the packed address
+ * `source`, without a socket: (kind, transaction id or None, message, reply or None,
+ * request item or None). Counted like a received datagram. For the tests. */
+static PyObject *Engine_decide(Engine *self, PyObject *args)
+{
+    Py_buffer data, source;
+    PyObject *now_obj;
+    if (!PyArg_ParseTuple(args, "y*y*O", &data, &source, &now_obj))
+        return NULL;
+    PyObject *result = NULL;
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "decide() called from a drain() handler");
+        goto done;
+    }
+    if (source.len != 6 && source.len != 18) {
+        PyErr_SetString(PyExc_ValueError, "source must be a packed address of 6 or 18 bytes");
+        goto done;
+    }
+    if (get_now(now_obj, &self->now) < 0)
+        goto done;
+    size_t iplen = (size_t)source.len - 2;
+    const uint8_t *src = source.buf;
+    uint16_t port = (uint16_t)((src[iplen] << 8) | src[iplen + 1]);
+    uint8_t out[SHOAL_UDP_MAX_C_REPLY];
+    size_t outlen = 0;
+    PyObject *item = NULL;
+    /* Decoded from a heap copy of exactly its length, so that under AddressSanitizer a
+     * read past the datagram is caught (a bytes object has a spare NUL byte after it). */
+    uint8_t *copy = malloc(data.len ? (size_t)data.len : 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(copy, data.buf, (size_t)data.len);
+    int rc = process_one(self, copy, (size_t)data.len, src, iplen, port, "", 0, out,
+                         &outlen, &item);
+    free(copy);
+    if (rc < 0)
+        goto done;
+    const shoal_udp_request *r = &self->req;
+    PyObject *reply = rc == 1 ? PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)outlen)
+                              : (Py_INCREF(Py_None), Py_None);
+    PyObject *tid = r->kind >= 0 && r->has_tid ? PyLong_FromUnsignedLong(r->tid)
+                                               : (Py_INCREF(Py_None), Py_None);
+    PyObject *message = PyUnicode_FromString(r->kind >= 0 ? SHOAL_UDP_MESSAGES[r->message] : "");
+    if (item == NULL) {
+        Py_INCREF(Py_None);
+        item = Py_None;
+    }
+    if (reply && tid && message)
+        result = Py_BuildValue("(iOOOO)", r->kind, tid, message, reply, item);
+    Py_XDECREF(reply);
+    Py_XDECREF(tid);
+    Py_XDECREF(message);
+    Py_XDECREF(item);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&source);
+    return result;
+}
+
+/* Send out_msgs[0..n): a reply that would block is dropped and counted (the socket buffer
+ * is full; asyncio would queue it without bound), any other error counted too. */
+static void send_batch(Engine *self, int n)
+{
+    int i = 0;
+    while (i < n) {
+        int sent = sendmmsg(self->fd, self->out_msgs + i, (unsigned)(n - i), MSG_DONTWAIT);
+        if (sent > 0) {
+            i += sent;
+            continue;
+        }
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            self->c.send_blocked++;
+        else
+            self->c.socket_errors++;
+        i++;
+    }
+}
+
+/* The replies the handler returned, one per request item: bytes or None. */
+static int take_replies(Engine *self, PyObject *replies, Py_ssize_t nitems,
+                        size_t outlen[BATCH], int answered[BATCH])
+{
+    PyObject *seq = PySequence_Fast(replies, "the batch handler must return a list");
+    if (seq == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != nitems) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "the batch handler must return one reply per request");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < nitems; k++) {
+        PyObject *reply = PySequence_Fast_GET_ITEM(seq, k);
+        int slot = self->item_slot[k];
+        if (reply == Py_None)
+            continue;
+        if (!PyBytes_Check(reply)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "a reply must be bytes or None");
+            return -1;
+        }
+        Py_INCREF(reply);
+        self->held[slot] = reply;
+        outlen[slot] = (size_t)PyBytes_GET_SIZE(reply);
+        answered[slot] = 1;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* drain(now, handler, max_batches): read and answer up to max_batches batches of datagrams;
+ * the number of datagrams read. */
+static PyObject *Engine_drain(Engine *self, PyObject *args)
+{
+    PyObject *now_obj, *handler;
+    int max_batches;
+    if (!PyArg_ParseTuple(args, "OOi", &now_obj, &handler, &max_batches))
+        return NULL;
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "drain() called again from its own handler");
+        return NULL;
+    }
+    if (get_now(now_obj, &self->now) < 0)
+        return NULL;
+    self->draining = 1;
+    long total = 0;
+    PyObject *error_type = NULL, *error_value = NULL, *error_tb = NULL;
+    for (int b = 0; b < max_batches && error_type == NULL; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            struct msghdr *h = &self->in_msgs[i].msg_hdr;
+            memset(h, 0, sizeof *h);
+            h->msg_name = &self->in_addr[i];
+            h->msg_namelen = sizeof self->in_addr[i];
+            h->msg_iov = &self->in_iov[i];
+            h->msg_iovlen = 1;
+        }
+        int n = recvmmsg(self->fd, self->in_msgs, BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                b--;
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                self->c.socket_errors++; /* as the Python path's error_received */
+            break;
+        }
+        if (n == 0)
+            break;
+        double started = monotonic();
+        total += n;
+        size_t outlen[BATCH];
+        int answered[BATCH];
+        PyObject *items = NULL;
+        Py_ssize_t nitems = 0;
+        for (int i = 0; i < n; i++) {
+            answered[i] = 0;
+            self->held[i] = NULL;
+            uint8_t ip[16];
+            size_t iplen;
+            uint16_t port;
+            if (!unpack_sockaddr(&self->in_addr[i], ip, &iplen, &port)) {
+                self->c.bytes_in += self->in_msgs[i].msg_len;
+                continue;
+            }
+            PyObject *item = NULL;
+            int rc = process_one(self, self->in_buf[i], self->in_msgs[i].msg_len, ip, iplen,
+                                 port, &self->in_addr[i], self->in_msgs[i].msg_hdr.msg_namelen,
+                                 self->out_buf[i], &outlen[i], &item);
+            if (rc == 1) {
+                answered[i] = 1;
+            } else if (rc == 2) {
+                if (items == NULL)
+                    items = PyList_New(0);
+                if (items == NULL || PyList_Append(items, item) < 0) {
+                    Py_DECREF(item);
+                    rc = -1;
+                } else {
+                    Py_DECREF(item);
+                    self->item_slot[nitems++] = i;
+                }
+            }
+            if (rc < 0 && error_type == NULL)
+                PyErr_Fetch(&error_type, &error_value, &error_tb);
+        }
+        if (items != NULL && nitems > 0 && error_type == NULL) {
+            PyObject *replies = PyObject_CallOneArg(handler, items);
+            if (replies == NULL || take_replies(self, replies, nitems, outlen, answered) < 0)
+                PyErr_Fetch(&error_type, &error_value, &error_tb);
+            Py_XDECREF(replies);
+        }
+        Py_XDECREF(items);
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (!answered[i])
+                continue;
+            struct msghdr *h = &self->out_msgs[m].msg_hdr;
+            memset(h, 0, sizeof *h);
+            h->msg_name = &self->in_addr[i];
+            h->msg_namelen = self->in_msgs[i].msg_hdr.msg_namelen;
+            self->out_iov[m].iov_base =
+                self->held[i] ? (void *)PyBytes_AS_STRING(self->held[i]) : self->out_buf[i];
+            self->out_iov[m].iov_len = outlen[i];
+            h->msg_iov = &self->out_iov[m];
+            h->msg_iovlen = 1;
+            self->c.bytes_out += outlen[i];
+            m++;
+        }
+        if (m)
+            send_batch(self, m);
+        double elapsed = monotonic() - started;
+        for (int i = 0; i < m; i++)
+            observe(self, elapsed);
+        for (int i = 0; i < n; i++)
+            Py_CLEAR(self->held[i]);
+        if (n < BATCH)
+            break;
+    }
+    self->draining = 0;
+    if (error_type != NULL) {
+        PyErr_Restore(error_type, error_value, error_tb);
+        return NULL;
+    }
+    return PyLong_FromLong(total);
+}
+
+/* sendto(reply, sockaddr): a reply that came later (from a networked store), to the
+ * address a request item carried. Raises OSError (BlockingIOError when the buffer is
+ * full). */
+static PyObject *Engine_sendto(Engine *self, PyObject *args)
+{
+    Py_buffer data, sa;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &sa))
+        return NULL;
+    PyObject *result = NULL;
+    if (sa.len < (Py_ssize_t)sizeof(sa_family_t) ||
+        sa.len > (Py_ssize_t)sizeof(struct sockaddr_storage)) {
+        PyErr_SetString(PyExc_ValueError, "not a socket address from a request item");
+    } else {
+        struct sockaddr_storage addr;
+        memcpy(&addr, sa.buf, (size_t)sa.len);
+        ssize_t sent;
+        do {
+            sent = sendto(self->fd, data.buf, (size_t)data.len, MSG_DONTWAIT,
+                          (struct sockaddr *)&addr, (socklen_t)sa.len);
+        } while (sent < 0 && errno == EINTR);
+        if (sent < 0)
+            PyErr_SetFromErrno(PyExc_OSError);
+        else
+            result = (Py_INCREF(Py_None), Py_None);
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&sa);
+    return result;
+}
+
+/* counts(): the figures since the last call, then zeroed, as (pairs, latency_sum): pairs is a
+ * tuple of (slot, count) for the nonzero figures only, so collecting after a small batch
+ * costs little. Slots: 0 bytes in, 1 bytes out, 2-9 requests (ipv4 announce, scrape,
+ * connect, error, then ipv6 the same), 10 banned, 11 bad connection id, 12 send blocked,
+ * 13 socket errors, then one per message of MESSAGES (malformed by reason), then one per
+ * latency bucket (len(latency_bounds) + 1). */
+static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1];
+    const counts_t *c = &self->c;
+    int n = 0;
+    flat[n++] = c->bytes_in;
+    flat[n++] = c->bytes_out;
+    for (int f = 0; f < 2; f++)
+        for (int k = 0; k < KINDS; k++)
+            flat[n++] = c->requests[f][k];
+    flat[n++] = c->banned;
+    flat[n++] = c->bad_id;
+    flat[n++] = c->send_blocked;
+    flat[n++] = c->socket_errors;
+    for (int m = 0; m < SHOAL_UDP_M_COUNT; m++)
+        flat[n++] = c->malformed[m];
+    for (int b = 0; b <= self->nbounds; b++)
+        flat[n++] = c->latency[b];
+    int nonzero = 0;
+    for (int i = 0; i < n; i++)
+        nonzero += flat[i] != 0;
+    PyObject *pairs = PyTuple_New(nonzero);
+    if (pairs == NULL)
+        return NULL;
+    for (int i = 0, j = 0; i < n; i++) {
+        if (!flat[i])
+            continue;
+        PyObject *pair = Py_BuildValue("(iK)", i, flat[i]);
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, j++, pair);
+    }
+    PyObject *out = Py_BuildValue("(Nd)", pairs, c->latency_sum);
+    if (out != NULL)
+        memset(&self->c, 0, sizeof self->c);
+    return out;
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"drain", (PyCFunction)Engine_drain, METH_VARARGS,
+     "drain(now, handler, max_batches) -> datagrams read"},
+    {"decide", (PyCFunction)Engine_decide, METH_VARARGS,
+     "decide(data, source, now) -> (kind, tid, message, reply, item)"},
+    {"sendto", (PyCFunction)Engine_sendto, METH_VARARGS, "sendto(reply, sockaddr)"},
+    {"issue", (PyCFunction)Engine_issue, METH_VARARGS, "issue(addr, now) -> connection id"},
+    {"window", (PyCFunction)Engine_window, METH_VARARGS,
+     "window(conn_id, addr, now) -> (first, last) or None"},
+    {"set_banned", (PyCFunction)Engine_set_banned, METH_VARARGS,
+     "set_banned(v4_groups, v6_groups): [(shift, [prefix, ...]), ...] per family"},
+    {"admits", (PyCFunction)Engine_admits, METH_O, "admits(ip) -> not banned"},
+    {"counts", (PyCFunction)Engine_counts, METH_NOARGS, "counts() -> figures since last call"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Engine_members[] = {
+    {"allow_ip_param", T_INT, offsetof(Engine, allow_ip_param), 0,
+     "Nonzero: an IPv4 client's non-zero IP field is its peer address (changed on reload)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shoal._native_udp.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The UDP data plane for one bound, non-blocking socket.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Engine_init,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_methods = Engine_methods,
+    .tp_members = Engine_members,
+};
+
+/* ---- module ----------------------------------------------------------------------- */
+
+static PyObject *mod_blake2b(PyObject *Py_UNUSED(m), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"data", "digest_size", "key", "salt", "person", NULL};
+    Py_buffer data, key = {0}, salt = {0}, person = {0};
+    int size = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|$iy*y*y*", kwlist, &data, &size, &key,
+                                     &salt, &person))
+        return NULL;
+    shoal_blake2b s;
+    uint8_t out[SHOAL_BLAKE2B_OUT];
+    PyObject *result = NULL;
+    if (shoal_blake2b_init(&s, (size_t)size, key.buf, (size_t)key.len, salt.buf,
+                           (size_t)salt.len, person.buf, (size_t)person.len) < 0) {
+        PyErr_SetString(PyExc_ValueError, "digest_size 1..64, key up to 64 bytes, salt and "
+                                          "person up to 16");
+    } else {
+        shoal_blake2b_update(&s, data.buf, (size_t)data.len);
+        shoal_blake2b_final(&s, out);
+        result = PyBytes_FromStringAndSize((const char *)out, size);
+    }
+    PyBuffer_Release(&data);
+    if (key.obj)
+        PyBuffer_Release(&key);
+    if (salt.obj)
+        PyBuffer_Release(&salt);
+    if (person.obj)
+        PyBuffer_Release(&person);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"blake2b", (PyCFunction)(void (*)(void))mod_blake2b, METH_VARARGS | METH_KEYWORDS,
+     "blake2b(data, *, digest_size=64, key=b'', salt=b'', person=b'') -> digest"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "shoal._native_udp",
+    "Shoal's UDP data plane: recvmmsg/sendmmsg batches, compiled datagram checks.", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__native_udp(void)
+{
+    if (PyType_Ready(&EngineType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *messages = PyTuple_New(SHOAL_UDP_M_COUNT);
+    if (messages == NULL)
+        goto fail;
+    for (int i = 0; i < SHOAL_UDP_M_COUNT; i++) {
+        PyObject *s = PyUnicode_FromString(SHOAL_UDP_MESSAGES[i]);
+        if (s == NULL) {
+            Py_DECREF(messages);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(messages, i, s);
+    }
+    if (PyModule_AddObject(m, "MESSAGES", messages) < 0) {
+        Py_DECREF(messages);
+        goto fail;
+    }
+    Py_INCREF(&EngineType);
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
+        Py_DECREF(&EngineType);
+        goto fail;
+    }
+    if (PyModule_AddIntConstant(m, "BATCH", BATCH) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
