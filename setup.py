@@ -6,6 +6,16 @@ install still succeeds and Shoal runs on its pure-Python engine, which stays the
 
 from setuptools import Extension, setup
 
-EXTENSIONS: list[Extension] = []
+WARNINGS = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
+
+EXTENSIONS: list[Extension] = [
+    Extension(
+        "shoal._native_store",
+        sources=["shoal/_native/store.c", "shoal/_native/store_module.c"],
+        depends=["shoal/_native/store.h", "shoal/_native/store_api.h"],
+        extra_compile_args=["-O2", "-std=c11", *WARNINGS],
+        optional=True,
+    ),
+]
 
 setup(ext_modules=EXTENSIONS)

@@ -52,8 +52,8 @@ def test_a_plain_install_brings_only_runtime_dependencies(tmp_path: Path) -> Non
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     src.mkdir()
     shutil.copytree(ROOT / "shoal", src / "shoal",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                str(tmp_path / "dist"), str(src)]
