@@ -13,6 +13,7 @@ which changed settings a running tracker can take without a restart.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import json
 import math
@@ -26,6 +27,7 @@ from shoal.storage.redis_urls import redis_urls
 
 ENV_PREFIX = "SHOAL_"
 CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
+ENGINE_ENV = "SHOAL_ENGINE"  # overrides tracker.engine (the test suite's switch); not a setting
 
 
 class ConfigError(ValueError):
@@ -79,6 +81,12 @@ class TrackerSettings:
     )
     max_peers_per_ip: int = _doc(
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
+    )
+    engine: str = _doc(
+        "Swarm engine of the in-memory store: auto (the compiled one when it was built, "
+        "else Python), native (the compiled one; the tracker will not start without it) or "
+        "python. The environment variable SHOAL_ENGINE overrides it.",
+        "auto",
     )
     mode: str = _doc(
         "public (any torrent, no passkeys) or private (only registered torrents, and every "
@@ -494,6 +502,12 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
                 problem(key, f"a peer_id prefix is 1 to 20 ASCII characters, got {prefix!r}")
     if not settings.storage.data_dir:
         problem("storage.data_dir", "must not be empty")
+    if t.engine not in ("auto", "native", "python"):
+        problem("tracker.engine", f"must be auto, native or python, got {t.engine!r}")
+    elif t.engine == "native" and importlib.util.find_spec("shoal._native_store") is None:
+        problem("tracker.engine", "native, but the compiled store shoal._native_store is not "
+                "built (install with a C compiler and the Python headers, e.g. `make`), or "
+                "set it to auto")
     if t.mode not in ("public", "private"):
         problem("tracker.mode", f"must be public or private, got {t.mode!r}")
     acc = settings.accounting
@@ -631,7 +645,7 @@ def _env_values(
     values: dict[str, dict[str, str]] = {}
     names: dict[tuple[str, str], str] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, ENGINE_ENV):
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")

@@ -109,19 +109,33 @@ static PyObject *bytes_of(const uint8_t *p, size_t len) {
 
 static PyObject *attr(PyObject *obj, PyObject *name) { return PyObject_GetAttr(obj, name); }
 
-static PyObject *Table_announce(TableObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *Table_announce(TableObject *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames) {
     shoal_table *t = table_of(self);
     if (t == NULL) return NULL;
-    if (nargs != 2) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *given[2] = {nargs > 0 ? args[0] : NULL, nargs > 1 ? args[1] : NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        int at = PyUnicode_CompareWithASCIIString(name, "request") == 0 ? 0
+                 : PyUnicode_CompareWithASCIIString(name, "now") == 0 ? 1 : -1;
+        if (at < 0 || given[at] != NULL) {
+            PyErr_Format(PyExc_TypeError, "announce(request, now): unexpected argument %R", name);
+            return NULL;
+        }
+        given[at] = args[nargs + i];
+    }
+    if (nargs > 2 || given[0] == NULL || given[1] == NULL) {
         PyErr_SetString(PyExc_TypeError, "announce(request, now)");
         return NULL;
     }
-    PyObject *r = args[0];
+    PyObject *r = given[0];
     shoal_announce_request q;
     memset(&q, 0, sizeof q);
     PyObject *ih = NULL, *pid = NULL, *addr = NULL, *tmp = NULL;
     PyObject *result = NULL;
-    if (get_i64(args[1], &q.now) < 0) return NULL;
+    if (get_i64(given[1], &q.now) < 0) return NULL;
     if ((ih = attr(r, s_info_hash)) == NULL || get_hash(ih, &q.info_hash, "info_hash") < 0) goto out;
     if ((pid = attr(r, s_peer_id)) == NULL || get_hash(pid, &q.peer_id, "peer_id") < 0) goto out;
     if ((addr = attr(r, s_addr)) == NULL) goto out;
@@ -691,7 +705,7 @@ static PyObject *Table_capsule(TableObject *self, PyObject *Py_UNUSED(ignored)) 
 }
 
 static PyMethodDef Table_methods[] = {
-    {"announce", (PyCFunction)(void (*)(void))Table_announce, METH_FASTCALL,
+    {"announce", (PyCFunction)(void (*)(void))Table_announce, METH_FASTCALL | METH_KEYWORDS,
      "announce(request, now) -> AnnounceResult (raises ClientError on a refusal)"},
     {"configure", (PyCFunction)Table_configure, METH_VARARGS,
      "configure(peer_timeout, max_torrents, max_peers_per_swarm, max_peers_per_ip)"},

@@ -19,7 +19,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from shoal.engine.swarm import INDEX_MIN, FamilyPeers, Limits, Swarm, Tally
 from shoal.errors import ClientError
@@ -193,13 +193,14 @@ class MemoryStore:
 
     engine = "python"
 
-    def __new__(cls, settings: StoreSettings | None = None, rng: random.Random | None = None,
-                engine: str = "auto") -> MemoryStore:
-        chosen = resolve_engine(engine) if engine == "auto" else resolve_engine(engine, {})
-        if cls is MemoryStore and chosen == "native":
-            from shoal.storage.native import NativeMemoryStore
+    def __new__(cls, *args: Any, **kwargs: Any) -> MemoryStore:
+        if cls is MemoryStore:
+            engine = kwargs.get("engine", args[2] if len(args) > 2 else "auto")
+            chosen = resolve_engine(engine) if engine == "auto" else resolve_engine(engine, {})
+            if chosen == "native":
+                from shoal.storage.native import NativeMemoryStore
 
-            cls = NativeMemoryStore
+                cls = NativeMemoryStore
         return object.__new__(cls)
 
     def __init__(self, settings: StoreSettings | None = None,
