@@ -23,7 +23,8 @@ SOURCES = ["store.c", "store_module.c"]
 FLAGS = ["-O1", "-g", "-std=c11", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
          "-fno-omit-frame-pointer", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
          "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
-TESTS = ["tests/storage/test_memory_store.py", "tests/storage/test_engines_agree.py"]
+TESTS = ["tests/storage/test_memory_store.py", "tests/storage/test_engines_agree.py",
+         "tests/storage/test_native_c_api.py"]
 
 
 def asan_runtime() -> str | None:
