@@ -6,6 +6,8 @@ install still succeeds and Shoal runs on its pure-Python engine, which stays the
 
 from setuptools import Extension, setup
 
+WARNINGS = ["-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
+
 EXTENSIONS: list[Extension] = [
     # The UDP data plane: recvmmsg/sendmmsg batches, datagram checks and connection ids in C.
     Extension(
@@ -15,8 +17,17 @@ EXTENSIONS: list[Extension] = [
             "shoal/_native/udp.c",
             "shoal/_native/blake2b.c",
         ],
-        depends=["shoal/_native/udp.h", "shoal/_native/blake2b.h"],
-        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        depends=["shoal/_native/udp.h", "shoal/_native/blake2b.h",
+                 "shoal/_native/store_api.h"],
+        extra_compile_args=["-O2", "-std=gnu11", *WARNINGS],
+        optional=True,
+    ),
+    # The swarm table: the in-memory store's engine, with a C API (store_api.h).
+    Extension(
+        "shoal._native_store",
+        sources=["shoal/_native/store.c", "shoal/_native/store_module.c"],
+        depends=["shoal/_native/store.h", "shoal/_native/store_api.h"],
+        extra_compile_args=["-O2", "-std=c11", *WARNINGS],
         optional=True,
     ),
 ]

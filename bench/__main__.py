@@ -1,6 +1,7 @@
 """``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series;
 ``python -m bench snapshot``: what persistence snapshots cost; ``python -m bench stalls``:
-how long whole-store work holds the event loop at a million torrents."""
+how long whole-store work holds the event loop at a million torrents; ``python -m bench
+engines``: the in-memory store's compiled and Python engines, memory and announce cost."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def main() -> int:
         from bench.snapshot import main as snapshot_main
 
         return snapshot_main(sys.argv[2:])
+    if sys.argv[1:2] == ["engines"]:
+        from bench.engines import main as engines_main
+
+        return engines_main(sys.argv[2:])
     if sys.argv[1:2] == ["stalls"]:
         from bench.stalls import main as stalls_main
 

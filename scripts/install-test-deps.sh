@@ -2,15 +2,18 @@
 # Install what the end-to-end tests (tests/e2e) need, from Debian's archive: the aria2 and
 # Transmission BitTorrent clients, nginx (the reverse-proxy test), PostgreSQL (the
 # private-mode storage tests start their own server with it), and redis-server with
-# redis-cli (the Redis store tests; redis-cli builds their three-node Redis Cluster), and
-# clang (libFuzzer with AddressSanitizer for the compiled parsers, tests/fuzz/native).
+# redis-cli (the Redis store tests; redis-cli builds their three-node Redis Cluster), gcc
+# (it builds the compiled modules; its AddressSanitizer runtime, libasan, comes with it and
+# runs the native tests under ASan), and clang (libFuzzer with AddressSanitizer for the
+# compiled parsers, tests/fuzz/native).
 # Idempotent and quiet: when every command is already there it does nothing (no apt-get at
 # all). Uses sudo only when not root.
 set -euo pipefail
 
 # command the tests run -> Debian package that ships it
-commands=(aria2c transmission-daemon transmission-remote nginx pg_ctl redis-server redis-cli clang)
-packages=(aria2 transmission-daemon transmission-cli nginx postgresql redis-server redis-tools
+commands=(aria2c transmission-daemon transmission-remote nginx pg_ctl redis-server redis-cli gcc
+          clang)
+packages=(aria2 transmission-daemon transmission-cli nginx postgresql redis-server redis-tools gcc
           clang)
 
 # nginx lives in /usr/sbin and PostgreSQL's programs in /usr/lib/postgresql/<version>/bin,

@@ -13,6 +13,7 @@ which changed settings a running tracker can take without a restart.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import json
 import math
@@ -26,8 +27,9 @@ from shoal.storage.redis_urls import redis_urls
 
 ENV_PREFIX = "SHOAL_"
 CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
-ENGINE_ENV = "SHOAL_ENGINE"  # overrides tracker.engine (tests run the suite on both paths)
+ENGINE_ENV = "SHOAL_ENGINE"  # overrides tracker.engine (the test suite's switch); not a setting
 ENGINES = ("auto", "native", "python")
+NATIVE_MODULES = ("shoal._native_udp", "shoal._native_store")  # what "native" needs
 
 
 class ConfigError(ValueError):
@@ -83,9 +85,10 @@ class TrackerSettings:
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
     )
     engine: str = _doc(
-        "Compiled data plane: auto (the compiled extension when it was built, else pure "
-        "Python), native (refuse to start without it) or python (always pure Python). "
-        "The SHOAL_ENGINE environment variable overrides it.",
+        "The compiled data plane: auto (the compiled UDP path and swarm engine when "
+        "they were built, else pure Python), native (the compiled ones; the tracker "
+        "will not start without them) or python (always pure Python). The "
+        "environment variable SHOAL_ENGINE overrides it.",
         "auto",
     )
     mode: str = _doc(
@@ -504,6 +507,11 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
         problem("storage.data_dir", "must not be empty")
     if t.engine not in ENGINES:
         problem("tracker.engine", f"must be auto, native or python, got {t.engine!r}")
+    elif t.engine == "native":
+        missing = [m for m in NATIVE_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            problem("tracker.engine", f"native, but {', '.join(missing)} is not built (install "
+                    "with a C compiler and the Python headers, e.g. `make`), or set it to auto")
     if t.mode not in ("public", "private"):
         problem("tracker.mode", f"must be public or private, got {t.mode!r}")
     acc = settings.accounting

@@ -12,11 +12,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from support.native import native_udp
+from support.engines import ENGINES, require_engine
 from support.redis_server import RedisServer
 from support.running import RunningTracker, loop_factories
 
 from shoal.config import Settings
 from shoal.storage.memory import MemoryStore
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each in-memory engine in turn: ``python`` and ``native`` (the compiled one)."""
+    name: str = request.param
+    require_engine(name)
+    return name
 
 
 @pytest.fixture(scope="module", params=loop_factories())

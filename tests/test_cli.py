@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.engines import require_engine
 from support.running import RunningTracker
 
 from shoal import cli
@@ -408,7 +409,9 @@ def test_setup_logging_writes_the_chosen_format_to_stderr(
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    # SHOAL_ENGINE stays: the suite runs whole on the engine it names
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SHOAL_") or k == "SHOAL_ENGINE"}
     env["SHOAL_STORAGE_PERSIST"] = "false"  # nothing written to the working directory
     env.update(extra)
     return env
@@ -504,6 +507,16 @@ def test_serve_logs_the_announce_url_serves_and_stops_on_sigterm(
     p.proc.send_signal(signal.SIGTERM)
     assert p.proc.wait(WAIT) == 0
     assert "stopped" in p.rest_of_log()
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_serve_logs_the_swarm_engine_it_runs_on(processes: list[Process], engine: str) -> None:
+    require_engine(engine)
+    p = Process(*SERVE, "--set", f"tracker.engine={engine}",
+                env=clean_env(SHOAL_ENGINE=""))
+    processes.append(p)
+    p.wait_for(r"serving http://")
+    assert f"swarm engine {engine})" in p.log[-1]
 
 
 def test_serve_stops_on_sigint_with_exit_0(processes: list[Process]) -> None:

@@ -105,6 +105,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ('[http]\nhosts = ["localhost"]\n', "http.hosts: not an IP address"),
         ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', "http.trusted_proxies: not a network"),
         ('[http]\nparser = "fast"\n', "http.parser: must be auto or python"),
+        ('[tracker]\nengine = "fast"\n', "tracker.engine: must be auto, native or python"),
         ('[udp]\nsecret = "xyz"\n', "udp.secret: must be hexadecimal"),
         ("[udp]\nconnection_id_ttl = 70000\n", "udp.connection_id_ttl: at most 65000"),
         ('[admin]\nhost = "localhost"\n', "admin.host: not an IP address"),

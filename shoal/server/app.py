@@ -48,7 +48,7 @@ from shoal.server.udp import (
 )
 from shoal.server.ws import WsFrontend, WsOptions
 from shoal.storage.base import PeerStore, StoreSettings
-from shoal.storage.memory import MemoryStore
+from shoal.storage.memory import EngineError, MemoryStore, resolve_engine
 
 if TYPE_CHECKING:  # imported when configured: SQLAlchemy and redis-py weigh 45 MiB of RSS
     from shoal.server.accounts import PrivateMode
@@ -139,7 +139,19 @@ def make_store(settings: Settings) -> PeerStore:
         from shoal.storage.redis import RedisStore
 
         return RedisStore(st.redis_url, namespace=st.redis_namespace, timeout=st.redis_timeout)
-    return MemoryStore()
+    try:
+        engine = resolve_engine(settings.tracker.engine)
+    except EngineError as exc:
+        raise ConfigError(f"tracker.engine: {exc}") from None
+    return MemoryStore(engine=engine)
+
+
+def store_engine(store: PeerStore) -> str:
+    """What holds the swarms, for the start-up line: the in-memory store's engine (native
+    or python), or the store's kind."""
+    if isinstance(store, MemoryStore):
+        return store.engine
+    return type(store).__name__
 
 
 def http_options(settings: Settings) -> HttpOptions:
@@ -339,12 +351,13 @@ class Tracker:
         if self.private_mode is not None:
             sup.start("accounting-writer", self.private_mode.run_flusher)
         log.info(
-            "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s)",
+            "Shoal %s serving %s (pid %d, event loop %s, HTTP parser %s, swarm engine %s)",
             __version__,
             ", ".join(x.url for x in self.listeners),
             os.getpid(),
             event_loop_name(),
             parser_name(self.http.use_httptools),
+            store_engine(self._store),
         )
         if u.enabled:
             log.info("UDP path: %s", NATIVE_NAME if self.native_udp else PYTHON_NAME)

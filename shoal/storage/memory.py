@@ -10,13 +10,16 @@ torrent table in one go, so none holds the event loop for long at millions of to
 from __future__ import annotations
 
 import heapq
+import importlib
+import os
 import random
 import sys
 import weakref
 from array import array
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from shoal.engine.swarm import INDEX_MIN, FamilyPeers, Limits, Swarm, Tally
 from shoal.errors import ClientError
@@ -91,6 +94,82 @@ def _family_from(image: FamilyImage, width: int, tally: Tally) -> FamilyPeers:
     return fam
 
 
+ENGINES = ("auto", "native", "python")
+ENGINE_ENV = "SHOAL_ENGINE"
+"""Overrides ``tracker.engine`` (and a store's ``engine`` argument): the test suite runs
+whole on one engine or the other with it."""
+
+
+class EngineError(RuntimeError):
+    """The engine asked for cannot be used (unknown, or ``native`` when not built)."""
+
+
+_native: list[bool] = []
+
+
+def native_available() -> bool:
+    """Whether the compiled store (``shoal._native_store``) was built and loads."""
+    if not _native:
+        try:
+            importlib.import_module("shoal._native_store")
+        except ImportError:
+            _native.append(False)
+        else:
+            _native.append(True)
+    return _native[0]
+
+
+def resolve_engine(setting: str = "auto", environ: Mapping[str, str] = os.environ) -> str:
+    """``native`` or ``python``: the engine an in-memory store runs on for ``setting``
+    (``tracker.engine``), which ``SHOAL_ENGINE`` overrides: ``auto`` is the compiled engine
+    when it is built, else Python; ``native`` without it is an :class:`EngineError`."""
+    name = environ.get(ENGINE_ENV) or setting
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine {name!r}: auto, native or python")
+    if name == "python":
+        return "python"
+    if native_available():
+        return "native"
+    if name == "native":
+        raise EngineError(
+            "engine native: the compiled store shoal._native_store is not built (reinstall "
+            "with a C compiler and the Python headers, e.g. `make`), or use engine auto"
+        )
+    return "python"
+
+
+class FamilyLike(Protocol):
+    """One address family of a swarm, read slot by slot (stats and the REST API)."""
+
+    @property
+    def seeders(self) -> int: ...
+    def __len__(self) -> int: ...
+    def addr(self, slot: int) -> bytes: ...
+    def peer_id(self, slot: int) -> bytes: ...
+    def seen(self, slot: int) -> int: ...
+    def key(self, slot: int) -> int: ...
+    def counted_completed(self, slot: int) -> bool: ...
+    def reported(self, slot: int) -> tuple[int, int]: ...
+    def is_seeder(self, slot: int) -> bool: ...
+
+
+class SwarmLike(Protocol):
+    """A swarm as the rest of Shoal reads it, whichever engine holds it."""
+
+    @property
+    def completed(self) -> int: ...
+    @property
+    def last_seen(self) -> int: ...
+    @property
+    def v4(self) -> FamilyLike | None: ...
+    @property
+    def v6(self) -> FamilyLike | None: ...
+    def __len__(self) -> int: ...
+    def counts(self) -> tuple[int, int]: ...
+    def scrape_counts(self) -> SwarmCounts: ...
+    def peer_ids(self, limit: int) -> list[bytes]: ...
+
+
 class Cursor:
     """A place in a store's torrent order, for work done in steps (full scrape, snapshot,
     top swarms). It stays valid when the sweep rebuilds the order: the store moves it back
@@ -104,13 +183,31 @@ class Cursor:
 
 
 class MemoryStore:
-    """Swarms in this process's memory."""
+    """Swarms in this process's memory.
+
+    ``MemoryStore(...)`` runs on the compiled engine (:class:`shoal.storage.native.
+    NativeMemoryStore`, a subclass) or on this pure-Python one, which stays the reference:
+    ``engine="native"`` or ``"python"`` names one; ``"auto"`` (the default) is
+    :func:`resolve_engine`'s choice, so ``SHOAL_ENGINE`` can override it.
+    """
+
+    engine = "python"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> MemoryStore:
+        if cls is MemoryStore:
+            engine = kwargs.get("engine", args[2] if len(args) > 2 else "auto")
+            chosen = resolve_engine(engine) if engine == "auto" else resolve_engine(engine, {})
+            if chosen == "native":
+                from shoal.storage.native import NativeMemoryStore
+
+                cls = NativeMemoryStore
+        return object.__new__(cls)
 
     def __init__(self, settings: StoreSettings | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, engine: str = "auto") -> None:
         self.settings = settings if settings is not None else StoreSettings()
         self.rng = rng if rng is not None else random.Random()
-        self.swarms: dict[bytes, Swarm] = {}
+        self._swarms: dict[bytes, Swarm] = {}
         self.tally = Tally()
         self._limits = Limits(self.settings.max_peers_per_swarm, self.settings.max_peers_per_ip)
         # Every torrent once, in arrival order; the sweep rebuilds it without the torrents it
@@ -124,22 +221,27 @@ class MemoryStore:
         # (info_hash, family index, next top slot) of a swarm a sweep step left half done
         self._sweep_partial: tuple[bytes, int, int] | None = None
 
+    @property
+    def swarms(self) -> Mapping[bytes, SwarmLike]:
+        """Every torrent held, by info_hash (read-only)."""
+        return self._swarms
+
     def configure(self, settings: StoreSettings) -> None:
         self.settings = settings
         self._limits = Limits(settings.max_peers_per_swarm, settings.max_peers_per_ip)
 
     def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
-        swarm = self.swarms.get(request.info_hash)
+        swarm = self._swarms.get(request.info_hash)
         if swarm is None:
             if request.event == Event.STOPPED:  # a stop for a torrent we never saw leaves no trace
                 return AnnounceResult(0, 0, 0)
-            if len(self.swarms) >= self.settings.max_torrents:
+            if len(self._swarms) >= self.settings.max_torrents:
                 raise ClientError(TRACKER_FULL, 30)
             swarm = Swarm(self.tally)
             # A refused first announce raises before anything is added: no torrent is left.
             found = swarm.announce(request, now, self.settings.peer_timeout, self.rng,
                                    self._limits)
-            self.swarms[request.info_hash] = swarm
+            self._swarms[request.info_hash] = swarm
             self.order.append(request.info_hash)
         else:
             found = swarm.announce(request, now, self.settings.peer_timeout, self.rng,
@@ -154,7 +256,7 @@ class MemoryStore:
 
     def scrape(self, info_hashes: Sequence[bytes]) -> list[SwarmCounts]:
         out = []
-        swarms = self.swarms
+        swarms = self._swarms
         for info_hash in info_hashes:
             swarm = swarms.get(info_hash)
             if swarm is None:
@@ -164,7 +266,7 @@ class MemoryStore:
         return out
 
     def full_scrape(self) -> list[tuple[bytes, SwarmCounts]]:
-        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in self.swarms.items()]
+        return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in self._swarms.items()]
 
     def cursor(self) -> Cursor:
         """A new walk over every torrent, from the first."""
@@ -176,12 +278,12 @@ class MemoryStore:
         """Whether ``cursor`` has passed every torrent."""
         return cursor.pos >= len(self.order)
 
-    def walk(self, cursor: Cursor, budget: int) -> list[tuple[bytes, Swarm]]:
+    def walk(self, cursor: Cursor, budget: int) -> list[tuple[bytes, SwarmLike]]:
         """Up to ``budget`` torrents from ``cursor`` on, advancing it."""
         start = cursor.pos
         cursor.pos = start + budget
-        swarms = self.swarms
-        found = []
+        swarms = self._swarms
+        found: list[tuple[bytes, SwarmLike]] = []
         for info_hash in self.order[start : cursor.pos]:
             swarm = swarms.get(info_hash)
             if swarm is not None:
@@ -217,7 +319,7 @@ class MemoryStore:
         order = self.order
         while self._sweep_pos < len(order) and examined < budget:
             info_hash = order[self._sweep_pos]
-            swarm = self.swarms.get(info_hash)
+            swarm = self._swarms.get(info_hash)
             if swarm is None:  # pragma: no cover - only the sweep drops torrents
                 self._dropped.append(self._sweep_pos)
                 self._sweep_pos += 1
@@ -232,7 +334,7 @@ class MemoryStore:
             self._sweep_pos += 1
             swarms_examined += 1
             if not len(swarm) and swarm.last_seen < before:
-                del self.swarms[info_hash]
+                del self._swarms[info_hash]
                 self.tally.completed -= swarm.completed
                 self._dropped.append(self._sweep_pos - 1)
                 torrents_removed += 1
@@ -276,20 +378,20 @@ class MemoryStore:
 
     def totals(self) -> StoreTotals:
         tally = self.tally
-        return StoreTotals(len(self.swarms), tally.seeders, tally.leechers, tally.completed)
+        return StoreTotals(len(self._swarms), tally.seeders, tally.leechers, tally.completed)
 
     def top_swarms(self, count: int) -> list[tuple[bytes, SwarmCounts]]:
-        largest = heapq.nlargest(count, self.swarms.items(), key=lambda item: len(item[1]))
+        largest = heapq.nlargest(count, self._swarms.items(), key=lambda item: len(item[1]))
         return [(info_hash, swarm.scrape_counts()) for info_hash, swarm in largest]
 
     def sample_peer_ids(self, limit: int) -> list[bytes]:
         """At most an even share of ``limit`` from each swarm, so one huge swarm does not
         stand for the whole tracker; stops once ``limit`` ids are found."""
-        if limit <= 0 or not self.swarms:
+        if limit <= 0 or not self._swarms:
             return []
-        share = max(1, limit // len(self.swarms))
+        share = max(1, limit // len(self._swarms))
         out: list[bytes] = []
-        for swarm in self.swarms.values():
+        for swarm in self._swarms.values():
             out.extend(swarm.peer_ids(min(share, limit - len(out))))
             if len(out) >= limit:
                 break
@@ -301,7 +403,7 @@ class MemoryStore:
         """Images of the next torrents of a walk, about ``budget`` peers' worth (at least
         one torrent). A snapshot is taken in such steps so that it never holds the loop for
         long; each torrent is captured whole."""
-        swarms = self.swarms
+        swarms = self._swarms
         order = self.order
         out: list[SwarmImage] = []
         taken = 0
@@ -318,7 +420,7 @@ class MemoryStore:
 
     def restore(self, image: SwarmImage) -> None:
         """Put back a torrent from a snapshot (replacing any torrent of that hash)."""
-        old = self.swarms.pop(image.info_hash, None)
+        old = self._swarms.pop(image.info_hash, None)
         if old is not None:
             seeders, leechers = old.counts()
             self.tally.seeders -= seeders
@@ -334,14 +436,14 @@ class MemoryStore:
         swarm.completed = image.completed
         swarm.last_seen = image.last_seen
         self.tally.completed += image.completed
-        self.swarms[image.info_hash] = swarm
+        self._swarms[image.info_hash] = swarm
 
     def set_completed(self, info_hash: bytes, completed: int, now: int) -> None:
         """Restore a torrent's completed count (kept across restarts even when the torrent
         had no peers in the snapshot)."""
-        swarm = self.swarms.get(info_hash)
+        swarm = self._swarms.get(info_hash)
         if swarm is None:
-            swarm = self.swarms[info_hash] = Swarm(self.tally)
+            swarm = self._swarms[info_hash] = Swarm(self.tally)
             swarm.last_seen = now
             self.order.append(info_hash)
         self.tally.completed += completed - swarm.completed

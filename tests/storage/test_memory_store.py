@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+from support.engines import require_engine
 from support.invariants import check_store
 from support.peers import TORRENT, request
 
@@ -13,26 +15,52 @@ from .store_conformance import T0, TIMEOUT, StoreConformance
 
 
 class TestMemoryStore(StoreConformance):
+    """The pure-Python engine."""
+
+    engine = "python"
+
     def make_store(self) -> PeerStore:
-        return MemoryStore()
+        store = MemoryStore(engine=self.engine)
+        assert store.engine == self.engine
+        return store
 
     def check_invariants(self, store: PeerStore) -> None:
         assert isinstance(store, MemoryStore)
         check_store(store)
 
 
-def expiring_store() -> MemoryStore:
-    return MemoryStore(StoreSettings(peer_timeout=TIMEOUT))
+class TestNativeMemoryStore(TestMemoryStore):
+    """The compiled engine, through the same suite."""
+
+    engine = "native"
+
+    @pytest.fixture(autouse=True)
+    def _built(self) -> None:
+        require_engine("native")
 
 
-def test_default_settings_are_used_without_any() -> None:
-    assert MemoryStore().settings == StoreSettings()
+def expiring_store(engine: str) -> MemoryStore:
+    return MemoryStore(StoreSettings(peer_timeout=TIMEOUT), engine=engine)
 
 
-def test_lazy_expiry_reaches_every_peer_within_a_pass_of_announces() -> None:
+def order_of(store: MemoryStore) -> list[bytes]:
+    """The store's torrents in arrival order (the sweep's and the walks' order)."""
+    if store.engine == "native":
+        from shoal.storage.native import NativeMemoryStore
+
+        assert isinstance(store, NativeMemoryStore)
+        return store.table.hashes(0, store.table.order_len())
+    return list(store.order)
+
+
+def test_default_settings_are_used_without_any(engine: str) -> None:
+    assert MemoryStore(engine=engine).settings == StoreSettings()
+
+
+def test_lazy_expiry_reaches_every_peer_within_a_pass_of_announces(engine: str) -> None:
     """Each announce checks a couple of peers at a rolling cursor over seeders and
     leechers together, so a swarm of N silent peers is clean after about N/2 announces."""
-    store = expiring_store()
+    store = expiring_store(engine)
     for n in range(1, 8):
         store.announce(request(n, left=0, numwant=1), T0)
     for n in range(11, 24):
@@ -45,8 +73,8 @@ def test_lazy_expiry_reaches_every_peer_within_a_pass_of_announces() -> None:
     check_store(store)
 
 
-def test_lazy_expiry_checks_both_families() -> None:
-    store = expiring_store()
+def test_lazy_expiry_checks_both_families(engine: str) -> None:
+    store = expiring_store(engine)
     for n in range(1, 5):
         store.announce(request(n, v6=True, numwant=1), T0)
     for i in range(10):
@@ -54,8 +82,8 @@ def test_lazy_expiry_checks_both_families() -> None:
     assert store.swarms[TORRENT].counts() == (0, 1)
 
 
-def test_sweep_examines_about_budget_peers_per_step() -> None:
-    store = expiring_store()
+def test_sweep_examines_about_budget_peers_per_step(engine: str) -> None:
+    store = expiring_store(engine)
     for t in range(10):
         hash_ = bytes([t]) * 20
         for n in range(5):
@@ -66,10 +94,10 @@ def test_sweep_examines_about_budget_peers_per_step() -> None:
     assert sum(1 for _ in store.swarms) == 10
 
 
-def test_sweep_works_through_a_big_swarm_in_budget_sized_steps() -> None:
+def test_sweep_works_through_a_big_swarm_in_budget_sized_steps(engine: str) -> None:
     """A swarm larger than the budget is expired over several steps, none examining much
     more than the budget, and the pass still removes every silent peer and only those."""
-    store = expiring_store()
+    store = expiring_store(engine)
     for n in range(300):  # 300 silent peers, in both families and both roles
         store.announce(request(n, v6=n % 3 == 0, left=0 if n % 4 == 0 else 100, numwant=1), T0)
     for n in range(300, 340):  # 40 that keep announcing (no one is silent for long yet)
@@ -88,8 +116,8 @@ def test_sweep_works_through_a_big_swarm_in_budget_sized_steps() -> None:
     assert store.swarms[TORRENT].counts() == (0, 40)
 
 
-def test_sweep_removes_an_emptied_swarm_object() -> None:
-    store = expiring_store()
+def test_sweep_removes_an_emptied_swarm_object(engine: str) -> None:
+    store = expiring_store(engine)
     store.announce(request(1), T0)
     store.announce(request(1, event=Event.STOPPED), T0)
     assert TORRENT in store.swarms
@@ -97,16 +125,16 @@ def test_sweep_removes_an_emptied_swarm_object() -> None:
     assert TORRENT not in store.swarms
 
 
-def test_stopped_for_an_unknown_torrent_creates_no_swarm() -> None:
-    store = MemoryStore()
+def test_stopped_for_an_unknown_torrent_creates_no_swarm(engine: str) -> None:
+    store = MemoryStore(engine=engine)
     store.announce(request(1, event=Event.STOPPED), T0)
     assert store.swarms == {}
 
 
-def test_a_walk_meets_every_torrent_once_though_a_sweep_pass_drops_some_midway() -> None:
+def test_a_walk_meets_every_torrent_once_though_a_sweep_pass_drops_some_midway(engine: str) -> None:
     """A cursor stays valid when a sweep pass rebuilds the torrent order: the walk goes on
     where it was, over the torrents that are left."""
-    store = expiring_store()
+    store = expiring_store(engine)
     hashes = [bytes([n]) * 20 for n in range(30)]
     for n, hash_ in enumerate(hashes):
         store.announce(request(1, torrent=hash_, event=Event.STARTED), T0)
@@ -124,12 +152,12 @@ def test_a_walk_meets_every_torrent_once_though_a_sweep_pass_drops_some_midway()
     survivors = [h for h in hashes if h[0] % 3]
     assert set(survivors) <= set(met)
     assert [h for h in met if h[0] % 3] == survivors  # each once, in order
-    assert store.order == survivors
+    assert order_of(store) == survivors
     check_store(store)
 
 
-def test_top_step_keeps_the_largest_swarms() -> None:
-    store = MemoryStore()
+def test_top_step_keeps_the_largest_swarms(engine: str) -> None:
+    store = MemoryStore(engine=engine)
     for t in range(20):
         for n in range(t % 7):
             store.announce(request(n, torrent=bytes([t]) * 20, numwant=0), T0)

@@ -42,7 +42,7 @@ def saved_and_loaded(store: MemoryStore, data_dir: Path) -> MemoryStore:
     state.write_snapshot(images_of(store), T0 + 100)
     state.close()
     state = SqliteState(data_dir)
-    loaded = MemoryStore()
+    loaded = MemoryStore(engine="python")
     _, images = state.read_snapshot()
     for image in images:
         loaded.restore(image)
@@ -144,7 +144,7 @@ def test_new_peer_after_restore_is_given_the_restored_peers(tmp_path: Path) -> N
 def test_snapshot_replaces_the_previous_one(tmp_path: Path) -> None:
     state = SqliteState(tmp_path)
     state.write_snapshot(images_of(populated_store()), T0)
-    other = MemoryStore()
+    other = MemoryStore(engine="python")
     other.announce(request(info_hash("only this"), 1), T0 + 5)
     state.write_snapshot(images_of(other), T0 + 5)
     taken_at, images = state.read_snapshot()

@@ -44,12 +44,12 @@ V6_ONLY = info_hash("v6-only swarm")
 NO_PEERS = info_hash("completed, no peers left")
 
 
-def populated_store() -> MemoryStore:
+def populated_store(engine: str = "python") -> MemoryStore:
     """Four torrents: a small IPv4 swarm; a dual-stack swarm whose families are both past
     ``INDEX_MIN`` (so a restore must rebuild their index); an IPv6-only swarm; and a torrent
     with a completed count but no peers. Peers have keys (some), seeders and leechers,
     completions, and uploaded/downloaded totals; announce times differ."""
-    store = MemoryStore()
+    store = MemoryStore(engine=engine)
     now = T0
     for n in range(5):
         store.announce(request(SMALL, n, left=0 if n < 2 else 100, key=0xABC0 + n,
