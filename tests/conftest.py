@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.native import native_udp
 from support.engines import ENGINES, require_engine
+from support.native import native_udp
 from support.redis_server import RedisServer
 from support.running import RunningTracker, loop_factories
 
