@@ -107,6 +107,11 @@ class TrackerLogic:
     def access(self) -> AccessRules:
         return self.config.access
 
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The announce rules in force, in the order they run (swapped whole on reload)."""
+        return self._rules
+
     def enable_private(self, private: PrivateTracker | None) -> None:
         """Private mode: ``private`` admits and accounts every announce (None: public)."""
         self.private = private

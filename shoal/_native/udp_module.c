@@ -19,12 +19,17 @@
 #include <time.h>
 
 #include "udp.h"
+#include "store_api.h"
 
 #define BATCH 64
 #define RECV_BUFFER 1536 /* more than SHOAL_UDP_MAX_DATAGRAM: longer ones are not read */
 #define MAX_BOUNDS 32
 
 enum { KIND_ANNOUNCE = 0, KIND_SCRAPE, KIND_CONNECT, KIND_ERROR, KINDS };
+
+/* Refusals the compiled answer counts, in the order of Engine.attach_store's result. */
+enum { F_BANNED = 0, F_TORRENT, F_CLIENT, F_SWARM_FULL, F_ADDRESS_FULL, F_TRACKER_FULL,
+       FAILURES };
 
 typedef struct {
     unsigned long long bytes_in, bytes_out;
@@ -33,7 +38,27 @@ typedef struct {
     unsigned long long malformed[SHOAL_UDP_M_COUNT];
     unsigned long long latency[MAX_BOUNDS + 1];
     double latency_sum;
+    unsigned long long fast[2];           /* announces, scrapes answered in C */
+    unsigned long long failures[FAILURES]; /* refusals answered in C, by reason */
 } counts_t;
+
+/* The compiled answer (Engine.attach_store): the store's C API and table, and compiled
+ * copies of the policy and the access rules the logic layer applies. */
+typedef struct {
+    const shoal_store_api *api;
+    shoal_table *table;
+    PyObject *capsule; /* keeps the table alive */
+    int64_t interval, jitter, default_numwant, max_numwant;
+    int torrents;      /* 0: open, 1: allow listed, 2: deny listed */
+    uint8_t *hashes;   /* sorted 20-byte info_hashes */
+    size_t nhashes;
+    PyObject *client_allow, *client_deny; /* tuples of bytes (empty: no check) */
+    char *reasons[3];  /* banned, torrent not allowed, client not allowed (UTF-8) */
+    int record_completed;
+    uint8_t *completed; /* info_hashes whose announce counted a completion */
+    size_t ncompleted, capcompleted;
+    uint64_t rng;
+} fast_t;
 
 typedef struct {
     PyObject_HEAD
@@ -49,6 +74,7 @@ typedef struct {
     shoal_netset banned;
     shoal_udp_fast_path fast_path; /* NULL: every valid request goes to Python */
     void *fast_ctx;
+    fast_t *fast;                  /* the compiled answer's state, when attached */
     counts_t c;
     shoal_udp_request req;
     /* One batch: datagrams in, replies out (C-built in out_buf, Python-built held). */
@@ -227,6 +253,387 @@ static int process_one(Engine *self, const uint8_t *data, size_t size, const uin
     }
 }
 
+
+/* ---- the compiled answer: announces and scrapes on the native store ---------------- */
+
+#define I32_MAX 2147483647ULL
+
+static inline uint32_t clamp32(uint64_t v)
+{
+    return v > I32_MAX ? (uint32_t)I32_MAX : (uint32_t)v;
+}
+
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* splitmix64: the jitter's generator (not Python's sequence, the same distribution). */
+static inline uint64_t fast_random(fast_t *f)
+{
+    uint64_t z = (f->rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Policy.next_interval: interval + int(random() * (jitter + 1)), random() in [0, 1). */
+static int64_t fast_interval(fast_t *f)
+{
+    if (!f->jitter)
+        return f->interval;
+    double r = (double)(fast_random(f) >> 11) * (1.0 / 9007199254740992.0);
+    return f->interval + (int64_t)(r * (double)(f->jitter + 1));
+}
+
+static int hash_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 20);
+}
+
+/* TorrentList.permits */
+static int fast_permits(const fast_t *f, const uint8_t *info_hash)
+{
+    if (!f->torrents)
+        return 1;
+    int listed = f->nhashes && bsearch(info_hash, f->hashes, f->nhashes, 20, hash_cmp) != NULL;
+    return listed == (f->torrents == 1);
+}
+
+static int starts_with_any(PyObject *prefixes, const uint8_t *peer_id)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(prefixes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyTuple_GET_ITEM(prefixes, i);
+        Py_ssize_t len = PyBytes_GET_SIZE(p);
+        if (len <= 20 && memcmp(PyBytes_AS_STRING(p), peer_id, (size_t)len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static size_t fast_error(uint8_t *out, size_t cap, uint32_t tid, const char *text)
+{
+    size_t n = strlen(text);
+    if (8 + n > cap)
+        n = cap - 8;
+    wr32(out, SHOAL_UDP_ERROR);
+    wr32(out + 4, tid);
+    memcpy(out + 8, text, n);
+    return 8 + n;
+}
+
+static size_t fast_refuse(Engine *self, int why, const char *text, uint8_t *out, size_t cap,
+                          uint32_t tid)
+{
+    self->c.failures[why]++;
+    self->c.fast[0]++;
+    return fast_error(out, cap, tid, text);
+}
+
+static int remember_completed(fast_t *f, const uint8_t *info_hash)
+{
+    if (f->ncompleted == f->capcompleted) {
+        size_t cap = f->capcompleted ? 2 * f->capcompleted : 64;
+        uint8_t *grown = realloc(f->completed, cap * 20);
+        if (grown == NULL)
+            return -1;
+        f->completed = grown;
+        f->capcompleted = cap;
+    }
+    memcpy(f->completed + 20 * f->ncompleted++, info_hash, 20);
+    return 0;
+}
+
+static size_t fast_announce(Engine *self, fast_t *f, const shoal_udp_request *r, int64_t now,
+                            uint8_t *out, size_t cap)
+{
+    size_t iplen = r->addrlen - 2;
+    /* The rules in AccessRules.announce_rules' order; a banned source never got here. */
+    if (self->banned.nv4 + self->banned.nv6 && shoal_netset_contains(&self->banned, r->addr, iplen))
+        return fast_refuse(self, F_BANNED, f->reasons[0], out, cap, r->tid);
+    if (!fast_permits(f, r->info_hash))
+        return fast_refuse(self, F_TORRENT, f->reasons[1], out, cap, r->tid);
+    if ((PyTuple_GET_SIZE(f->client_allow) && !starts_with_any(f->client_allow, r->peer_id)) ||
+        (PyTuple_GET_SIZE(f->client_deny) && starts_with_any(f->client_deny, r->peer_id)))
+        return fast_refuse(self, F_CLIENT, f->reasons[2], out, cap, r->tid);
+    /* Policy.numwant, then the datagram's budget for the family (as the Python encoder). */
+    int64_t numwant = r->num_want < 0 ? f->default_numwant : r->num_want;
+    if (numwant > f->max_numwant)
+        numwant = f->max_numwant;
+    int64_t most = iplen == 4 ? SHOAL_UDP_MAX_PEERS_V4 : SHOAL_UDP_MAX_PEERS_V6;
+    if (numwant > most)
+        numwant = most;
+    shoal_announce_request q;
+    memset(&q, 0, sizeof q);
+    q.info_hash = r->info_hash;
+    q.peer_id = r->peer_id;
+    q.addr = r->addr;
+    q.addr_len = (uint32_t)r->addrlen;
+    q.key = r->key;
+    q.uploaded = r->uploaded;
+    q.downloaded = r->downloaded;
+    q.seeder = r->left == 0;
+    q.event = (int32_t)r->event;
+    q.numwant = numwant;
+    q.mixed_families = 0;
+    q.want_peer_ids = 0;
+    q.now = now;
+    shoal_announce_outcome o;
+    int status = f->api->announce(f->table, &q, &o);
+    if (status >= SHOAL_SWARM_FULL && status <= SHOAL_TRACKER_FULL) {
+        const char *text = f->api->reason(status);
+        if (text == NULL)
+            return 0;
+        return fast_refuse(self, F_SWARM_FULL + status - SHOAL_SWARM_FULL, text, out, cap,
+                           r->tid);
+    }
+    if (status != SHOAL_OK)
+        return 0; /* nothing changed: Python tries again and reports the error */
+    if (o.counted_completed && f->record_completed && remember_completed(f, r->info_hash) < 0)
+        /* The announce is applied but cannot be recorded for the flush: the Python path
+         * would raise MemoryError too (an internal error, no reply). */
+        return 0;
+    size_t width = iplen == 4 ? 6 : 18;
+    size_t n = iplen == 4 ? o.n4 : o.n6;
+    const uint8_t *peers = iplen == 4 ? o.peers4 : o.peers6;
+    if ((int64_t)n > most)
+        n = (size_t)most;
+    if (20 + n * width > cap)
+        n = (cap - 20) / width;
+    wr32(out, SHOAL_UDP_ANNOUNCE);
+    wr32(out + 4, r->tid);
+    wr32(out + 8, clamp32((uint64_t)fast_interval(f)));
+    wr32(out + 12, clamp32(o.leechers));
+    wr32(out + 16, clamp32(o.seeders));
+    if (n)
+        memcpy(out + 20, peers, n * width);
+    self->c.fast[0]++;
+    return 20 + n * width;
+}
+
+static size_t fast_scrape(Engine *self, fast_t *f, const shoal_udp_request *r, uint8_t *out,
+                          size_t cap)
+{
+    if (8 + 12 * r->nhashes > cap)
+        return 0;
+    wr32(out, SHOAL_UDP_SCRAPE);
+    wr32(out + 4, r->tid);
+    uint8_t *p = out + 8;
+    for (size_t i = 0; i < r->nhashes; i++) {
+        const uint8_t *h = r->hashes + 20 * i;
+        shoal_swarm_counts c = {0, 0, 0};
+        if (fast_permits(f, h))
+            f->api->scrape(f->table, h, &c);
+        wr32(p, clamp32(c.seeders));
+        wr32(p + 4, clamp32(c.completed));
+        wr32(p + 8, clamp32(c.leechers));
+        p += 12;
+    }
+    self->c.fast[1]++;
+    return 8 + 12 * r->nhashes;
+}
+
+static size_t fast_answer(void *ctx, const shoal_udp_request *req, const uint8_t *source,
+                          size_t sourcelen, int64_t now, uint8_t *out, size_t cap)
+{
+    (void)source;
+    (void)sourcelen;
+    Engine *self = ctx;
+    fast_t *f = self->fast;
+    if (f == NULL || cap < 20)
+        return 0;
+    if (req->kind == SHOAL_UDP_K_ANNOUNCE)
+        return fast_announce(self, f, req, now, out, cap);
+    if (req->kind == SHOAL_UDP_K_SCRAPE)
+        return fast_scrape(self, f, req, out, cap);
+    return 0;
+}
+
+static void fast_free(fast_t *f)
+{
+    if (f == NULL)
+        return;
+    Py_XDECREF(f->capsule);
+    Py_XDECREF(f->client_allow);
+    Py_XDECREF(f->client_deny);
+    for (int i = 0; i < 3; i++)
+        free(f->reasons[i]);
+    free(f->hashes);
+    free(f->completed);
+    free(f);
+}
+
+static PyObject *take_completed(fast_t *f)
+{
+    if (f == NULL || f->ncompleted == 0)
+        return PyBytes_FromStringAndSize("", 0);
+    PyObject *out = PyBytes_FromStringAndSize((const char *)f->completed,
+                                              (Py_ssize_t)(20 * f->ncompleted));
+    if (out != NULL)
+        f->ncompleted = 0;
+    return out;
+}
+
+static int prefix_tuple(PyObject *obj, PyObject **out)
+{
+    PyObject *t = PySequence_Tuple(obj);
+    if (t == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(t, i))) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_TypeError, "client prefixes must be bytes");
+            return -1;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+/* attach_store(table, interval, jitter, default_numwant, max_numwant, torrents, hashes,
+ * client_allow, client_deny, reasons, record_completed, seed): answer announces and scrapes
+ * in C from now on. Returns the texts of the refusals counted (the FAILURES order). The
+ * completed info_hashes not yet taken are kept. */
+static PyObject *Engine_attach_store(Engine *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"table", "interval", "jitter", "default_numwant", "max_numwant",
+                             "torrents", "hashes", "client_allow", "client_deny", "reasons",
+                             "record_completed", "seed", NULL};
+    PyObject *capsule, *allow, *deny, *reasons;
+    long long interval, jitter, dnw, mnw;
+    unsigned long long seed;
+    int torrents, record;
+    Py_buffer hashes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OLLLLiy*OOOpK", kwlist, &capsule, &interval,
+                                     &jitter, &dnw, &mnw, &torrents, &hashes, &allow, &deny,
+                                     &reasons, &record, &seed))
+        return NULL;
+    PyObject *result = NULL;
+    fast_t *f = NULL;
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "attach_store() called from a drain() handler");
+        goto done;
+    }
+    if (interval < 0 || jitter < 0 || dnw < 0 || mnw < 0 || torrents < 0 || torrents > 2 ||
+        hashes.len % 20) {
+        PyErr_SetString(PyExc_ValueError, "bad policy figures, torrent mode or hash list");
+        goto done;
+    }
+    const shoal_store_api *api = PyCapsule_Import(SHOAL_STORE_API_CAPSULE, 0);
+    if (api == NULL)
+        goto done;
+    if (api->version != SHOAL_STORE_API_VERSION || api->size < sizeof(shoal_store_api)) {
+        PyErr_SetString(PyExc_ImportError, "shoal._native_store has another C API version");
+        goto done;
+    }
+    shoal_table *table = PyCapsule_GetPointer(capsule, SHOAL_TABLE_CAPSULE);
+    if (table == NULL)
+        goto done;
+    f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    f->api = api;
+    f->table = table;
+    Py_INCREF(capsule);
+    f->capsule = capsule;
+    f->interval = interval;
+    f->jitter = jitter;
+    f->default_numwant = dnw;
+    f->max_numwant = mnw;
+    f->torrents = torrents;
+    f->record_completed = record;
+    f->rng = seed;
+    f->nhashes = (size_t)hashes.len / 20;
+    if (f->nhashes) {
+        f->hashes = malloc((size_t)hashes.len);
+        if (f->hashes == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memcpy(f->hashes, hashes.buf, (size_t)hashes.len);
+        qsort(f->hashes, f->nhashes, 20, hash_cmp);
+    }
+    if (prefix_tuple(allow, &f->client_allow) < 0 || prefix_tuple(deny, &f->client_deny) < 0)
+        goto done;
+    if (!PyTuple_Check(reasons) || PyTuple_GET_SIZE(reasons) != 3) {
+        PyErr_SetString(PyExc_TypeError, "reasons: the 3 access refusal texts");
+        goto done;
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *text = PyUnicode_AsUTF8(PyTuple_GET_ITEM(reasons, i));
+        if (text == NULL)
+            goto done;
+        if ((f->reasons[i] = strdup(text)) == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    const char *store_reasons[3];
+    for (int s = SHOAL_SWARM_FULL; s <= SHOAL_TRACKER_FULL; s++) {
+        store_reasons[s - SHOAL_SWARM_FULL] = api->reason(s);
+        if (store_reasons[s - SHOAL_SWARM_FULL] == NULL) {
+            PyErr_SetString(PyExc_ImportError, "the store gives no reason for a refusal");
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(ssssss)", f->reasons[0], f->reasons[1], f->reasons[2],
+                           store_reasons[0], store_reasons[1], store_reasons[2]);
+    if (result == NULL)
+        goto done;
+    if (self->fast != NULL && self->fast->ncompleted) {
+        /* Completions recorded under the old copies are still to be taken. */
+        f->completed = self->fast->completed;
+        f->ncompleted = self->fast->ncompleted;
+        f->capcompleted = self->fast->capcompleted;
+        self->fast->completed = NULL;
+    }
+    fast_free(self->fast);
+    self->fast = f;
+    f = NULL;
+    self->fast_path = fast_answer;
+    self->fast_ctx = self;
+done:
+    fast_free(f);
+    PyBuffer_Release(&hashes);
+    return result;
+}
+
+/* detach_store(): every valid announce and scrape goes to Python again; returns the
+ * completed info_hashes not yet taken (concatenated). */
+static PyObject *Engine_detach_store(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->draining) {
+        PyErr_SetString(PyExc_RuntimeError, "detach_store() called from a drain() handler");
+        return NULL;
+    }
+    PyObject *left = take_completed(self->fast);
+    if (left == NULL)
+        return NULL;
+    self->fast_path = NULL;
+    self->fast_ctx = NULL;
+    fast_free(self->fast);
+    self->fast = NULL;
+    return left;
+}
+
+/* take_completed(): the info_hashes (20 bytes each, concatenated) whose announce, answered
+ * in C, counted a completed download since the last call. */
+static PyObject *Engine_take_completed(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    return take_completed(self->fast);
+}
+
+static PyObject *Engine_get_attached(Engine *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->fast != NULL);
+}
+
 /* ---- Engine ----------------------------------------------------------------------- */
 
 static void Engine_dealloc(Engine *self)
@@ -235,6 +642,7 @@ static void Engine_dealloc(Engine *self)
     for (int i = 0; i < 5; i++)
         Py_XDECREF(self->events[i]);
     shoal_netset_free(&self->banned);
+    fast_free(self->fast);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -688,10 +1096,11 @@ static PyObject *Engine_sendto(Engine *self, PyObject *args)
  * costs little. Slots: 0 bytes in, 1 bytes out, 2-9 requests (ipv4 announce, scrape,
  * connect, error, then ipv6 the same), 10 banned, 11 bad connection id, 12 send blocked,
  * 13 socket errors, then one per message of MESSAGES (malformed by reason), then one per
- * latency bucket (len(latency_bounds) + 1). */
+ * latency bucket (len(latency_bounds) + 1), then announces and scrapes answered in C, then
+ * the refusals answered in C by reason (the order of attach_store's result). */
 static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1];
+    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1 + 2 + FAILURES];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_in;
@@ -707,6 +1116,10 @@ static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
         flat[n++] = c->malformed[m];
     for (int b = 0; b <= self->nbounds; b++)
         flat[n++] = c->latency[b];
+    for (int k = 0; k < 2; k++)
+        flat[n++] = c->fast[k];
+    for (int k = 0; k < FAILURES; k++)
+        flat[n++] = c->failures[k];
     int nonzero = 0;
     for (int i = 0; i < n; i++)
         nonzero += flat[i] != 0;
@@ -742,6 +1155,14 @@ static PyMethodDef Engine_methods[] = {
      "set_banned(v4_groups, v6_groups): [(shift, [prefix, ...]), ...] per family"},
     {"admits", (PyCFunction)Engine_admits, METH_O, "admits(ip) -> not banned"},
     {"counts", (PyCFunction)Engine_counts, METH_NOARGS, "counts() -> figures since last call"},
+    {"attach_store", (PyCFunction)(void (*)(void))Engine_attach_store,
+     METH_VARARGS | METH_KEYWORDS,
+     "attach_store(table, interval, jitter, default_numwant, max_numwant, torrents, hashes, "
+     "client_allow, client_deny, reasons, record_completed, seed) -> refusal texts"},
+    {"detach_store", (PyCFunction)Engine_detach_store, METH_NOARGS,
+     "detach_store() -> completed info_hashes not yet taken"},
+    {"take_completed", (PyCFunction)Engine_take_completed, METH_NOARGS,
+     "take_completed() -> info_hashes (20 bytes each) that counted a completion"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -749,6 +1170,12 @@ static PyMemberDef Engine_members[] = {
     {"allow_ip_param", T_INT, offsetof(Engine, allow_ip_param), 0,
      "Nonzero: an IPv4 client's non-zero IP field is its peer address (changed on reload)."},
     {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Engine_getset[] = {
+    {"attached", (getter)Engine_get_attached, NULL,
+     "Whether announces and scrapes are answered in C (attach_store).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject EngineType = {
@@ -761,6 +1188,7 @@ static PyTypeObject EngineType = {
     .tp_dealloc = (destructor)Engine_dealloc,
     .tp_methods = Engine_methods,
     .tp_members = Engine_members,
+    .tp_getset = Engine_getset,
 };
 
 /* ---- module ----------------------------------------------------------------------- */

@@ -23,7 +23,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +196,11 @@ class Persistence:
         """After every announce: remember a torrent whose completed count went up."""
         if result.completed:
             self._dirty.add(request.info_hash)
+
+    def mark_completed(self, info_hashes: Iterable[bytes]) -> None:
+        """What :meth:`on_announce` does, for announces answered without it (the compiled
+        UDP answer records the torrents whose completed count went up)."""
+        self._dirty.update(info_hashes)
 
     async def flush(self) -> int:
         """Write the completed counts of the torrents marked since the last flush; returns

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from shoal.engine.rules import NetworkSet
+from shoal.engine.rules import (
+    BANNED,
+    CLIENT_NOT_ALLOWED,
+    TORRENT_NOT_ALLOWED,
+    BannedNetworks,
+    ClientPrefixes,
+    NetworkSet,
+    TorrentList,
+)
 from shoal.errors import ClientError
 from shoal.logic import Later, TrackerLogic
 from shoal.protocol import udp as codec
@@ -29,6 +37,7 @@ from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
+from shoal.server.persist import Persistence
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.types import AnnounceRequest, AnnounceResult, Event, SwarmCounts
 
@@ -250,8 +259,15 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
             sock.fileno(), connection_ids.key, connection_ids.ttl, connection_ids.skew,
             options.allow_ip_param, AnnounceRequest, _EVENT_OBJECTS, LATENCY_BUCKETS,
         )
-        self._targets = _count_targets(counters, _native_udp.MESSAGES)
+        self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
+        """Announces and scrapes answered entirely in C (the compiled answer), so far."""
+        self._targets = _count_targets(counters, _native_udp.MESSAGES, self.answered_in_c)
+        self._failure_slot = len(self._targets) - len(_FAILURES)
         self._banned: NetworkSet | None = None
+        # The compiled answer: the logic layer's state it was built from (None: not yet
+        # decided), and the persistence that takes the completions it records.
+        self._fast_key: tuple[object, ...] | None = None
+        self._persistence: Persistence | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -289,12 +305,59 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
             self.engine.set_banned(banned.v4, banned.v6)
             self._banned = banned
         try:
+            self._sync_fast()
             self.engine.drain(self.clock.now, self._answer_batch, MAX_BATCHES)
         except Exception:
             log.exception("internal error answering a batch of UDP datagrams")
             self.counters.internal_errors += 1
         finally:
             self._collect()
+
+    @property
+    def fast(self) -> bool:
+        """Whether announces and scrapes are answered in C (see :meth:`_sync_fast`)."""
+        attached: bool = self.engine.attached
+        return attached
+
+    def _sync_fast(self) -> None:
+        """Answer announces and scrapes in C when nothing Python-only is in force, and keep
+        the compiled copies of the policy and rules those of the logic layer.
+
+        The compiled answer applies the store's C API to the native in-memory store's
+        table. It is used when the store is that one, private mode is off, the only hook is
+        persistence's (whose effect it reproduces) and every announce rule is one it has a
+        compiled copy of; otherwise every request goes to Python. Checked before each
+        drain: a reload (new configuration), a hook or private mode added is seen at once.
+        """
+        logic = self.logic
+        key = (logic.config, logic.rules, logic.private, logic.hooks, logic.store)
+        known = self._fast_key
+        if known is not None and all(a is b for a, b in zip(key, known, strict=True)):
+            return
+        self._fast_key = key
+        plan = _fast_plan(logic)
+        if plan is None:
+            if self.engine.attached:
+                self._hand_completed(self.engine.detach_store())
+                log.info("UDP: announces and scrapes answered in Python")
+            self._persistence = None
+            return
+        args, persistence = plan
+        was = self.engine.attached
+        if self._persistence is not None and persistence is not self._persistence:
+            self._hand_completed(self.engine.take_completed())
+        self._persistence = persistence
+        reasons = self.engine.attach_store(**args)
+        targets = self._targets
+        for offset, reason in enumerate(reasons):
+            targets[self._failure_slot + offset] = (self.counters.failures, reason)
+        if not was:
+            log.info("UDP: announces and scrapes answered in C on the native store")
+
+    def _hand_completed(self, hashes: bytes) -> None:
+        persistence = self._persistence
+        if hashes and persistence is not None:
+            persistence.mark_completed(hashes[i:i + 20] for i in range(0, len(hashes), 20))
 
     def _answer_batch(self, items: list[Item]) -> Sequence[bytes | None]:
         """The replies to one batch's valid announces and scrapes (None: none now)."""
@@ -348,7 +411,10 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
         counters.observe_latency(time.perf_counter() - started)
 
     def _collect(self) -> None:
-        """Add the engine's figures since the last call to the shared counters."""
+        """Add the engine's figures since the last call to the shared counters, and the
+        completions the compiled answer recorded to persistence."""
+        if self._persistence is not None:
+            self._hand_completed(self.engine.take_completed())
         pairs, latency_sum = self.engine.counts()
         targets = self._targets
         for slot, count in pairs:
@@ -357,7 +423,8 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
         self.counters.latency_sum += latency_sum
 
 
-def _count_targets(counters: Counters, messages: Sequence[str]) -> list[tuple[Any, Any]]:
+def _count_targets(counters: Counters, messages: Sequence[str],
+                   answered_in_c: dict[str, int]) -> list[tuple[Any, Any]]:
     """Where each of the engine's count slots goes: (table, key), in the slot order that
     ``Engine.counts`` documents."""
     targets: list[tuple[Any, Any]] = [(counters.bytes_in, "udp"), (counters.bytes_out, "udp")]
@@ -367,4 +434,66 @@ def _count_targets(counters: Counters, messages: Sequence[str]) -> list[tuple[An
         "udp_banned", "udp_bad_connection_id", "udp_send_blocked", "udp_icmp_error")]
     targets += [(counters.dropped, f"udp_malformed: {message}") for message in messages]
     targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
+    targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
+    # Refusals answered in C, by reason: the texts come from Engine.attach_store.
+    targets += [(counters.failures, reason) for reason in _FAILURES]
     return targets
+
+
+_FAILURES = (BANNED, TORRENT_NOT_ALLOWED, CLIENT_NOT_ALLOWED, "swarm is full",
+             "too many peers from your address in this swarm",
+             "tracker is full: no new torrents accepted")
+"""Placeholders for the refusal count slots until attach_store names them."""
+
+
+def _fast_plan(logic: TrackerLogic) -> tuple[dict[str, Any], Persistence | None] | None:
+    """The arguments of ``Engine.attach_store`` for the logic layer's state now, and the
+    persistence whose hook it stands in for; None when a request needs Python."""
+    store = logic.store
+    native_table = getattr(store, "native_table", None)
+    if getattr(store, "engine", None) != "native" or native_table is None:
+        return None
+    if logic.private is not None:
+        return None
+    persistence: Persistence | None = None
+    for hook in logic.hooks:
+        owner = getattr(hook, "__self__", None)
+        if not (isinstance(owner, Persistence)
+                and getattr(hook, "__func__", None) is Persistence.on_announce
+                and (persistence is None or persistence is owner)):
+            return None  # a Python hook: it must see every announce
+        persistence = owner
+    access = logic.access
+    torrents: TorrentList | None = None
+    clients: ClientPrefixes | None = None
+    for rule in logic.rules:
+        owner = getattr(rule, "__self__", None)
+        func = getattr(rule, "__func__", None)
+        if isinstance(owner, BannedNetworks) and func is BannedNetworks.check:
+            if owner.networks is not access.banned:
+                return None  # the engine's compiled networks are access.banned
+        elif isinstance(owner, TorrentList) and func is TorrentList.check:
+            torrents = owner
+        elif isinstance(owner, ClientPrefixes) and func is ClientPrefixes.check:
+            clients = owner
+        else:
+            return None  # a rule with no compiled copy
+    if torrents is not access.torrents:
+        return None  # scrapes hide torrents by access.torrents: must be the same list
+    policy = logic.policy
+    args: dict[str, Any] = {
+        "table": native_table(),
+        "interval": policy.interval,
+        "jitter": policy.interval_jitter,
+        "default_numwant": policy.default_numwant,
+        "max_numwant": policy.max_numwant,
+        "torrents": 0 if torrents is None else 1 if torrents.allow else 2,
+        "hashes": b"" if torrents is None else b"".join(
+            h for h in torrents.hashes if len(h) == 20),
+        "client_allow": () if clients is None else clients.allow,
+        "client_deny": () if clients is None else clients.deny,
+        "reasons": (BANNED, TORRENT_NOT_ALLOWED, CLIENT_NOT_ALLOWED),
+        "record_completed": persistence is not None,
+        "seed": policy.rng.getrandbits(64),
+    }
+    return args, persistence
