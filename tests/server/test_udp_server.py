@@ -31,6 +31,7 @@ from shoal.errors import ClientError
 from shoal.protocol import bencode
 from shoal.server.app import Tracker
 from shoal.server.clock import Clock
+from shoal.server.udp import NativeUdpEndpoint
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceRequest, AnnounceResult, Event
 
@@ -330,7 +331,7 @@ def test_a_burst_of_datagrams_is_answered_one_reply_each_in_batches(
 
 @pytest.mark.parametrize("host", FAMILIES)
 def test_connect_announce_peers(
-    tracker: RunningTracker, clients: Callable[..., Client], host: str
+    tracker: RunningTracker, clients: Callable[..., Client], host: str, udp_engine: str
 ) -> None:
     client = clients(tracker.udp(host))
     conn = client.connect()
@@ -345,6 +346,11 @@ def test_connect_announce_peers(
     again = client.announce(conn, torrent, peer_id(1), 6001, left=0)
     assert again.peers == [(host, 6002)]
     assert tracker.requests("connect") >= 1 and tracker.requests("announce") == 3
+    if udp_engine == "native":  # answered in C, on the native store
+        answered = tracker.in_loop(lambda: sum(
+            e.answered_in_c["announce"] for e in tracker.tracker.udp_endpoints
+            if isinstance(e, NativeUdpEndpoint)))
+        assert answered == 3
 
 
 def test_counts_come_in_bep15_order(
