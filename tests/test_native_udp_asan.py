@@ -1,10 +1,11 @@
 """The compiled UDP data plane under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 The extension is built again with ``-fsanitize=address,undefined`` into a copy of the
-package, and the differential tests (tests/fuzz/test_fuzz_udp_native.py: every kind of
-datagram through the C and the Python path) and the building-block tests
-(tests/test_native_udp.py) run against that build in a child Python with the ASan runtime
-preloaded. Any out-of-bounds access, use after free or undefined behaviour aborts the child
+package (with the swarm table, which the compiled UDP answer calls), and the differential
+tests (tests/fuzz/test_fuzz_udp_native.py: every kind of datagram through the C and the
+Python path; tests/server/test_udp_native_answer.py: announces and scrapes answered in C
+against the Python path) and the building-block tests (tests/test_native_udp.py) run
+against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds access, use after free or undefined behaviour aborts the child
 and fails this test. Bounded: the fuzz profile's example counts.
 """
 
@@ -52,6 +53,16 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
          str(NATIVE / "blake2b.c"), "-o", str(target)],
         check=True, timeout=300,
     )
+    # The swarm table too, so the compiled UDP answer (announces applied to the table
+    # through its C API) runs sanitized end to end.
+    store = src / "shoal" / ("_native_store" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=c11",
+         "-I", include, str(NATIVE / "store.c"), str(NATIVE / "store_module.c"),
+         "-o", str(store)],
+        check=True, timeout=300,
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(src),
@@ -71,7 +82,8 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          str(ROOT / "tests" / "test_native_udp.py"),
-         str(ROOT / "tests" / "fuzz" / "test_fuzz_udp_native.py")],
+         str(ROOT / "tests" / "fuzz" / "test_fuzz_udp_native.py"),
+         str(ROOT / "tests" / "server" / "test_udp_native_answer.py")],
         cwd=src, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
