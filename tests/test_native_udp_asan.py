@@ -5,8 +5,9 @@ package (with the swarm table, which the compiled UDP answer calls), and the dif
 tests (tests/fuzz/test_fuzz_udp_native.py: every kind of datagram through the C and the
 Python path; tests/server/test_udp_native_answer.py: announces and scrapes answered in C
 against the Python path) and the building-block tests (tests/test_native_udp.py) run
-against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds access, use after free or undefined behaviour aborts the child
-and fails this test. Bounded: the fuzz profile's example counts.
+against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds
+access, use after free or undefined behaviour aborts the child and fails this test.
+Bounded: the fuzz profile's example counts.
 """
 
 from __future__ import annotations

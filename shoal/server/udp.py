@@ -335,6 +335,17 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
         if known is not None and all(a is b for a, b in zip(key, known, strict=True)):
             return
         self._fast_key = key
+        try:
+            self._attach(logic)
+        except Exception:
+            # Only a broken build gets here (the store's C API of another version, say):
+            # Python answers, as it would without the extension.
+            log.exception("UDP: cannot answer in C; announces and scrapes answered in Python")
+            if self.engine.attached:
+                self._hand_completed(self.engine.detach_store())
+            self._persistence = None
+
+    def _attach(self, logic: TrackerLogic) -> None:
         plan = _fast_plan(logic)
         if plan is None:
             if self.engine.attached:
