@@ -25,9 +25,15 @@ from support.native import native_udp
 from support.running import RunningTracker
 
 from shoal.config import Settings
-from shoal.engine.rules import CLIENT_NOT_ALLOWED, TORRENT_NOT_ALLOWED, AccessRules
+from shoal.engine.policy import Policy
+from shoal.engine.rules import (
+    BANNED,
+    CLIENT_NOT_ALLOWED,
+    TORRENT_NOT_ALLOWED,
+    AccessRules,
+)
 from shoal.engine.swarm import SWARM_FULL
-from shoal.server.udp import NativeUdpEndpoint
+from shoal.server.udp import NativeUdpEndpoint, UdpOptions
 from shoal.storage.base import TRACKER_FULL
 from shoal.storage.memory import MemoryStore
 
@@ -84,10 +90,10 @@ class Client:
         self.conn = struct.unpack_from(">Q", reply, 8)[0]
 
     def announce(self, info_hash: bytes, peer_id: bytes, port: int, *, left: int = 10,
-                 event: int = 0, numwant: int = -1) -> bytes:
+                 event: int = 0, numwant: int = -1, ip: int = 0) -> bytes:
         self.tid += 1
         return self.ask(_ANNOUNCE.pack(self.conn, 1, self.tid, info_hash, peer_id, 5, left, 7,
-                                       event, 0, 0, numwant, port))
+                                       event, ip, 0, numwant, port))
 
     def scrape(self, hashes: list[bytes]) -> bytes:
         self.tid += 1
@@ -241,3 +247,38 @@ def test_a_python_hook_or_private_mode_sends_requests_back_to_python(
                                                                          "scrape": 0}
     finally:
         client.close()
+
+
+def test_a_reload_of_the_policy_and_a_banned_peer_address_hold_in_c(
+    pair: tuple[RunningTracker, RunningTracker]
+) -> None:
+    """A new policy (interval, no jitter, numwant) reaches the compiled copies; with the IP
+    field allowed, an announce for a banned address is refused with the Python path's text
+    on both paths, while its source is not banned."""
+    native, python = pair
+    replies: dict[RunningTracker, list[tuple[Any, ...]]] = {rt: [] for rt in pair}
+    for rt in pair:
+        logic = rt.tracker.logic
+        policy = Policy(interval=900, interval_jitter=0, default_numwant=1, max_numwant=1)
+        rt.in_loop(lambda logic=logic, policy=policy: logic.configure(dataclasses.replace(
+            logic.config, policy=policy,
+            access=AccessRules.build(banned_networks=["10.0.0.0/8"]))))
+        for endpoint in rt.tracker.udp_endpoints:
+            endpoint.options = UdpOptions(allow_ip_param=True)
+        client = Client(rt.listener("udp"), "127.0.0.1")
+        try:
+            client.connect()
+            for n in range(3):
+                reply = client.announce(torrent(1), peer(b"-TR3000-", n), 7000 + n)
+                assert struct.unpack_from(">I", reply, 8)[0] == 900
+                replies[rt].append((len(reply) - 20) // 6)
+            banned = client.announce(torrent(1), peer(b"-TR3000-", 9), 7009, ip=0x0A010203)
+            replies[rt].append(meaning(banned))
+        finally:
+            client.close()
+    assert replies[native] == replies[python] == [0, 1, 1, ("error", BANNED)]
+    endpoint = native.tracker.udp_endpoints[0]
+    assert isinstance(endpoint, NativeUdpEndpoint)
+    assert native.in_loop(lambda: (endpoint.fast, dict(endpoint.answered_in_c))) == (
+        True, {"announce": 4, "scrape": 0})
+    assert native.tracker.counters.failures[BANNED] == 1
