@@ -279,8 +279,10 @@ static int parse_range(PyObject *args, Py_ssize_t *start, Py_ssize_t *stop, size
     return 0;
 }
 
-/* hashes(start, stop): the info hashes held at positions start:stop of the order */
-static PyObject *Table_hashes(TableObject *self, PyObject *args) {
+/* The list of item(swarm) for the swarms at positions start:stop of the order (positions
+ * left empty by a removal are skipped); NULL with an exception set on failure. */
+static PyObject *range_list(TableObject *self, PyObject *args,
+                            PyObject *(*item)(shoal_swarm *swarm)) {
     shoal_table *t = table_of(self);
     Py_ssize_t start, stop;
     if (t == NULL || parse_range(args, &start, &stop, shoal_order_len(t)) < 0) return NULL;
@@ -289,61 +291,44 @@ static PyObject *Table_hashes(TableObject *self, PyObject *args) {
     for (Py_ssize_t i = start; i < stop; i++) {
         shoal_swarm *s = shoal_order_at(t, (size_t)i);
         if (s == NULL) continue;
-        PyObject *h = bytes_of(shoal_swarm_hash(s), 20);
-        if (h == NULL || PyList_Append(out, h) < 0) {
-            Py_XDECREF(h);
+        PyObject *entry = item(s);
+        if (entry == NULL || PyList_Append(out, entry) < 0) {
+            Py_XDECREF(entry);
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(h);
+        Py_DECREF(entry);
     }
     return out;
+}
+
+static PyObject *hash_item(shoal_swarm *s) { return bytes_of(shoal_swarm_hash(s), 20); }
+
+static PyObject *scrape_item(shoal_swarm *s) {
+    shoal_swarm_counts c;
+    shoal_swarm_counts_of(s, &c);
+    PyObject *counts = counts_object(&c);
+    return counts ? Py_BuildValue("(y#N)", shoal_swarm_hash(s), (Py_ssize_t)20, counts) : NULL;
+}
+
+static PyObject *size_item(shoal_swarm *s) {
+    return Py_BuildValue("(Ky#)", (unsigned long long)shoal_swarm_size(s), shoal_swarm_hash(s),
+                         (Py_ssize_t)20);
+}
+
+/* hashes(start, stop): the info hashes held at positions start:stop of the order */
+static PyObject *Table_hashes(TableObject *self, PyObject *args) {
+    return range_list(self, args, hash_item);
 }
 
 /* scrape_range(start, stop): [(info_hash, SwarmCounts)] for positions start:stop */
 static PyObject *Table_scrape_range(TableObject *self, PyObject *args) {
-    shoal_table *t = table_of(self);
-    Py_ssize_t start, stop;
-    if (t == NULL || parse_range(args, &start, &stop, shoal_order_len(t)) < 0) return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    for (Py_ssize_t i = start; i < stop; i++) {
-        shoal_swarm *s = shoal_order_at(t, (size_t)i);
-        if (s == NULL) continue;
-        shoal_swarm_counts c;
-        shoal_swarm_counts_of(s, &c);
-        PyObject *counts = counts_object(&c);
-        PyObject *pair = counts ? Py_BuildValue("(y#N)", shoal_swarm_hash(s), (Py_ssize_t)20, counts) : NULL;
-        if (pair == NULL || PyList_Append(out, pair) < 0) {
-            Py_XDECREF(pair);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(pair);
-    }
-    return out;
+    return range_list(self, args, scrape_item);
 }
 
 /* sizes_range(start, stop): [(peers, info_hash)] for positions start:stop */
 static PyObject *Table_sizes_range(TableObject *self, PyObject *args) {
-    shoal_table *t = table_of(self);
-    Py_ssize_t start, stop;
-    if (t == NULL || parse_range(args, &start, &stop, shoal_order_len(t)) < 0) return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    for (Py_ssize_t i = start; i < stop; i++) {
-        shoal_swarm *s = shoal_order_at(t, (size_t)i);
-        if (s == NULL) continue;
-        PyObject *pair = Py_BuildValue("(Ky#)", (unsigned long long)shoal_swarm_size(s),
-                                       shoal_swarm_hash(s), (Py_ssize_t)20);
-        if (pair == NULL || PyList_Append(out, pair) < 0) {
-            Py_XDECREF(pair);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(pair);
-    }
-    return out;
+    return range_list(self, args, size_item);
 }
 
 static PyObject *Table_order_len(TableObject *self, PyObject *Py_UNUSED(ignored)) {

@@ -11,22 +11,19 @@ On CI (CI=true) a missing one fails the test; elsewhere it skips it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 from support.running import RunningTracker
-
-from shoal.config import Settings
+from support.ws_tracker import websocket_stats, websocket_tracker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JS = REPO_ROOT / "js"
@@ -57,24 +54,7 @@ def node_binary() -> str:
 
 @pytest.fixture
 def tracker() -> Iterator[RunningTracker]:
-    base = Settings()
-    settings = dataclasses.replace(
-        base,
-        http=dataclasses.replace(base.http, hosts=["127.0.0.1"], port=0),
-        udp=dataclasses.replace(base.udp, enabled=False),
-        admin=dataclasses.replace(base.admin, host="127.0.0.1", port=0),
-        tracker=dataclasses.replace(base.tracker, interval_jitter=0),
-    )
-    with RunningTracker(settings) as rt:
-        yield rt
-    assert rt.tracker.counters.internal_errors == 0
-
-
-def websocket_stats(rt: RunningTracker) -> dict[str, int]:
-    with urllib.request.urlopen(rt.admin_url + "/stats", timeout=5) as reply:
-        stats = json.load(reply)["websocket"]
-    assert isinstance(stats, dict)
-    return stats
+    yield from websocket_tracker()
 
 
 def run_clients(node: str, rt: RunningTracker) -> dict[str, Any]:

@@ -15,7 +15,6 @@ elsewhere it skips it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import http.server
 import json
@@ -25,15 +24,13 @@ import shutil
 import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 from support.running import RunningTracker
-
-from shoal.config import Settings
+from support.ws_tracker import websocket_stats, websocket_tracker
 
 from .cdp import CdpError, Chromium, Page
 
@@ -151,39 +148,25 @@ def site() -> Iterator[StaticFiles]:
 
 @pytest.fixture
 def tracker() -> Iterator[RunningTracker]:
-    base = Settings()
-    settings = dataclasses.replace(
-        base,
-        http=dataclasses.replace(base.http, hosts=["127.0.0.1"], port=0),
-        udp=dataclasses.replace(base.udp, enabled=False),
-        admin=dataclasses.replace(base.admin, host="127.0.0.1", port=0),
-        tracker=dataclasses.replace(base.tracker, interval_jitter=0),
-    )
-    with RunningTracker(settings) as rt:
-        yield rt
-    assert rt.tracker.counters.internal_errors == 0
-
-
-def websocket_stats(rt: RunningTracker) -> dict[str, int]:
-    with urllib.request.urlopen(rt.admin_url + "/stats", timeout=5) as reply:
-        stats = json.load(reply)["websocket"]
-    assert isinstance(stats, dict)
-    return stats
+    yield from websocket_tracker()
 
 
 def is_this_machine(address: object) -> bool:
-    """Whether ``address`` ("host:port", "[v6]:port" or "v6:port") is one of this machine's
-    own addresses (one a socket can bind to)."""
+    """Whether ``address`` ("host:port", "[v6]:port", "v6:port", or a bare address, as
+    WebTorrent reports some IPv6 peers) is one of this machine's own addresses (one a socket
+    can bind to). "v6:port" may also read as a bare IPv6 address, so both are tried."""
     if not isinstance(address, str):
         return False
-    host = address.rsplit(":", 1)[0].strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((host, 0))
-        except OSError:
-            return False
-    return True
+    hosts = [address.rsplit(":", 1)[0].strip("[]"), address.strip("[]")]
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((host, 0))
+            except (OSError, UnicodeError):
+                continue
+        return True
+    return False
 
 
 def page_log(page: Page) -> str:
