@@ -21,6 +21,22 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+# What every headless Chromium the tests start runs with: no sandbox or GPU (containers), and
+# none of the background traffic, updates, sync or first-run pages a profile would start.
+HEADLESS_SWITCHES = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--mute-audio",
+)
+
 START_TIMEOUT = 30.0
 
 
@@ -38,18 +54,8 @@ class Chromium:
         self._closing = contextlib.ExitStack()
         args = [
             binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--disable-extensions",
-            "--no-first-run",
+            *HEADLESS_SWITCHES,
             "--no-default-browser-check",
-            "--mute-audio",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
             f"--user-data-dir={profile}",

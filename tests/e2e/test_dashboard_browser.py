@@ -32,6 +32,8 @@ from shoal.server import admin, app
 from shoal.server.dashboard import client_mix
 from shoal.types import Event, StoreTotals
 
+from .cdp import HEADLESS_SWITCHES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 BROWSERS = ("chromium", "chromium-browser")
@@ -207,18 +209,8 @@ class DashboardDom(HTMLParser):
 def browser_args(binary: str, profile: Path) -> list[str]:
     return [
         binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--disable-extensions",
-        "--no-first-run",
+        *HEADLESS_SWITCHES,
         "--hide-scrollbars",
-        "--mute-audio",
         "--force-color-profile=srgb",
         f"--user-data-dir={profile}",
         "--virtual-time-budget=5000",
