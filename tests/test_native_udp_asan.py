@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from support.native import extension_sources
+
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = ROOT / "shoal" / "_native"
 
 
 def _asan_runtime() -> str | None:
@@ -50,8 +51,7 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     subprocess.run(
         ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=gnu11",
-         "-I", include, str(NATIVE / "udp_module.c"), str(NATIVE / "udp.c"),
-         str(NATIVE / "blake2b.c"), "-o", str(target)],
+         "-I", include, *map(str, extension_sources("shoal._native_udp")), "-o", str(target)],
         check=True, timeout=300,
     )
     # The swarm table too, so the compiled UDP answer (announces applied to the table
@@ -60,8 +60,7 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     subprocess.run(
         ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=c11",
-         "-I", include, str(NATIVE / "store.c"), str(NATIVE / "store_module.c"),
-         "-o", str(store)],
+         "-I", include, *map(str, extension_sources("shoal._native_store")), "-o", str(store)],
         check=True, timeout=300,
     )
     env = {
