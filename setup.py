@@ -24,6 +24,20 @@ EXTENSIONS: list[Extension] = [
         extra_compile_args=["-O2", "-std=gnu11", *WARNINGS],
         optional=True,
     ),
+    # The HTTP data plane: announce and scrape requests parsed and answered in C.
+    Extension(
+        "shoal._native_http",
+        sources=[
+            "shoal/_native/http_module.c",
+            "shoal/_native/http.c",
+            "shoal/_native/answer.c",
+            "shoal/_native/netset.c",
+        ],
+        depends=["shoal/_native/http.h", "shoal/_native/answer.h", "shoal/_native/netset.h",
+                 "shoal/_native/store_api.h"],
+        extra_compile_args=["-O2", "-std=gnu11", *WARNINGS],
+        optional=True,
+    ),
     # The swarm table: the in-memory store's engine, with a C API (store_api.h).
     Extension(
         "shoal._native_store",

@@ -20,7 +20,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from support.native import extension_sources
 
 ROOT = Path(__file__).resolve().parents[1]
