@@ -86,6 +86,8 @@ static int reserve(buf_t *b, size_t more)
 
 static void put(buf_t *b, const void *data, size_t n)
 {
+    if (n == 0)
+        return; /* (data may be NULL then: an empty peer list) */
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
@@ -693,6 +695,50 @@ static PyObject *mod_scrape_query(PyObject *Py_UNUSED(m), PyObject *args)
     return out;
 }
 
+static int in_set(void *ctx, const uint8_t *ip, size_t iplen)
+{
+    return shoal_netset_contains(ctx, ip, iplen);
+}
+
+/* real_ip(value, peer_ip, v4_groups, v6_groups) -> the client's packed address as the
+ * compiled path picks it from a trusted proxy's header, or None (declined). For the tests. */
+static PyObject *mod_real_ip(PyObject *Py_UNUSED(m), PyObject *args)
+{
+    Py_buffer value, peer;
+    PyObject *v4, *v6;
+    if (!PyArg_ParseTuple(args, "y*y*OO", &value, &peer, &v4, &v6))
+        return NULL;
+    PyObject *result = NULL;
+    shoal_netset set;
+    uint8_t *copy = NULL;
+    if (peer.len != 4 && peer.len != 16) {
+        PyErr_SetString(PyExc_ValueError, "peer_ip must be 4 or 16 bytes");
+        goto done;
+    }
+    if (shoal_netset_load(v4, v6, &set) < 0)
+        goto done;
+    copy = malloc(value.len ? (size_t)value.len : 1);
+    if (copy == NULL) {
+        shoal_netset_free(&set);
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(copy, value.buf, (size_t)value.len);
+    uint8_t out[16];
+    size_t n = shoal_http_real_ip(copy, (size_t)value.len, peer.buf, (size_t)peer.len, in_set,
+                                  &set, out);
+    shoal_netset_free(&set);
+    if (n)
+        result = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)n);
+    else
+        result = (Py_INCREF(Py_None), Py_None);
+done:
+    free(copy);
+    PyBuffer_Release(&value);
+    PyBuffer_Release(&peer);
+    return result;
+}
+
 static PyObject *mod_key(PyObject *Py_UNUSED(m), PyObject *arg)
 {
     Py_buffer k;
@@ -712,6 +758,8 @@ static PyMethodDef module_methods[] = {
     {"scrape_query", (PyCFunction)mod_scrape_query, METH_VARARGS,
      "scrape_query(query, max_hashes) -> info_hashes, or None"},
     {"key", (PyCFunction)mod_key, METH_O, "key(text) -> BEP 7 key as 32 bits"},
+    {"real_ip", (PyCFunction)mod_real_ip, METH_VARARGS,
+     "real_ip(value, peer_ip, v4_groups, v6_groups) -> packed address, or None"},
     {NULL, NULL, 0, NULL},
 };
 
