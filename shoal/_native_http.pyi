@@ -38,6 +38,9 @@ class HttpAnswer:
     @property
     def attached(self) -> bool: ...
     def answer(self, data: bytes, peer_ip: bytes, trusted: bool, now: int) -> bytes | None: ...
+    def accept(
+        self, listen_fd: int, now: int, max: int
+    ) -> list[tuple[int, bytes, bytes, bool, bool]]: ...
     def attach(
         self,
         table: Any,

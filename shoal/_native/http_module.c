@@ -12,10 +12,14 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "answer.h"
 #include "http.h"
@@ -23,6 +27,7 @@
 #define MAX_BOUNDS 32
 #define MAX_REQUESTS 4 /* requests one call answers (the frontend's turn), at most */
 #define MAX_HEADER_NAME 64
+#define ACCEPT_READ 16384 /* a new connection's first read, at most (as Python's slices) */
 
 enum { SLOT_BYTES_OUT = 0, SLOT_REQUESTS = 1, SLOT_INTERNAL = 5, SLOT_LATENCY = 6 };
 
@@ -34,6 +39,9 @@ typedef struct {
     double latency_sum;
     unsigned long long fast[2];                  /* announces, scrapes answered here */
     unsigned long long failures[SHOAL_FAILURES]; /* refusals answered here, by reason */
+    unsigned long long bytes_in;    /* read by accept() from connections answered here */
+    unsigned long long connections; /* accepted and closed here, never seen by Python */
+    unsigned long long accept_errors;
 } counts_t;
 
 typedef struct {
@@ -54,6 +62,7 @@ typedef struct {
     int close_after; /* the last answer() ended with a reply that closes the connection */
     counts_t c;
     buf_t out, body;
+    uint8_t *in; /* accept()'s read buffer (ACCEPT_READ bytes) */
 } HttpAnswer;
 
 typedef struct {
@@ -327,6 +336,38 @@ static int parse_all(HttpAnswer *self, const uint8_t *data, size_t size, const u
     return n > 0;
 }
 
+/* Answer every request in data into self->out: 1 when answered (self->close_after set),
+ * 0 when declined (nothing done), -1 out of memory (requests already applied cannot be
+ * handed back: no reply; the caller closes the connection). */
+static int answer_core(HttpAnswer *self, const uint8_t *data, size_t size, const uint8_t *peer,
+                       size_t peerlen, int trusted, int64_t now)
+{
+    if (self->fast == NULL)
+        return 0;
+    double started = monotonic();
+    parsed_t reqs[MAX_REQUESTS];
+    int n = 0;
+    if (!parse_all(self, data, size, peer, peerlen, trusted, reqs, &n))
+        return 0;
+    int fam = peerlen == 4 ? 0 : 1;
+    self->out.len = 0;
+    for (int i = 0; i < n; i++) {
+        parsed_t *p = &reqs[i];
+        self->body.len = 0;
+        int announcing = p->r.kind == SHOAL_HTTP_ANNOUNCE;
+        self->c.requests[fam][announcing ? 0 : 1]++;
+        int rc = announcing ? announce(self, p, now) : scrape(self, p);
+        if (rc < 0 || respond(self, &p->r) < 0) {
+            self->c.internal++;
+            return -1;
+        }
+        observe(self, monotonic() - started);
+    }
+    self->close_after = !reqs[n - 1].r.keep_alive;
+    self->c.bytes_out += self->out.len;
+    return 1;
+}
+
 /* answer(data, peer_ip, trusted, now) -> the replies to every request in data, or None
  * (nothing done: the Python path takes data). `trusted`: the socket's address is a trusted
  * proxy, so the real-IP header names the client. */
@@ -350,32 +391,127 @@ static PyObject *HttpAnswer_answer(HttpAnswer *self, PyObject *const *args, Py_s
     long long now = PyLong_AsLongLong(args[3]);
     if (now == -1 && PyErr_Occurred())
         return NULL;
-    double started = monotonic();
-    parsed_t reqs[MAX_REQUESTS];
-    int n = 0;
-    if (!parse_all(self, (const uint8_t *)PyBytes_AS_STRING(args[0]),
-                   (size_t)PyBytes_GET_SIZE(args[0]), peer, peerlen, trusted, reqs, &n))
+    int rc = answer_core(self, (const uint8_t *)PyBytes_AS_STRING(args[0]),
+                         (size_t)PyBytes_GET_SIZE(args[0]), peer, peerlen, trusted, now);
+    if (rc < 0)
+        return PyErr_NoMemory();
+    if (rc == 0)
         Py_RETURN_NONE;
-    int fam = peerlen == 4 ? 0 : 1;
-    self->out.len = 0;
-    for (int i = 0; i < n; i++) {
-        parsed_t *p = &reqs[i];
-        self->body.len = 0;
-        int announcing = p->r.kind == SHOAL_HTTP_ANNOUNCE;
-        self->c.requests[fam][announcing ? 0 : 1]++;
-        int rc = announcing ? announce(self, p, (int64_t)now) : scrape(self, p);
-        if (rc < 0 || respond(self, &p->r) < 0) {
-            /* Out of memory for the reply itself: requests already applied cannot be
-             * handed back; the connection gets no reply and is closed by the caller. */
-            self->c.internal++;
-            PyErr_NoMemory();
-            return NULL;
-        }
-        observe(self, monotonic() - started);
-    }
-    self->close_after = !reqs[n - 1].r.keep_alive;
-    self->c.bytes_out += self->out.len;
     return PyBytes_FromStringAndSize((const char *)self->out.p, (Py_ssize_t)self->out.len);
+}
+
+/* The packed address (IPv4-mapped made IPv4) of an accepted peer; 0 if not inet. */
+static int peer_address(const struct sockaddr_storage *ss, uint8_t *ip, size_t *iplen)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ss->ss_family == AF_INET) {
+        memcpy(ip, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        *iplen = 4;
+        return 1;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const uint8_t *raw = (const uint8_t *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+        int v4 = memcmp(raw, mapped, 12) == 0;
+        memcpy(ip, v4 ? raw + 12 : raw, v4 ? 4 : 16);
+        *iplen = v4 ? 4 : 16;
+        return 1;
+    }
+    return 0;
+}
+
+/* One connection for Python: (fd, input read, reply bytes not yet sent, close after them,
+ * a request was answered). */
+static int hand_over(PyObject *list, int fd, const uint8_t *data, size_t n, const uint8_t *unsent,
+                     size_t m, int close_after, int served)
+{
+    PyObject *item = Py_BuildValue("(iy#y#OO)", fd, (const char *)data, (Py_ssize_t)n,
+                                   (const char *)unsent, (Py_ssize_t)m,
+                                   close_after ? Py_True : Py_False, served ? Py_True : Py_False);
+    if (item == NULL || PyList_Append(list, item) < 0) {
+        Py_XDECREF(item);
+        close(fd);
+        return -1;
+    }
+    Py_DECREF(item);
+    return 0;
+}
+
+/* accept(listen_fd, now, max) -> [(fd, data, unsent, close, served), ...]: accept up to max
+ * connections (non-blocking) and answer each one's first read in C when it holds requests
+ * the compiled path takes; a connection whose reply closes it is closed here and never
+ * reaches Python. The others are handed over, with what was read and what could not be
+ * sent, for the Python frontend to carry on (it owns the fd from then on). */
+static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
+{
+    int lfd, max;
+    long long now;
+    if (!PyArg_ParseTuple(args, "iLi", &lfd, &now, &max))
+        return NULL;
+    if (self->in == NULL && (self->in = malloc(ACCEPT_READ)) == NULL)
+        return PyErr_NoMemory();
+    PyObject *handed = PyList_New(0);
+    if (handed == NULL)
+        return NULL;
+    for (int i = 0; i < max; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                self->c.accept_errors++; /* EMFILE and the like: try again on the next wake */
+            break;
+        }
+        uint8_t ip[16];
+        size_t iplen;
+        ssize_t n = recv(fd, self->in, ACCEPT_READ, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            close(fd); /* gone before a byte: as Python would, counted and forgotten */
+            self->c.connections++;
+            continue;
+        }
+        if (n < 0 || (size_t)n == ACCEPT_READ || !peer_address(&ss, ip, &iplen)) {
+            if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
+                goto fail;
+            continue;
+        }
+        int trusted = shoal_netset_contains(&self->proxies, ip, iplen);
+        int rc = answer_core(self, self->in, (size_t)n, ip, iplen, trusted, now);
+        if (rc <= 0) {
+            if (rc < 0) { /* out of memory: no reply can be made */
+                close(fd);
+                self->c.connections++;
+                continue;
+            }
+            if (hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0) < 0)
+                goto fail;
+            continue;
+        }
+        self->c.bytes_in += (unsigned long long)n;
+        ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
+        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            close(fd); /* the client is gone */
+            self->c.connections++;
+            continue;
+        }
+        size_t done = sent < 0 ? 0 : (size_t)sent;
+        if (done == self->out.len && self->close_after) {
+            close(fd);
+            self->c.connections++;
+            continue;
+        }
+        if (hand_over(handed, fd, NULL, 0, self->out.p + done, self->out.len - done,
+                      self->close_after, 1) < 0)
+            goto fail;
+    }
+    return handed;
+fail:
+    /* Out of memory: the connections not handed over are closed, none leaks. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
+        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
+    Py_DECREF(handed);
+    return NULL;
 }
 
 static PyObject *HttpAnswer_attach(HttpAnswer *self, PyObject *args, PyObject *kwds)
@@ -432,10 +568,11 @@ static PyObject *HttpAnswer_set_proxies(HttpAnswer *self, PyObject *args)
  * latency sum. Slots: 0 bytes out, 1-4 requests (ipv4 announce, ipv4 scrape, ipv6
  * announce, ipv6 scrape), 5 internal errors, then one per latency bucket
  * (len(latency_bounds) + 1), then announces and scrapes answered here, then the refusals
- * by reason (the order of attach's result). */
+ * by reason (the order of attach's result), then bytes read by accept() from connections
+ * answered here, connections accept() closed itself, and accept errors. */
 static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[SLOT_LATENCY + MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES];
+    unsigned long long flat[SLOT_LATENCY + MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES + 3];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_out;
@@ -449,6 +586,9 @@ static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored
         flat[n++] = c->fast[k];
     for (int k = 0; k < SHOAL_FAILURES; k++)
         flat[n++] = c->failures[k];
+    flat[n++] = c->bytes_in;
+    flat[n++] = c->connections;
+    flat[n++] = c->accept_errors;
     int nonzero = 0;
     for (int i = 0; i < n; i++)
         nonzero += flat[i] != 0;
@@ -533,12 +673,15 @@ static void HttpAnswer_dealloc(HttpAnswer *self)
     shoal_netset_free(&self->proxies);
     free(self->out.p);
     free(self->body.p);
+    free(self->in);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyMethodDef HttpAnswer_methods[] = {
     {"answer", (PyCFunction)(void (*)(void))HttpAnswer_answer, METH_FASTCALL,
      "answer(data, peer_ip, trusted, now) -> the replies, or None (Python answers)"},
+    {"accept", (PyCFunction)HttpAnswer_accept, METH_VARARGS,
+     "accept(listen_fd, now, max) -> [(fd, data, unsent, close, served), ...] for Python"},
     {"attach", (PyCFunction)(void (*)(void))HttpAnswer_attach, METH_VARARGS | METH_KEYWORDS,
      "attach(table, interval, jitter, default_numwant, max_numwant, torrents, hashes, "
      "client_allow, client_deny, reasons, record_completed, seed, min_interval) -> refusal "

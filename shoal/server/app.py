@@ -36,7 +36,13 @@ from shoal.server.clock import Clock
 from shoal.server.http import NATIVE_AVAILABLE as HTTP_NATIVE_AVAILABLE
 from shoal.server.http import NATIVE_NAME as HTTP_NATIVE_NAME
 from shoal.server.http import PYTHON_NAME as HTTP_PYTHON_NAME
-from shoal.server.http import HttpFrontend, HttpOptions, parser_name, prepare_listener
+from shoal.server.http import (
+    HttpFrontend,
+    HttpOptions,
+    NativeHttpListener,
+    parser_name,
+    prepare_listener,
+)
 from shoal.server.listeners import Listener, listener_health
 from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
@@ -309,9 +315,15 @@ class Tracker:
             if h.enabled:
                 for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
                     prepare_listener(sock)
-                    server = await loop.create_server(self.http.protocol, sock=sock,
-                                                      backlog=1024)
-                    self._servers.append(server)
+                    if self.native_http:  # accepted in C (see NativeHttpListener)
+                        sock.listen(1024)
+                        acceptor = NativeHttpListener(self.http, sock)
+                        acceptor.start(loop)
+                        self._transports.append(acceptor)
+                    else:
+                        server = await loop.create_server(self.http.protocol, sock=sock,
+                                                          backlog=1024)
+                        self._servers.append(server)
                     self.listeners.append(Listener("http", host, sock.getsockname()[1]))
             w = self.settings.ws
             if w.enabled and w.port:

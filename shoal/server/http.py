@@ -23,6 +23,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import os
 import re
 import socket
 import time
@@ -365,9 +366,8 @@ class HttpFrontend:
             self._native_persistence = None
             self.fast = False
             return
-        slot = len(self._targets) - len(FAILURES)
         for offset, reason in enumerate(reasons):
-            self._targets[slot + offset] = (self.counters.failures, reason)
+            self._targets[_FAILURE_SLOT + offset] = (self.counters.failures, reason)
         self.fast = True
         if not was:
             log.info("HTTP: announces and scrapes answered in C on the native store")
@@ -392,6 +392,8 @@ class HttpFrontend:
         for slot, count in pairs:
             if slot == _INTERNAL_SLOT:
                 counters.internal_errors += count
+            elif slot == _CONNECTIONS_SLOT:
+                counters.connections_total += count
             else:
                 table, key = targets[slot]
                 table[key] += count
@@ -493,18 +495,23 @@ class HttpFrontend:
 
 
 _INTERNAL_SLOT = 5
+_FAILURE_SLOT = 6 + len(LATENCY_BUCKETS) + 1 + 2
+_CONNECTIONS_SLOT = _FAILURE_SLOT + len(FAILURES) + 1
 
 
 def _count_targets(counters: Counters, answered_in_c: dict[str, int]) -> list[tuple[Any, Any]]:
     """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order
-    (slot 5, internal errors, is an attribute: counted apart)."""
+    (internal errors and connections are attributes: counted apart)."""
     targets: list[tuple[Any, Any]] = [(counters.bytes_out, "http")]
     targets += [(counters.requests, ("http", family, kind))
                 for family in ("ipv4", "ipv6") for kind in ("announce", "scrape")]
-    targets.append((None, None))
+    targets.append((None, None))  # _INTERNAL_SLOT
     targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
     targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
-    targets += [(counters.failures, reason) for reason in FAILURES]
+    targets += [(counters.failures, reason) for reason in FAILURES]  # from _FAILURE_SLOT
+    targets.append((counters.bytes_in, "http"))
+    targets.append((None, None))  # _CONNECTIONS_SLOT
+    targets.append((counters.dropped, "http_accept_error"))
     return targets
 
 
@@ -516,7 +523,7 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
     __slots__ = (
         "_busy", "_closing", "_deferred", "_inbox", "_inbox_pos", "_method", "_pending",
         "_read_paused", "_real_ip", "_scheduled", "_seen", "_started", "_turn", "_url",
-        "_waiting", "_write_paused", "deadline", "family", "frontend", "idle",
+        "_waiting", "_write_paused", "deadline", "family", "frontend", "handoff", "idle",
         "peer_ip", "slot", "transport", "trusted",
     )
 
@@ -526,6 +533,9 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
         self.peer_ip = b""
         self.family = "ipv4"
         self.trusted = False  # the socket's address is a trusted proxy
+        # From the compiled accept (NativeHttpListener): what it read, the reply bytes it
+        # could not send, whether they end the connection, and whether it answered a request.
+        self.handoff: tuple[bytes, bytes, bool, bool] | None = None
         self.deadline = 0.0
         self.slot: int | None = None  # the reaper's bucket this connection is filed under
         self.idle = True
@@ -579,6 +589,29 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
         opts = fe.options
         self._set_deadline(min(opts.first_byte_timeout, opts.request_timeout))
+        if self.handoff is not None:
+            self._take_over(*self.handoff)
+
+    def _take_over(self, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        """Carry on a connection the compiled accept began: send the rest of its reply (and
+        close, if that was the last), or wait for the next request, or parse what it read."""
+        self.handoff = None
+        transport = self.transport
+        assert transport is not None
+        if served:
+            self._seen = True
+            if unsent:
+                transport.write(unsent)
+            if close:
+                self.idle = False
+                self._closing = True
+                transport.close()
+                self._set_deadline(self.frontend.options.keepalive_timeout)
+                return
+            self.frontend.idle_connections[self] = None
+            self._set_deadline(self.frontend.options.keepalive_timeout)
+        if data:
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.forget(self)
@@ -1081,6 +1114,86 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
             self._set_deadline(_LINGER)
         else:
             self.transport.close()
+
+
+MAX_ACCEPTS = 64
+"""Connections the compiled accept takes per readable event, at most (then the loop runs
+the other callbacks)."""
+
+
+class NativeHttpListener(asyncio.BaseTransport):
+    """One listening HTTP socket whose connections the compiled data plane accepts.
+
+    When the socket is readable, ``HttpAnswer.accept`` accepts the waiting connections and
+    reads each one's first bytes; a connection whose requests it answers with a closing
+    reply (HTTP/1.0, ``Connection: close``) is written and closed in C, never costing a
+    Python object. Every other connection (kept alive, declined, silent so far) is handed
+    over with what was read and what is left to send, and becomes an ordinary
+    :class:`HttpConnection` (caps, deadlines, the Python parser) from then on. It is also
+    the transport the tracker lists for health and closes on stop.
+    """
+
+    def __init__(self, frontend: HttpFrontend, sock: socket.socket) -> None:
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
+        sock.setblocking(False)
+        self.frontend = frontend
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._starting: set[asyncio.Task[None]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._fd, self._ready)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self.sock.close()
+
+    def _ready(self) -> None:
+        fe = self.frontend
+        if self._closed:
+            return
+        if fe.logic.generation != fe.native_generation or fe.options is not fe.native_options:
+            fe.sync_native()
+        try:
+            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS)
+        except Exception:
+            log.exception("internal error accepting HTTP connections")
+            fe.counters.internal_errors += 1
+            return
+        for fd, data, unsent, close, served in handed:
+            self._hand_over(fd, data, unsent, close, served)
+
+    def _hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        conn = self.frontend.protocol()
+        conn.handoff = (data, unsent, close, served)
+        task = loop.create_task(self._connect(loop, conn, sock))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    @staticmethod
+    async def _connect(loop: asyncio.AbstractEventLoop, conn: HttpConnection,
+                       sock: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: conn, sock)
+        except OSError:
+            sock.close()  # gone in the meantime
 
 
 def prepare_listener(sock: socket.socket) -> None:
