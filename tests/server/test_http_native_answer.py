@@ -387,3 +387,36 @@ def test_a_reload_of_the_policy_reaches_the_compiled_copies(
     assert replies[native] == replies[python]
     assert all(dict(r[1])[b"min interval"] == 60 for r in replies[native])
     assert answered_in_c(native) == {"announce": 3, "scrape": 0}
+
+
+def test_a_new_connection_answered_and_closed_in_c_never_reaches_python(
+    pair: tuple[RunningTracker, RunningTracker]
+) -> None:
+    """The compiled accept: a connection whose first read holds a request it answers with a
+    closing reply is written and closed in C (counted as a connection, never a Python
+    object); one that stays open, or whose request C declines, carries on in Python."""
+    native, python = pair
+    ok = b"-TR3000-"
+    got: dict[RunningTracker, list[Any]] = {rt: [] for rt in pair}
+    made: list[object] = []  # Python connection objects the native tracker makes
+    http = native.tracker.http
+    make = http.protocol
+    native.in_loop(lambda: setattr(http, "protocol", lambda: made.append(1) or make()))
+    for rt in pair:
+        for n in range(5):
+            with socket.create_connection(rt.listener("http"), timeout=5.0) as sock:
+                sock.sendall(request(announce(torrent(1), peer(ok, n), 7000 + n), "HTTP/1.0"))
+                data = b""
+                while chunk := sock.recv(65536):  # read until the server closes
+                    data += chunk
+                got[rt].append(meaning(data))
+        kept = Client(rt.listener("http"), "127.0.0.1")  # kept alive: handed to Python
+        got[rt].append(meaning(kept.send(request(scrape([torrent(1)])))[0]))
+        got[rt].append(meaning(kept.send(request(scrape([torrent(1)])))[0]))
+        kept.close()
+    assert got[native] == got[python]
+    assert answered_in_c(native) == {"announce": 5, "scrape": 2}
+    for rt in pair:
+        counters = rt.tracker.counters
+        assert rt.in_loop(lambda c=counters: (c.pull(), c.connections_total)[1]) == 6
+    assert len(made) == 1  # the kept-alive one
