@@ -164,6 +164,12 @@ class HttpSettings:
     first_byte_timeout: float = _doc(
         "Seconds a new connection has to send its first byte; silent ones are closed.", 5.0
     )
+    defer_accept: int = _doc(
+        "Seconds the kernel holds a new connection until its first bytes arrive before the "
+        "tracker accepts it (Linux TCP_DEFER_ACCEPT; 0: off). A connection is then accepted "
+        "with its request ready and answered at once (in C, on the compiled path); a silent "
+        "one costs the tracker nothing for this long, then first_byte_timeout applies.", 1
+    )
     parser: str = _doc(
         "HTTP request parser: auto (httptools when installed, else the pure-Python one) or "
         "python (always the pure-Python fallback).",
@@ -444,6 +450,7 @@ def _problems(settings: Settings, origins: Origins, check_files: bool = True) ->
         "storage.snapshot_interval": settings.storage.snapshot_interval,
     }
     non_negative = {
+        "http.defer_accept": h.defer_accept,
         "tracker.min_interval": t.min_interval,
         "tracker.interval_jitter": t.interval_jitter,
         "tracker.peer_timeout": t.peer_timeout,

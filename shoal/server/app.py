@@ -314,7 +314,7 @@ class Tracker:
         try:
             if h.enabled:
                 for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
-                    prepare_listener(sock)
+                    prepare_listener(sock, h.defer_accept)
                     if self.native_http:  # accepted in C (see NativeHttpListener)
                         sock.listen(1024)
                         acceptor = NativeHttpListener(self.http, sock)
