@@ -54,6 +54,7 @@ from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
 from bench.stats import LoadStats
 from bench.targets import (
     BASE_ENV,
+    NATIVE_TARGET,
     NODE_TARGET,
     PRIVATE_TARGET,
     PYTHON_TARGET,
@@ -711,6 +712,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--targets", default=",".join(TARGET_NAMES),
                    help="comma-separated; shoal-python: Shoal with tracker.engine=python; "
+                        "shoal-native: Shoal with tracker.engine=native; "
                         "shoal-base: Shoal from $BENCH_SHOAL_BASE; "
                    f"{REDIS_TARGET}: Shoal on a redis-server of its own; "
                    f"{PRIVATE_TARGET}: Shoal in private mode (passkeys, accounting)")
@@ -779,7 +781,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.modes = [m for m in args.modes.split(",") if m]
     for t in args.targets:
         if t not in (*TARGET_NAMES, "shoal-base", REDIS_TARGET, PRIVATE_TARGET, NODE_TARGET,
-                     PYTHON_TARGET):
+                     PYTHON_TARGET, NATIVE_TARGET):
             p.error(f"unknown target {t!r}")
     for m in args.modes:
         if m not in MODES:

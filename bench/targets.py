@@ -49,6 +49,10 @@ PRIVATE_TARGET = "shoal-private"
 # Shoal with its compiled data plane off (``tracker.engine = "python"``), otherwise as the
 # "shoal" target: the native and pure-Python paths side by side in one run.
 PYTHON_TARGET = "shoal-python"
+# Shoal with its compiled data plane required (``tracker.engine = "native"``: it will not
+# start without it), otherwise as the "shoal" target (whose ``auto`` falls back to Python
+# silently when the extension is not built): for figures that must be the compiled path's.
+NATIVE_TARGET = "shoal-native"
 # Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
 BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
@@ -512,6 +516,9 @@ def start_target(
         cwd = REPO_ROOT
     elif name == PYTHON_TARGET:
         cmd = shoal_command(port, ["tracker.engine=python", *(shoal_settings or [])])
+        cwd = REPO_ROOT
+    elif name == NATIVE_TARGET:
+        cmd = shoal_command(port, ["tracker.engine=native", *(shoal_settings or [])])
         cwd = REPO_ROOT
     elif name == REDIS_TARGET:
         store = start_redis(workdir)
