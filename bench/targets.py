@@ -136,6 +136,25 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
+def cpus_busy_seconds(cpus: list[int | None]) -> float:
+    """Seconds CPUs ``cpus`` have spent busy so far, whoever ran on them (from /proc/stat:
+    user, nice, system, irq, softirq and steal time); 0 when it cannot be read."""
+    wanted = {f"cpu{c}" for c in cpus if c is not None}
+    total = 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                        int, fields[1:9]
+                    )
+                    total += user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return 0.0
+    return total / CLK_TCK
+
+
 def own_cpu_seconds() -> float:
     """CPU seconds used so far by this (the generator's) process."""
     t = os.times()
