@@ -29,7 +29,8 @@ ENV_PREFIX = "SHOAL_"
 CONFIG_ENV = "SHOAL_CONFIG"  # names the config file; not a setting itself
 ENGINE_ENV = "SHOAL_ENGINE"  # overrides tracker.engine (the test suite's switch); not a setting
 ENGINES = ("auto", "native", "python")
-NATIVE_MODULES = ("shoal._native_udp", "shoal._native_store")  # what "native" needs
+# What "native" needs.
+NATIVE_MODULES = ("shoal._native_udp", "shoal._native_http", "shoal._native_store")
 
 
 class ConfigError(ValueError):
@@ -85,7 +86,7 @@ class TrackerSettings:
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
     )
     engine: str = _doc(
-        "The compiled data plane: auto (the compiled UDP path and swarm engine when "
+        "The compiled data plane: auto (the compiled UDP and HTTP paths and swarm engine when "
         "they were built, else pure Python), native (the compiled ones; the tracker "
         "will not start without them) or python (always pure Python). The "
         "environment variable SHOAL_ENGINE overrides it.",

@@ -81,6 +81,9 @@ class TrackerLogic:
         self.pending = 0
         self.hooks: tuple[Hook, ...] = ()
         self.hook_errors = 0
+        # Bumped whenever what an announce goes through changes (configuration, private
+        # mode, hooks): the compiled data planes rebuild their copies when it moves.
+        self.generation = 0
         self.private: PrivateTracker | None = None
         self.internal_errors = 0
         self.config = config if config is not None else Configuration(Policy())
@@ -98,6 +101,7 @@ class TrackerLogic:
         self.config = config
         self._policy, self._rules, self._banned = (
             config.policy, config.access.announce_rules(), config.access.banned)
+        self.generation += 1
 
     @property
     def policy(self) -> Policy:
@@ -115,10 +119,12 @@ class TrackerLogic:
     def enable_private(self, private: PrivateTracker | None) -> None:
         """Private mode: ``private`` admits and accounts every announce (None: public)."""
         self.private = private
+        self.generation += 1
 
     def add_hook(self, hook: Hook) -> None:
         """Call ``hook(request, result)`` after every announce the store answered."""
         self.hooks = (*self.hooks, hook)
+        self.generation += 1
 
     def admits(self, source: bytes) -> bool:
         """Whether a datagram from ``source`` (packed IP) may be answered at all: a banned

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "blake2b.h"
+#include "netset.h"
 
 #define SHOAL_UDP_PROTOCOL_ID 0x41727101980ULL
 #define SHOAL_UDP_CONNECT 0
@@ -121,27 +122,5 @@ typedef size_t (*shoal_udp_fast_path)(void *ctx, const shoal_udp_request *req,
 /* Replies built in C; each returns its length. `out` holds SHOAL_UDP_MAX_C_REPLY bytes. */
 size_t shoal_udp_connect_reply(uint8_t *out, uint32_t tid, uint64_t conn_id);
 size_t shoal_udp_error_reply(uint8_t *out, uint32_t tid, int message);
-
-/* Banned networks: per address family, groups of network prefixes by shift, each sorted. */
-typedef struct {
-    uint64_t hi, lo;   /* a prefix value (address >> shift) as 128 bits */
-} shoal_prefix;
-
-typedef struct {
-    unsigned shift;    /* bits dropped from the address before the lookup */
-    size_t count;
-    shoal_prefix *items;
-} shoal_net_group;
-
-typedef struct {
-    shoal_net_group *v4, *v6;
-    size_t nv4, nv6;
-} shoal_netset;
-
-/* Whether a packed address (4 or 16 bytes) is in one of the networks. */
-int shoal_netset_contains(const shoal_netset *set, const uint8_t *ip, size_t iplen);
-void shoal_netset_free(shoal_netset *set);
-/* Sort each group's prefixes (pairs) so lookups can bisect; call after filling them. */
-void shoal_netset_sort(shoal_netset *set);
 
 #endif

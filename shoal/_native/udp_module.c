@@ -19,17 +19,13 @@
 #include <time.h>
 
 #include "udp.h"
-#include "store_api.h"
+#include "answer.h"
 
 #define BATCH 64
 #define RECV_BUFFER 1536 /* more than SHOAL_UDP_MAX_DATAGRAM: longer ones are not read */
 #define MAX_BOUNDS 32
 
 enum { KIND_ANNOUNCE = 0, KIND_SCRAPE, KIND_CONNECT, KIND_ERROR, KINDS };
-
-/* Refusals the compiled answer counts, in the order of Engine.attach_store's result. */
-enum { F_BANNED = 0, F_TORRENT, F_CLIENT, F_SWARM_FULL, F_ADDRESS_FULL, F_TRACKER_FULL,
-       FAILURES };
 
 typedef struct {
     unsigned long long bytes_in, bytes_out;
@@ -39,26 +35,9 @@ typedef struct {
     unsigned long long latency[MAX_BOUNDS + 1];
     double latency_sum;
     unsigned long long fast[2];           /* announces, scrapes answered in C */
-    unsigned long long failures[FAILURES]; /* refusals answered in C, by reason */
+    unsigned long long failures[SHOAL_FAILURES]; /* refusals answered in C, by reason */
 } counts_t;
 
-/* The compiled answer (Engine.attach_store): the store's C API and table, and compiled
- * copies of the policy and the access rules the logic layer applies. */
-typedef struct {
-    const shoal_store_api *api;
-    shoal_table *table;
-    PyObject *capsule; /* keeps the table alive */
-    int64_t interval, jitter, default_numwant, max_numwant;
-    int torrents;      /* 0: open, 1: allow listed, 2: deny listed */
-    uint8_t *hashes;   /* sorted 20-byte info_hashes */
-    size_t nhashes;
-    PyObject *client_allow, *client_deny; /* tuples of bytes (empty: no check) */
-    char *reasons[3];  /* banned, torrent not allowed, client not allowed (UTF-8) */
-    int record_completed;
-    uint8_t *completed; /* info_hashes whose announce counted a completion */
-    size_t ncompleted, capcompleted;
-    uint64_t rng;
-} fast_t;
 
 typedef struct {
     PyObject_HEAD
@@ -74,7 +53,7 @@ typedef struct {
     shoal_netset banned;
     shoal_udp_fast_path fast_path; /* NULL: every valid request goes to Python */
     void *fast_ctx;
-    fast_t *fast;                  /* the compiled answer's state, when attached */
+    shoal_answer *fast;            /* the compiled answer (answer.h), when attached */
     counts_t c;
     shoal_udp_request req;
     /* One batch: datagrams in, replies out (C-built in out_buf, Python-built held). */
@@ -271,50 +250,6 @@ static inline void wr32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* splitmix64: the jitter's generator (not Python's sequence, the same distribution). */
-static inline uint64_t fast_random(fast_t *f)
-{
-    uint64_t z = (f->rng += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Policy.next_interval: interval + int(random() * (jitter + 1)), random() in [0, 1). */
-static int64_t fast_interval(fast_t *f)
-{
-    if (!f->jitter)
-        return f->interval;
-    double r = (double)(fast_random(f) >> 11) * (1.0 / 9007199254740992.0);
-    return f->interval + (int64_t)(r * (double)(f->jitter + 1));
-}
-
-static int hash_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, 20);
-}
-
-/* TorrentList.permits */
-static int fast_permits(const fast_t *f, const uint8_t *info_hash)
-{
-    if (!f->torrents)
-        return 1;
-    int listed = f->nhashes && bsearch(info_hash, f->hashes, f->nhashes, 20, hash_cmp) != NULL;
-    return listed == (f->torrents == 1);
-}
-
-static int starts_with_any(PyObject *prefixes, const uint8_t *peer_id)
-{
-    Py_ssize_t n = PyTuple_GET_SIZE(prefixes);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *p = PyTuple_GET_ITEM(prefixes, i);
-        Py_ssize_t len = PyBytes_GET_SIZE(p);
-        if (len <= 20 && memcmp(PyBytes_AS_STRING(p), peer_id, (size_t)len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static size_t fast_error(uint8_t *out, size_t cap, uint32_t tid, const char *text)
 {
     size_t n = strlen(text);
@@ -334,36 +269,16 @@ static size_t fast_refuse(Engine *self, int why, const char *text, uint8_t *out,
     return fast_error(out, cap, tid, text);
 }
 
-static int remember_completed(fast_t *f, const uint8_t *info_hash)
-{
-    if (f->ncompleted == f->capcompleted) {
-        size_t cap = f->capcompleted ? 2 * f->capcompleted : 64;
-        uint8_t *grown = realloc(f->completed, cap * 20);
-        if (grown == NULL)
-            return -1;
-        f->completed = grown;
-        f->capcompleted = cap;
-    }
-    memcpy(f->completed + 20 * f->ncompleted++, info_hash, 20);
-    return 0;
-}
-
-static size_t fast_announce(Engine *self, fast_t *f, const shoal_udp_request *r, int64_t now,
+static size_t fast_announce(Engine *self, shoal_answer *f, const shoal_udp_request *r, int64_t now,
                             uint8_t *out, size_t cap)
 {
     size_t iplen = r->addrlen - 2;
     /* The rules in AccessRules.announce_rules' order; a banned source never got here. */
-    if (self->banned.nv4 + self->banned.nv6 && shoal_netset_contains(&self->banned, r->addr, iplen))
-        return fast_refuse(self, F_BANNED, f->reasons[0], out, cap, r->tid);
-    if (!fast_permits(f, r->info_hash))
-        return fast_refuse(self, F_TORRENT, f->reasons[1], out, cap, r->tid);
-    if ((PyTuple_GET_SIZE(f->client_allow) && !starts_with_any(f->client_allow, r->peer_id)) ||
-        (PyTuple_GET_SIZE(f->client_deny) && starts_with_any(f->client_deny, r->peer_id)))
-        return fast_refuse(self, F_CLIENT, f->reasons[2], out, cap, r->tid);
+    int refused = shoal_answer_rules(f, &self->banned, r->addr, iplen, r->info_hash, r->peer_id);
+    if (refused >= 0)
+        return fast_refuse(self, refused, f->reasons[refused], out, cap, r->tid);
     /* Policy.numwant, then the datagram's budget for the family (as the Python encoder). */
-    int64_t numwant = r->num_want < 0 ? f->default_numwant : r->num_want;
-    if (numwant > f->max_numwant)
-        numwant = f->max_numwant;
+    int64_t numwant = shoal_answer_numwant(f, r->num_want);
     int64_t most = iplen == 4 ? SHOAL_UDP_MAX_PEERS_V4 : SHOAL_UDP_MAX_PEERS_V6;
     if (numwant > most)
         numwant = most;
@@ -383,19 +298,15 @@ static size_t fast_announce(Engine *self, fast_t *f, const shoal_udp_request *r,
     q.want_peer_ids = 0;
     q.now = now;
     shoal_announce_outcome o;
-    int status = f->api->announce(f->table, &q, &o);
+    int status = shoal_answer_store(f, &q, &o);
     if (status >= SHOAL_SWARM_FULL && status <= SHOAL_TRACKER_FULL) {
-        const char *text = f->api->reason(status);
-        if (text == NULL)
-            return 0;
-        return fast_refuse(self, F_SWARM_FULL + status - SHOAL_SWARM_FULL, text, out, cap,
-                           r->tid);
+        int why = SHOAL_F_SWARM_FULL + status - SHOAL_SWARM_FULL;
+        return fast_refuse(self, why, f->reasons[why], out, cap, r->tid);
     }
+    /* Nothing changed (Python tries again and reports the error), or the announce is
+     * applied but its completion cannot be recorded for the flush: the Python path would
+     * raise MemoryError too (an internal error, no reply). */
     if (status != SHOAL_OK)
-        return 0; /* nothing changed: Python tries again and reports the error */
-    if (o.counted_completed && f->record_completed && remember_completed(f, r->info_hash) < 0)
-        /* The announce is applied but cannot be recorded for the flush: the Python path
-         * would raise MemoryError too (an internal error, no reply). */
         return 0;
     size_t width = iplen == 4 ? 6 : 18;
     size_t n = iplen == 4 ? o.n4 : o.n6;
@@ -406,7 +317,7 @@ static size_t fast_announce(Engine *self, fast_t *f, const shoal_udp_request *r,
         n = (cap - 20) / width;
     wr32(out, SHOAL_UDP_ANNOUNCE);
     wr32(out + 4, r->tid);
-    wr32(out + 8, clamp32((uint64_t)fast_interval(f)));
+    wr32(out + 8, clamp32((uint64_t)shoal_answer_interval(f)));
     wr32(out + 12, clamp32(o.leechers));
     wr32(out + 16, clamp32(o.seeders));
     if (n)
@@ -415,7 +326,7 @@ static size_t fast_announce(Engine *self, fast_t *f, const shoal_udp_request *r,
     return 20 + n * width;
 }
 
-static size_t fast_scrape(Engine *self, fast_t *f, const shoal_udp_request *r, uint8_t *out,
+static size_t fast_scrape(Engine *self, shoal_answer *f, const shoal_udp_request *r, uint8_t *out,
                           size_t cap)
 {
     if (8 + 12 * r->nhashes > cap)
@@ -426,7 +337,7 @@ static size_t fast_scrape(Engine *self, fast_t *f, const shoal_udp_request *r, u
     for (size_t i = 0; i < r->nhashes; i++) {
         const uint8_t *h = r->hashes + 20 * i;
         shoal_swarm_counts c = {0, 0, 0};
-        if (fast_permits(f, h))
+        if (shoal_answer_permits(f, h))
             f->api->scrape(f->table, h, &c);
         wr32(p, clamp32(c.seeders));
         wr32(p + 4, clamp32(c.completed));
@@ -443,7 +354,7 @@ static size_t fast_answer(void *ctx, const shoal_udp_request *req, const uint8_t
     (void)source;
     (void)sourcelen;
     Engine *self = ctx;
-    fast_t *f = self->fast;
+    shoal_answer *f = self->fast;
     if (f == NULL || cap < 20)
         return 0;
     if (req->kind == SHOAL_UDP_K_ANNOUNCE)
@@ -453,155 +364,26 @@ static size_t fast_answer(void *ctx, const shoal_udp_request *req, const uint8_t
     return 0;
 }
 
-static void fast_free(fast_t *f)
-{
-    if (f == NULL)
-        return;
-    Py_XDECREF(f->capsule);
-    Py_XDECREF(f->client_allow);
-    Py_XDECREF(f->client_deny);
-    for (int i = 0; i < 3; i++)
-        free(f->reasons[i]);
-    free(f->hashes);
-    free(f->completed);
-    free(f);
-}
-
-static PyObject *take_completed(fast_t *f)
-{
-    if (f == NULL || f->ncompleted == 0)
-        return PyBytes_FromStringAndSize("", 0);
-    PyObject *out = PyBytes_FromStringAndSize((const char *)f->completed,
-                                              (Py_ssize_t)(20 * f->ncompleted));
-    if (out != NULL)
-        f->ncompleted = 0;
-    return out;
-}
-
-static int prefix_tuple(PyObject *obj, PyObject **out)
-{
-    PyObject *t = PySequence_Tuple(obj);
-    if (t == NULL)
-        return -1;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); i++) {
-        if (!PyBytes_Check(PyTuple_GET_ITEM(t, i))) {
-            Py_DECREF(t);
-            PyErr_SetString(PyExc_TypeError, "client prefixes must be bytes");
-            return -1;
-        }
-    }
-    *out = t;
-    return 0;
-}
-
 /* attach_store(table, interval, jitter, default_numwant, max_numwant, torrents, hashes,
- * client_allow, client_deny, reasons, record_completed, seed): answer announces and scrapes
- * in C from now on. Returns the texts of the refusals counted (the FAILURES order). The
- * completed info_hashes not yet taken are kept. */
+ * client_allow, client_deny, reasons, record_completed, seed, min_interval=0): answer
+ * announces and scrapes in C from now on (answer.h). Returns the texts of the refusals
+ * counted (the SHOAL_F_* order). The completed info_hashes not yet taken are kept. */
 static PyObject *Engine_attach_store(Engine *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"table", "interval", "jitter", "default_numwant", "max_numwant",
-                             "torrents", "hashes", "client_allow", "client_deny", "reasons",
-                             "record_completed", "seed", NULL};
-    PyObject *capsule, *allow, *deny, *reasons;
-    long long interval, jitter, dnw, mnw;
-    unsigned long long seed;
-    int torrents, record;
-    Py_buffer hashes;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OLLLLiy*OOOpK", kwlist, &capsule, &interval,
-                                     &jitter, &dnw, &mnw, &torrents, &hashes, &allow, &deny,
-                                     &reasons, &record, &seed))
-        return NULL;
-    PyObject *result = NULL;
-    fast_t *f = NULL;
     if (self->draining) {
         PyErr_SetString(PyExc_RuntimeError, "attach_store() called from a drain() handler");
-        goto done;
+        return NULL;
     }
-    if (interval < 0 || jitter < 0 || dnw < 0 || mnw < 0 || torrents < 0 || torrents > 2 ||
-        hashes.len % 20) {
-        PyErr_SetString(PyExc_ValueError, "bad policy figures, torrent mode or hash list");
-        goto done;
-    }
-    const shoal_store_api *api = PyCapsule_Import(SHOAL_STORE_API_CAPSULE, 0);
-    if (api == NULL)
-        goto done;
-    if (api->version != SHOAL_STORE_API_VERSION || api->size < sizeof(shoal_store_api)) {
-        PyErr_SetString(PyExc_ImportError, "shoal._native_store has another C API version");
-        goto done;
-    }
-    shoal_table *table = PyCapsule_GetPointer(capsule, SHOAL_TABLE_CAPSULE);
-    if (table == NULL)
-        goto done;
-    f = calloc(1, sizeof *f);
-    if (f == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    f->api = api;
-    f->table = table;
-    Py_INCREF(capsule);
-    f->capsule = capsule;
-    f->interval = interval;
-    f->jitter = jitter;
-    f->default_numwant = dnw;
-    f->max_numwant = mnw;
-    f->torrents = torrents;
-    f->record_completed = record;
-    f->rng = seed;
-    f->nhashes = (size_t)hashes.len / 20;
-    if (f->nhashes) {
-        f->hashes = malloc((size_t)hashes.len);
-        if (f->hashes == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        memcpy(f->hashes, hashes.buf, (size_t)hashes.len);
-        qsort(f->hashes, f->nhashes, 20, hash_cmp);
-    }
-    if (prefix_tuple(allow, &f->client_allow) < 0 || prefix_tuple(deny, &f->client_deny) < 0)
-        goto done;
-    if (!PyTuple_Check(reasons) || PyTuple_GET_SIZE(reasons) != 3) {
-        PyErr_SetString(PyExc_TypeError, "reasons: the 3 access refusal texts");
-        goto done;
-    }
-    for (int i = 0; i < 3; i++) {
-        const char *text = PyUnicode_AsUTF8(PyTuple_GET_ITEM(reasons, i));
-        if (text == NULL)
-            goto done;
-        if ((f->reasons[i] = strdup(text)) == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
-    const char *store_reasons[3];
-    for (int s = SHOAL_SWARM_FULL; s <= SHOAL_TRACKER_FULL; s++) {
-        store_reasons[s - SHOAL_SWARM_FULL] = api->reason(s);
-        if (store_reasons[s - SHOAL_SWARM_FULL] == NULL) {
-            PyErr_SetString(PyExc_ImportError, "the store gives no reason for a refusal");
-            goto done;
-        }
-    }
-    result = Py_BuildValue("(ssssss)", f->reasons[0], f->reasons[1], f->reasons[2],
-                           store_reasons[0], store_reasons[1], store_reasons[2]);
-    if (result == NULL)
-        goto done;
-    if (self->fast != NULL && self->fast->ncompleted) {
-        /* Completions recorded under the old copies are still to be taken. */
-        f->completed = self->fast->completed;
-        f->ncompleted = self->fast->ncompleted;
-        f->capcompleted = self->fast->capcompleted;
-        self->fast->completed = NULL;
-    }
-    fast_free(self->fast);
+    PyObject *texts = NULL;
+    shoal_answer *f = shoal_answer_new(args, kwds, &texts);
+    if (f == NULL)
+        return NULL;
+    shoal_answer_inherit(f, self->fast);
+    shoal_answer_free(self->fast);
     self->fast = f;
-    f = NULL;
     self->fast_path = fast_answer;
     self->fast_ctx = self;
-done:
-    fast_free(f);
-    PyBuffer_Release(&hashes);
-    return result;
+    return texts;
 }
 
 /* detach_store(): every valid announce and scrape goes to Python again; returns the
@@ -612,12 +394,12 @@ static PyObject *Engine_detach_store(Engine *self, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_RuntimeError, "detach_store() called from a drain() handler");
         return NULL;
     }
-    PyObject *left = take_completed(self->fast);
+    PyObject *left = shoal_answer_take_completed(self->fast);
     if (left == NULL)
         return NULL;
     self->fast_path = NULL;
     self->fast_ctx = NULL;
-    fast_free(self->fast);
+    shoal_answer_free(self->fast);
     self->fast = NULL;
     return left;
 }
@@ -626,7 +408,7 @@ static PyObject *Engine_detach_store(Engine *self, PyObject *Py_UNUSED(ignored))
  * in C, counted a completed download since the last call. */
 static PyObject *Engine_take_completed(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    return take_completed(self->fast);
+    return shoal_answer_take_completed(self->fast);
 }
 
 static PyObject *Engine_get_attached(Engine *self, void *Py_UNUSED(closure))
@@ -642,7 +424,7 @@ static void Engine_dealloc(Engine *self)
     for (int i = 0; i < 5; i++)
         Py_XDECREF(self->events[i]);
     shoal_netset_free(&self->banned);
-    fast_free(self->fast);
+    shoal_answer_free(self->fast);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -735,89 +517,14 @@ static PyObject *Engine_window(Engine *self, PyObject *args)
     return Py_BuildValue("(LL)", (long long)first, (long long)last);
 }
 
-/* One family's groups from [(shift, [prefix int, ...]), ...]. */
-static int load_groups(PyObject *spec, unsigned maxshift, shoal_net_group **out, size_t *n)
-{
-    PyObject *seq = PySequence_Fast(spec, "banned networks must be a sequence");
-    if (seq == NULL)
-        return -1;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    shoal_net_group *groups = count ? calloc((size_t)count, sizeof *groups) : NULL;
-    if (count && groups == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return -1;
-    }
-    *out = groups;
-    *n = 0;
-    PyObject *sixty_four = PyLong_FromLong(64);
-    PyObject *mask = PyLong_FromUnsignedLongLong(~0ULL);
-    int rc = sixty_four && mask ? 0 : -1;
-    for (Py_ssize_t g = 0; rc == 0 && g < count; g++) {
-        PyObject *shift_obj, *values;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, g), "OO", &shift_obj, &values)) {
-            rc = -1;
-            break;
-        }
-        long shift = PyLong_AsLong(shift_obj);
-        if (shift < 0 || (unsigned long)shift > maxshift) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "network shift out of range");
-            rc = -1;
-            break;
-        }
-        PyObject *vs = PySequence_Fast(values, "prefixes must be a sequence");
-        if (vs == NULL) {
-            rc = -1;
-            break;
-        }
-        Py_ssize_t m = PySequence_Fast_GET_SIZE(vs);
-        groups[g].shift = (unsigned)shift;
-        groups[g].items = m ? calloc((size_t)m, sizeof(shoal_prefix)) : NULL;
-        (*n)++;
-        if (m && groups[g].items == NULL) {
-            Py_DECREF(vs);
-            PyErr_NoMemory();
-            rc = -1;
-            break;
-        }
-        for (Py_ssize_t i = 0; i < m; i++) {
-            PyObject *v = PySequence_Fast_GET_ITEM(vs, i);
-            PyObject *hi = PyNumber_Rshift(v, sixty_four);
-            PyObject *lo = hi ? PyNumber_And(v, mask) : NULL;
-            unsigned long long h = hi ? PyLong_AsUnsignedLongLong(hi) : 0;
-            unsigned long long l = lo ? PyLong_AsUnsignedLongLong(lo) : 0;
-            Py_XDECREF(hi);
-            Py_XDECREF(lo);
-            if (PyErr_Occurred()) {
-                rc = -1;
-                break;
-            }
-            groups[g].items[i].hi = h;
-            groups[g].items[i].lo = l;
-            groups[g].count++;
-        }
-        Py_DECREF(vs);
-    }
-    Py_XDECREF(sixty_four);
-    Py_XDECREF(mask);
-    Py_DECREF(seq);
-    return rc;
-}
-
 static PyObject *Engine_set_banned(Engine *self, PyObject *args)
 {
     PyObject *v4, *v6;
     if (!PyArg_ParseTuple(args, "OO", &v4, &v6))
         return NULL;
     shoal_netset fresh;
-    memset(&fresh, 0, sizeof fresh);
-    if (load_groups(v4, 32, &fresh.v4, &fresh.nv4) < 0 ||
-        load_groups(v6, 128, &fresh.v6, &fresh.nv6) < 0) {
-        shoal_netset_free(&fresh);
+    if (shoal_netset_load(v4, v6, &fresh) < 0)
         return NULL;
-    }
-    shoal_netset_sort(&fresh);
     shoal_netset_free(&self->banned);
     self->banned = fresh;
     Py_RETURN_NONE;
@@ -1100,7 +807,7 @@ static PyObject *Engine_sendto(Engine *self, PyObject *args)
  * the refusals answered in C by reason (the order of attach_store's result). */
 static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1 + 2 + FAILURES];
+    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_in;
@@ -1118,7 +825,7 @@ static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
         flat[n++] = c->latency[b];
     for (int k = 0; k < 2; k++)
         flat[n++] = c->fast[k];
-    for (int k = 0; k < FAILURES; k++)
+    for (int k = 0; k < SHOAL_FAILURES; k++)
         flat[n++] = c->failures[k];
     int nonzero = 0;
     for (int i = 0; i < n; i++)

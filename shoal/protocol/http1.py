@@ -291,7 +291,8 @@ class Http1Connection:
 
     __slots__ = (
         "_body", "_fields", "_head_bytes", "_header_bytes", "_headers", "_max_header_bytes",
-        "_max_headers", "_max_request_line", "_now", "_parser", "_real_ip_header", "begun",
+        "_max_headers", "_max_request_line", "_now", "_parser", "_real_ip_header",
+        "_use_httptools", "begun",
         "events", "head_done", "in_request", "input_closed", "messages", "real_ip", "target",
     )
 
@@ -323,12 +324,16 @@ class Http1Connection:
         # The current head's fields, kept only where a target has no query, as a WebSocket
         # handshake's has not (keeping every tracker request's cost 0.6% of an announce).
         self._fields: list[tuple[bytes, bytes]] | None = None
-        if use_httptools and httptools is not None:
-            self._parser: Any = httptools.HttpRequestParser(self)
-        else:
-            self._parser = Http1RequestParser(
-                self, max_request_line, max_request_line + max_header_bytes, MAX_BODY
-            )
+        # Made on the first input (a connection whose requests the compiled data plane
+        # answers never needs one: making it was a tenth of a short connection's cost).
+        self._parser: Any = None
+        self._use_httptools = use_httptools and httptools is not None
+
+    def _new_parser(self) -> Any:
+        if self._use_httptools:
+            return httptools.HttpRequestParser(self)
+        return Http1RequestParser(self, self._max_request_line,
+                                  self._max_request_line + self._max_header_bytes, MAX_BODY)
 
     # the events (kept here; a server overrides these)
 
@@ -353,8 +358,11 @@ class Http1Connection:
             return
         self._now = now
         in_head, messages = self.in_request and not self.head_done, self.messages
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = self._new_parser()
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
             if self.in_request and not self.head_done:
                 # httptools buffers a header line whole before calling back, so bound the
                 # head here: count every chunk that fell entirely inside the same head.

@@ -143,6 +143,7 @@ class TrackerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         tracker = self.tracker
         c: Counters = tracker.counters
+        c.pull()
         info = GaugeMetricFamily("shoal_info", "Shoal version.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -421,6 +422,7 @@ class AdminServer:
         """Every figure as one JSON-ready dict (what ``/stats`` serves)."""
         tracker = self.tracker
         c = tracker.counters
+        c.pull()
         totals = await self.store_totals()
         now = time.time()
         requests = dict(c.requests)

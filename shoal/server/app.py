@@ -33,7 +33,16 @@ from shoal.logic import Configuration, TrackerLogic, resolved
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.admin import AdminOptions, AdminServer
 from shoal.server.clock import Clock
-from shoal.server.http import HttpFrontend, HttpOptions, parser_name, prepare_listener
+from shoal.server.http import NATIVE_AVAILABLE as HTTP_NATIVE_AVAILABLE
+from shoal.server.http import NATIVE_NAME as HTTP_NATIVE_NAME
+from shoal.server.http import PYTHON_NAME as HTTP_PYTHON_NAME
+from shoal.server.http import (
+    HttpFrontend,
+    HttpOptions,
+    NativeHttpListener,
+    parser_name,
+    prepare_listener,
+)
 from shoal.server.listeners import Listener, listener_health
 from shoal.server.persist import Persistence
 from shoal.server.stats import Counters
@@ -190,12 +199,13 @@ def ws_options(settings: Settings) -> WsOptions:
     )
 
 
-def _use_native(engine: str, available: bool) -> bool:
-    """Whether UDP runs on the compiled data plane: ``tracker.engine`` (or SHOAL_ENGINE)
-    auto takes it when built, native insists on it, python never uses it."""
+def _use_native(engine: str, available: bool, module: str) -> bool:
+    """Whether a frontend runs on its compiled data plane (``module``): ``tracker.engine``
+    (or SHOAL_ENGINE) auto takes it when built, native insists on it, python never uses
+    it."""
     if engine == "native" and not available:
         raise ConfigError([
-            "tracker.engine = native, but the compiled extension shoal._native_udp is not "
+            f"tracker.engine = native, but the compiled extension {module} is not "
             "built (it needs a C compiler and the Python headers at install time; "
             "reinstall with them, or set tracker.engine to auto or python)"
         ])
@@ -227,7 +237,10 @@ class Tracker:
         self.supervisor = Supervisor(self.counters)
         self._reload_settings = reload_settings
         self._reconfigure_logging = reconfigure_logging
-        self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings))
+        engine = engine_choice(settings, os.environ)
+        self.native_http = _use_native(engine, HTTP_NATIVE_AVAILABLE, "shoal._native_http")
+        self.http = HttpFrontend(self.logic, self.clock, self.counters, http_options(settings),
+                                 native=self.native_http)
         self.private_mode: PrivateMode | None = None
         if settings.tracker.mode == "private":
             from shoal.server.accounts import PrivateMode
@@ -271,7 +284,7 @@ class Tracker:
         self.connection_ids = ConnectionIds(secret, ttl=u.connection_id_ttl)
         self.udp_options = UdpOptions(allow_ip_param=settings.tracker.allow_ip_param)
         self.udp_endpoints: list[UdpEndpoint | NativeUdpEndpoint] = []
-        self.native_udp = _use_native(engine_choice(settings, os.environ), NATIVE_AVAILABLE)
+        self.native_udp = _use_native(engine, NATIVE_AVAILABLE, "shoal._native_udp")
         self.listeners: list[Listener] = []
         self.started_at = time.time()
         self._servers: list[asyncio.Server] = []
@@ -302,9 +315,15 @@ class Tracker:
             if h.enabled:
                 for host, sock in self._bind_all("http", h.hosts, h.port, socket.SOCK_STREAM):
                     prepare_listener(sock)
-                    server = await loop.create_server(self.http.protocol, sock=sock,
-                                                      backlog=1024)
-                    self._servers.append(server)
+                    if self.native_http:  # accepted in C (see NativeHttpListener)
+                        sock.listen(1024)
+                        acceptor = NativeHttpListener(self.http, sock)
+                        acceptor.start(loop)
+                        self._transports.append(acceptor)
+                    else:
+                        server = await loop.create_server(self.http.protocol, sock=sock,
+                                                          backlog=1024)
+                        self._servers.append(server)
                     self.listeners.append(Listener("http", host, sock.getsockname()[1]))
             w = self.settings.ws
             if w.enabled and w.port:
@@ -359,6 +378,8 @@ class Tracker:
             parser_name(self.http.use_httptools),
             store_engine(self._store),
         )
+        if h.enabled:
+            log.info("HTTP path: %s", HTTP_NATIVE_NAME if self.native_http else HTTP_PYTHON_NAME)
         if u.enabled:
             log.info("UDP path: %s", NATIVE_NAME if self.native_udp else PYTHON_NAME)
         log.info("access: %s%s", self.logic.access.summary(),
@@ -629,6 +650,7 @@ class Tracker:
         for server in self._servers:
             await server.wait_closed()
         await self.supervisor.stop()
+        self.counters.pull()  # figures and completions the compiled HTTP path holds
         if self.private_mode is not None:  # the last accounting
             try:
                 await self.private_mode.close()

@@ -39,6 +39,7 @@ def load_assets() -> dict[str, tuple[bytes, str]]:
 
 def requests_by_protocol(counters: Counters) -> dict[str, int]:
     """Requests of every kind so far, summed per protocol."""
+    counters.pull()
     totals = dict.fromkeys(PROTOCOLS, 0)
     for (protocol, _family, _kind), count in list(counters.requests.items()):
         totals[protocol] = totals.get(protocol, 0) + count

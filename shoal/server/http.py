@@ -23,6 +23,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import os
 import re
 import socket
 import time
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from shoal.engine.rules import NetworkSet
 from shoal.errors import ClientError
 from shoal.logic import Later, TrackerLogic, resolved
 from shoal.protocol import http as codec
@@ -46,11 +48,22 @@ from shoal.protocol.http1 import (
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.stats import Counters
+from shoal.server.compiled import FAILURES, fast_plan
+from shoal.server.persist import Persistence
+from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceResult
 
+try:
+    from shoal import _native_http
+except ImportError:  # not built (no compiler or headers): the pure-Python path serves
+    _native_http = None  # type: ignore[assignment]
+
 log = logging.getLogger("shoal.http")
+
+NATIVE_AVAILABLE = _native_http is not None
+NATIVE_NAME = "native (shoal._native_http: announces and scrapes parsed and answered in C)"
+PYTHON_NAME = "python"
 access_log = logging.getLogger("shoal.access")
 
 _REASONS = {
@@ -266,7 +279,8 @@ class HttpFrontend:
     """State shared by every HTTP connection of one tracker."""
 
     def __init__(
-        self, logic: TrackerLogic, clock: Clock, counters: Counters, options: HttpOptions
+        self, logic: TrackerLogic, clock: Clock, counters: Counters, options: HttpOptions,
+        native: bool = False,
     ) -> None:
         self.logic = logic
         self.clock = clock
@@ -283,21 +297,113 @@ class HttpFrontend:
         # alive until their second came, under a stream of short connections)
         self._wheel: dict[int, dict[HttpConnection, None]] = {}
         self._wheel_next = int(time.monotonic())
-        self.proxies = tuple(ipaddress.ip_network(n, strict=False) for n in options.trusted_proxies)
+        # Trusted proxies (an IPv4-mapped IPv6 network counts as the IPv4 one, as in bans).
+        self.proxies = NetworkSet(options.trusted_proxies)
         self.real_ip_header = options.real_ip_header.lower().encode()
         self.full_scrape = FullScrape(logic, clock, options.full_scrape_cache)
         self.use_httptools = options.use_httptools and HAVE_HTTPTOOLS
         self.closing = False
         self.upgrades: UpgradeHandler | None = None  # WebSocket, when it is served here
+        # The compiled data plane (shoal._native_http), when it is used: requests a
+        # connection reads between replies go to it first (see HttpConnection.data_received).
+        self.native: Any = None
+        self.fast = False  # the compiled answer is attached and may answer now
+        self.native_generation = -1  # the logic layer's generation it was built from
+        self.native_options: HttpOptions | None = None  # ... and the options
+        self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
+        """Announces and scrapes answered entirely in C, so far."""
+        self._native_persistence: Persistence | None = None
+        if native:
+            if _native_http is None:
+                raise RuntimeError("the compiled HTTP data plane (shoal._native_http) is not "
+                                   "built")
+            self.native = _native_http.HttpAnswer(
+                options.max_request_line, options.max_header_bytes, options.max_headers,
+                self.real_ip_header if self.proxies else None, options.max_scrape_hashes,
+                options.allow_ip_param, LATENCY_BUCKETS,
+            )
+            self.native.set_proxies(self.proxies.v4, self.proxies.v6)
+            self._targets = _count_targets(counters, self.answered_in_c)
+            counters.pullers.append(self.collect)
+
+    # the compiled data plane
+
+    def sync_native(self) -> None:
+        """Attach the compiled answer when nothing Python-only is in force (see
+        :func:`shoal.server.compiled.fast_plan`; the access log too is Python's), with the
+        logic layer's policy and rules and these options; detach it otherwise. Run when the
+        logic layer's generation or the options changed (a reload, a hook, private mode)."""
+        native = self.native
+        logic = self.logic
+        opts = self.options
+        self.native_generation = logic.generation
+        self.native_options = opts
+        native.allow_ip_param = int(opts.allow_ip_param)
+        native.max_scrape_hashes = opts.max_scrape_hashes
+        try:
+            plan = None if opts.access_log else fast_plan(logic)
+            if plan is None:
+                if native.attached:
+                    self._hand_completed(native.detach())
+                    log.info("HTTP: announces and scrapes answered in Python")
+                self._native_persistence = None
+                self.fast = False
+                return
+            args, persistence = plan
+            if self._native_persistence is not None and persistence is not self._native_persistence:
+                self._hand_completed(native.take_completed())
+            self._native_persistence = persistence
+            banned = logic.access.banned
+            native.set_banned(banned.v4, banned.v6)
+            was = native.attached
+            reasons = native.attach(**args)
+        except Exception:
+            # Only a broken build gets here (the store's C API of another version, say):
+            # Python answers, as it would without the extension.
+            log.exception("HTTP: cannot answer in C; announces and scrapes answered in Python")
+            if native.attached:
+                self._hand_completed(native.detach())
+            self._native_persistence = None
+            self.fast = False
+            return
+        for offset, reason in enumerate(reasons):
+            self._targets[_FAILURE_SLOT + offset] = (self.counters.failures, reason)
+        self.fast = True
+        if not was:
+            log.info("HTTP: announces and scrapes answered in C on the native store")
+
+    def _hand_completed(self, hashes: bytes) -> None:
+        persistence = self._native_persistence
+        if hashes and persistence is not None:
+            persistence.mark_completed(hashes[i:i + 20] for i in range(0, len(hashes), 20))
+
+    def collect(self) -> None:
+        """Add the compiled data plane's figures since the last call to the counters, and
+        hand the completions it recorded to persistence (a puller of the counters: run
+        before they are read, and every second by the reaper)."""
+        native = self.native
+        if native is None:
+            return
+        if self._native_persistence is not None:
+            self._hand_completed(native.take_completed())
+        pairs, latency_sum = native.counts()
+        counters = self.counters
+        targets = self._targets
+        for slot, count in pairs:
+            if slot == _INTERNAL_SLOT:
+                counters.internal_errors += count
+            elif slot == _CONNECTIONS_SLOT:
+                counters.connections_total += count
+            else:
+                table, key = targets[slot]
+                table[key] += count
+        counters.latency_sum += latency_sum
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
 
     def is_trusted_proxy(self, packed_ip: bytes) -> bool:
-        if not self.proxies:
-            return False
-        ip = ipaddress.ip_address(packed_ip)
-        return any(ip in net for net in self.proxies)
+        return bool(self.proxies.count) and packed_ip in self.proxies
 
     def admit(self, conn: HttpConnection) -> str | None:
         """Register a new connection, or say why it is refused (a ``dropped`` cause)."""
@@ -378,6 +484,7 @@ class HttpFrontend:
         while True:
             await asyncio.sleep(1.0)
             self.reap()
+            self.collect()
 
     def close_idle(self) -> None:
         """For shutdown: close every connection that is between requests."""
@@ -385,6 +492,27 @@ class HttpFrontend:
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
+
+
+_INTERNAL_SLOT = 5
+_FAILURE_SLOT = 6 + len(LATENCY_BUCKETS) + 1 + 2
+_CONNECTIONS_SLOT = _FAILURE_SLOT + len(FAILURES) + 1
+
+
+def _count_targets(counters: Counters, answered_in_c: dict[str, int]) -> list[tuple[Any, Any]]:
+    """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order
+    (internal errors and connections are attributes: counted apart)."""
+    targets: list[tuple[Any, Any]] = [(counters.bytes_out, "http")]
+    targets += [(counters.requests, ("http", family, kind))
+                for family in ("ipv4", "ipv6") for kind in ("announce", "scrape")]
+    targets.append((None, None))  # _INTERNAL_SLOT
+    targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
+    targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
+    targets += [(counters.failures, reason) for reason in FAILURES]  # from _FAILURE_SLOT
+    targets.append((counters.bytes_in, "http"))
+    targets.append((None, None))  # _CONNECTIONS_SLOT
+    targets.append((counters.dropped, "http_accept_error"))
+    return targets
 
 
 class HttpConnection(Http1Connection, asyncio.Protocol):
@@ -395,8 +523,8 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
     __slots__ = (
         "_busy", "_closing", "_deferred", "_inbox", "_inbox_pos", "_method", "_pending",
         "_read_paused", "_real_ip", "_scheduled", "_seen", "_started", "_turn", "_url",
-        "_waiting", "_write_paused", "deadline", "family", "frontend", "idle",
-        "peer_ip", "slot", "transport",
+        "_waiting", "_write_paused", "deadline", "family", "frontend", "handoff", "idle",
+        "peer_ip", "slot", "transport", "trusted",
     )
 
     def __init__(self, frontend: HttpFrontend) -> None:
@@ -404,6 +532,10 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b""
         self.family = "ipv4"
+        self.trusted = False  # the socket's address is a trusted proxy
+        # From the compiled accept (NativeHttpListener): what it read, the reply bytes it
+        # could not send, whether they end the connection, and whether it answered a request.
+        self.handoff: tuple[bytes, bytes, bool, bool] | None = None
         self.deadline = 0.0
         self.slot: int | None = None  # the reaper's bucket this connection is filed under
         self.idle = True
@@ -447,6 +579,7 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
             packed = b"\0\0\0\0"
         self.peer_ip = packed
         self.family = "ipv6" if len(self.peer_ip) == 16 else "ipv4"
+        self.trusted = fe.is_trusted_proxy(packed)
         refused = fe.admit(self)
         if refused is not None:
             counters.dropped[refused] += 1
@@ -456,6 +589,29 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
         transport.set_write_buffer_limits(high=_WRITE_HIGH)
         opts = fe.options
         self._set_deadline(min(opts.first_byte_timeout, opts.request_timeout))
+        if self.handoff is not None:
+            self._take_over(*self.handoff)
+
+    def _take_over(self, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        """Carry on a connection the compiled accept began: send the rest of its reply (and
+        close, if that was the last), or wait for the next request, or parse what it read."""
+        self.handoff = None
+        transport = self.transport
+        assert transport is not None
+        if served:
+            self._seen = True
+            if unsent:
+                transport.write(unsent)
+            if close:
+                self.idle = False
+                self._closing = True
+                transport.close()
+                self._set_deadline(self.frontend.options.keepalive_timeout)
+                return
+            self.frontend.idle_connections[self] = None
+            self._set_deadline(self.frontend.options.keepalive_timeout)
+        if data:
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.frontend.forget(self)
@@ -484,6 +640,19 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
         if not self._seen:
             self._seen = True
             self._set_deadline(self.frontend.options.request_timeout)
+        fe = self.frontend
+        native = fe.native
+        if native is not None:
+            if (fe.logic.generation != fe.native_generation
+                    or fe.options is not fe.native_options):
+                fe.sync_native()
+            # Between requests (nothing pending, kept or half-parsed): the compiled data
+            # plane answers every request in data, or declines having done nothing.
+            if fe.fast and self.idle and not self._write_paused and not fe.closing:
+                reply = native.answer(data, self.peer_ip, self.trusted, fe.clock.now)
+                if reply is not None:
+                    self._answered(reply, native.close_after)
+                    return
         if (not self._inbox and not self._deferred and not self._busy
                 and not self._write_paused and len(data) <= _FEED_SLICE
                 and len(self._pending) < _MAX_PENDING):
@@ -510,6 +679,23 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
             self._inbox = data
         self._inbox_pos = 0
         self._pump()
+
+    def _answered(self, reply: bytes, close: bool) -> None:
+        """Write what the compiled data plane answered; then wait for the next request (at
+        the back of the idle queue), or close."""
+        transport = self.transport
+        assert transport is not None
+        transport.write(reply)
+        fe = self.frontend
+        idle = fe.idle_connections
+        idle.pop(self, None)
+        if close:
+            self.idle = False
+            self._closing = True
+            transport.close()
+        else:
+            idle[self] = None
+        self._set_deadline(fe.options.keepalive_timeout)
 
     def timed_out(self) -> None:
         counters = self.frontend.counters
@@ -928,6 +1114,86 @@ class HttpConnection(Http1Connection, asyncio.Protocol):
             self._set_deadline(_LINGER)
         else:
             self.transport.close()
+
+
+MAX_ACCEPTS = 64
+"""Connections the compiled accept takes per readable event, at most (then the loop runs
+the other callbacks)."""
+
+
+class NativeHttpListener(asyncio.BaseTransport):
+    """One listening HTTP socket whose connections the compiled data plane accepts.
+
+    When the socket is readable, ``HttpAnswer.accept`` accepts the waiting connections and
+    reads each one's first bytes; a connection whose requests it answers with a closing
+    reply (HTTP/1.0, ``Connection: close``) is written and closed in C, never costing a
+    Python object. Every other connection (kept alive, declined, silent so far) is handed
+    over with what was read and what is left to send, and becomes an ordinary
+    :class:`HttpConnection` (caps, deadlines, the Python parser) from then on. It is also
+    the transport the tracker lists for health and closes on stop.
+    """
+
+    def __init__(self, frontend: HttpFrontend, sock: socket.socket) -> None:
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
+        sock.setblocking(False)
+        self.frontend = frontend
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._starting: set[asyncio.Task[None]] = set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._fd, self._ready)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self.sock.close()
+
+    def _ready(self) -> None:
+        fe = self.frontend
+        if self._closed:
+            return
+        if fe.logic.generation != fe.native_generation or fe.options is not fe.native_options:
+            fe.sync_native()
+        try:
+            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS)
+        except Exception:
+            log.exception("internal error accepting HTTP connections")
+            fe.counters.internal_errors += 1
+            return
+        for fd, data, unsent, close, served in handed:
+            self._hand_over(fd, data, unsent, close, served)
+
+    def _hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        conn = self.frontend.protocol()
+        conn.handoff = (data, unsent, close, served)
+        task = loop.create_task(self._connect(loop, conn, sock))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    @staticmethod
+    async def _connect(loop: asyncio.AbstractEventLoop, conn: HttpConnection,
+                       sock: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: conn, sock)
+        except OSError:
+            sock.close()  # gone in the meantime
 
 
 def prepare_listener(sock: socket.socket) -> None:

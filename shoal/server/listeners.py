@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,12 @@ def listener_health(
     for server in servers:
         if server.is_serving():
             live.update(_bound(False, sock.getsockname()) for sock in server.sockets)
-    for transport in transports:
+    for transport in transports:  # UDP endpoints, and TCP listeners served in C
         sockname = transport.get_extra_info("sockname")
+        sock = transport.get_extra_info("socket")
+        udp = sock is None or sock.type == socket.SOCK_DGRAM
         if not transport.is_closing() and sockname:
-            live.add(_bound(True, sockname))
+            live.add(_bound(udp, sockname))
     return [(x, _bound(x.kind == "udp", (x.host, x.port)) in live) for x in listeners]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
 
 # Upper bounds, in seconds, of the request latency histogram buckets.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -50,6 +51,15 @@ class Counters:
         self.sweeps = 0
         self.sweep_seconds = 0.0
         self.last_sweep_seconds = 0.0
+        # Run by pull(): each adds figures kept elsewhere (the compiled HTTP data plane
+        # counts in C) to these, so whoever reads them first calls pull().
+        self.pullers: list[Callable[[], None]] = []
+
+    def pull(self) -> None:
+        """Bring in the figures counted elsewhere since the last pull (call before reading:
+        the admin's stats, metrics and dashboard do)."""
+        for puller in self.pullers:
+            puller()
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1

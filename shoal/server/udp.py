@@ -21,15 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
-from shoal.engine.rules import (
-    BANNED,
-    CLIENT_NOT_ALLOWED,
-    TORRENT_NOT_ALLOWED,
-    BannedNetworks,
-    ClientPrefixes,
-    NetworkSet,
-    TorrentList,
-)
+from shoal.engine.rules import NetworkSet
 from shoal.errors import ClientError
 from shoal.logic import Later, TrackerLogic
 from shoal.protocol import udp as codec
@@ -37,6 +29,7 @@ from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
+from shoal.server.compiled import FAILURES, fast_plan
 from shoal.server.persist import Persistence
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.types import AnnounceRequest, AnnounceResult, Event, SwarmCounts
@@ -262,7 +255,7 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
         self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
         """Announces and scrapes answered entirely in C (the compiled answer), so far."""
         self._targets = _count_targets(counters, _native_udp.MESSAGES, self.answered_in_c)
-        self._failure_slot = len(self._targets) - len(_FAILURES)
+        self._failure_slot = len(self._targets) - len(FAILURES)
         self._banned: NetworkSet | None = None
         # The compiled answer: the logic layer's state it was built from (None: not yet
         # decided), and the persistence that takes the completions it records.
@@ -346,7 +339,7 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
             self._persistence = None
 
     def _attach(self, logic: TrackerLogic) -> None:
-        plan = _fast_plan(logic)
+        plan = fast_plan(logic)
         if plan is None:
             if self.engine.attached:
                 self._hand_completed(self.engine.detach_store())
@@ -447,64 +440,5 @@ def _count_targets(counters: Counters, messages: Sequence[str],
     targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
     targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
     # Refusals answered in C, by reason: the texts come from Engine.attach_store.
-    targets += [(counters.failures, reason) for reason in _FAILURES]
+    targets += [(counters.failures, reason) for reason in FAILURES]
     return targets
-
-
-_FAILURES = (BANNED, TORRENT_NOT_ALLOWED, CLIENT_NOT_ALLOWED, "swarm is full",
-             "too many peers from your address in this swarm",
-             "tracker is full: no new torrents accepted")
-"""Placeholders for the refusal count slots until attach_store names them."""
-
-
-def _fast_plan(logic: TrackerLogic) -> tuple[dict[str, Any], Persistence | None] | None:
-    """The arguments of ``Engine.attach_store`` for the logic layer's state now, and the
-    persistence whose hook it stands in for; None when a request needs Python."""
-    store = logic.store
-    native_table = getattr(store, "native_table", None)
-    if getattr(store, "engine", None) != "native" or native_table is None:
-        return None
-    if logic.private is not None:
-        return None
-    persistence: Persistence | None = None
-    for hook in logic.hooks:
-        owner = getattr(hook, "__self__", None)
-        if not (isinstance(owner, Persistence)
-                and getattr(hook, "__func__", None) is Persistence.on_announce
-                and (persistence is None or persistence is owner)):
-            return None  # a Python hook: it must see every announce
-        persistence = owner
-    access = logic.access
-    torrents: TorrentList | None = None
-    clients: ClientPrefixes | None = None
-    for rule in logic.rules:
-        owner = getattr(rule, "__self__", None)
-        func = getattr(rule, "__func__", None)
-        if isinstance(owner, BannedNetworks) and func is BannedNetworks.check:
-            if owner.networks is not access.banned:
-                return None  # the engine's compiled networks are access.banned
-        elif isinstance(owner, TorrentList) and func is TorrentList.check:
-            torrents = owner
-        elif isinstance(owner, ClientPrefixes) and func is ClientPrefixes.check:
-            clients = owner
-        else:
-            return None  # a rule with no compiled copy
-    if torrents is not access.torrents:
-        return None  # scrapes hide torrents by access.torrents: must be the same list
-    policy = logic.policy
-    args: dict[str, Any] = {
-        "table": native_table(),
-        "interval": policy.interval,
-        "jitter": policy.interval_jitter,
-        "default_numwant": policy.default_numwant,
-        "max_numwant": policy.max_numwant,
-        "torrents": 0 if torrents is None else 1 if torrents.allow else 2,
-        "hashes": b"" if torrents is None else b"".join(
-            h for h in torrents.hashes if len(h) == 20),
-        "client_allow": () if clients is None else clients.allow,
-        "client_deny": () if clients is None else clients.deny,
-        "reasons": (BANNED, TORRENT_NOT_ALLOWED, CLIENT_NOT_ALLOWED),
-        "record_completed": persistence is not None,
-        "seed": policy.rng.getrandbits(64),
-    }
-    return args, persistence

@@ -255,7 +255,8 @@ def test_dashboard_shows_the_trackers_totals_and_client_mix(
     store = tracker.tracker.store
     totals = tracker.in_loop(store.totals)
     assert isinstance(totals, StoreTotals)
-    requests = tracker.in_loop(lambda: sum(tracker.tracker.counters.requests.values()))
+    counters = tracker.tracker.counters
+    requests = tracker.in_loop(lambda: (counters.pull(), sum(counters.requests.values()))[1])
     ids = tracker.in_loop(lambda: store.sample_peer_ids(5000))
     assert isinstance(ids, list)
     expected_mix = [(c["client"], c["peers"]) for c in client_mix(ids)]

@@ -160,7 +160,8 @@ def test_banned_address_gets_a_failure_reason_over_http_and_silence_over_udp(
     banned = udp_clients(rt, "127.0.0.2")
     assert banned.connect() is None  # not even a connection id
     assert udp_clients(rt, "127.0.0.1").connect() is not None
-    failures = rt.in_loop(lambda: dict(rt.tracker.counters.failures))
+    failures = rt.in_loop(lambda: (rt.tracker.counters.pull(),
+                                   dict(rt.tracker.counters.failures))[1])
     assert failures["your address is banned from this tracker"] == 1
     assert rt.in_loop(lambda: rt.tracker.counters.dropped["udp_banned"]) == 1
 

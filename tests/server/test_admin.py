@@ -234,8 +234,19 @@ def test_health_is_503_while_a_background_component_is_down(tracker: RunningTrac
         "sweeper"]
 
 
+def close_listener(tracker: RunningTracker, udp: bool) -> None:
+    """Close the first UDP (or HTTP) listening socket, whichever object serves it."""
+    t = tracker.tracker
+    for transport in t._transports:
+        if (transport.get_extra_info("socket").type == socket.SOCK_DGRAM) == udp:
+            tracker.in_loop(transport.close)
+            return
+    assert not udp
+    tracker.in_loop(t._servers[0].close)
+
+
 def test_health_is_503_when_the_http_listener_is_closed(tracker: RunningTracker) -> None:
-    tracker.in_loop(lambda: tracker.tracker._servers[0].close())
+    close_listener(tracker, udp=False)
     status, _, body = get(tracker.admin_url + "/health")
     assert status == 503
     health = json.loads(body)
@@ -245,7 +256,7 @@ def test_health_is_503_when_the_http_listener_is_closed(tracker: RunningTracker)
 
 
 def test_health_is_503_when_the_udp_listener_is_closed(tracker: RunningTracker) -> None:
-    tracker.in_loop(lambda: tracker.tracker._transports[0].close())
+    close_listener(tracker, udp=True)
     status, _, body = get(tracker.admin_url + "/health")
     assert status == 503
     down = [x["kind"] for x in json.loads(body)["listeners"] if not x["serving"]]

@@ -1051,7 +1051,7 @@ def test_native_engine_without_the_extension_refuses_to_start_with_the_reason() 
     from shoal.server.app import _use_native
 
     with pytest.raises(ConfigError, match=r"shoal\._native_udp is not built"):
-        _use_native("native", False)
-    assert _use_native("auto", False) is False
-    assert _use_native("auto", True) is True
-    assert _use_native("python", True) is False
+        _use_native("native", False, "shoal._native_udp")
+    assert _use_native("auto", False, "shoal._native_udp") is False
+    assert _use_native("auto", True, "shoal._native_udp") is True
+    assert _use_native("python", True, "shoal._native_udp") is False

@@ -1,9 +1,10 @@
-"""The compiled UDP data plane under AddressSanitizer and UndefinedBehaviorSanitizer.
+"""The compiled UDP and HTTP data planes under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-The extension is built again with ``-fsanitize=address,undefined`` into a copy of the
-package (with the swarm table, which the compiled UDP answer calls), and the differential
-tests (tests/fuzz/test_fuzz_udp_native.py: every kind of datagram through the C and the
-Python path; tests/server/test_udp_native_answer.py: announces and scrapes answered in C
+The extensions are built again with ``-fsanitize=address,undefined`` into a copy of the
+package (with the swarm table, which the compiled answers call), and the differential
+tests (tests/fuzz/test_fuzz_udp_native.py, test_fuzz_http_native.py: hostile datagrams,
+requests and queries through the C and the Python code; tests/server/
+test_udp_native_answer.py, test_http_native_answer.py: announces and scrapes answered in C
 against the Python path) and the building-block tests (tests/test_native_udp.py) run
 against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds
 access, use after free or undefined behaviour aborts the child and fails this test.
@@ -20,9 +21,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from support.native import extension_sources
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = ROOT / "shoal" / "_native"
 
 
 def _asan_runtime() -> str | None:
@@ -35,7 +36,7 @@ def _asan_runtime() -> str | None:
 
 
 @pytest.mark.timeout(900)  # a build and two test modules under the sanitizers
-def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> None:
+def test_the_native_data_plane_tests_pass_under_address_sanitizer(tmp_path: Path) -> None:
     runtime = _asan_runtime()
     include = sysconfig.get_paths()["include"]
     if runtime is None or not (Path(include) / "Python.h").exists():
@@ -50,8 +51,14 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     subprocess.run(
         ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=gnu11",
-         "-I", include, str(NATIVE / "udp_module.c"), str(NATIVE / "udp.c"),
-         str(NATIVE / "blake2b.c"), "-o", str(target)],
+         "-I", include, *map(str, extension_sources("shoal._native_udp")), "-o", str(target)],
+        check=True, timeout=300,
+    )
+    http = src / "shoal" / ("_native_http" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=gnu11",
+         "-I", include, *map(str, extension_sources("shoal._native_http")), "-o", str(http)],
         check=True, timeout=300,
     )
     # The swarm table too, so the compiled UDP answer (announces applied to the table
@@ -60,8 +67,7 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     subprocess.run(
         ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=c11",
-         "-I", include, str(NATIVE / "store.c"), str(NATIVE / "store_module.c"),
-         "-o", str(store)],
+         "-I", include, *map(str, extension_sources("shoal._native_store")), "-o", str(store)],
         check=True, timeout=300,
     )
     env = {
@@ -76,15 +82,19 @@ def test_the_native_udp_tests_pass_under_address_sanitizer(tmp_path: Path) -> No
     }
     # Run from the copy, so `shoal` (and its sanitized extension) is the copy's.
     probe = subprocess.run(
-        [sys.executable, "-c", "import shoal._native_udp as n; print(n.__file__)"],
+        [sys.executable, "-c", "import shoal._native_udp as n, shoal._native_http as h; "
+         "print(n.__file__); print(h.__file__)"],
         cwd=src, env=env, capture_output=True, text=True, timeout=60, check=False,
     )
-    assert probe.returncode == 0 and probe.stdout.strip() == str(target), probe.stderr
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [str(target), str(http)], probe.stdout
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          str(ROOT / "tests" / "test_native_udp.py"),
          str(ROOT / "tests" / "fuzz" / "test_fuzz_udp_native.py"),
-         str(ROOT / "tests" / "server" / "test_udp_native_answer.py")],
+         str(ROOT / "tests" / "fuzz" / "test_fuzz_http_native.py"),
+         str(ROOT / "tests" / "server" / "test_udp_native_answer.py"),
+         str(ROOT / "tests" / "server" / "test_http_native_answer.py")],
         cwd=src, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
