@@ -13,6 +13,12 @@ Two modes:
   ``connections`` requests are in flight at once. Latency then includes the TCP
   handshake, as a real client's would.
 
+Every connection is bound to a source address (``sources``: loopback addresses, see
+:func:`bench.workload.address_for`) before it connects, and a request goes on a connection
+from its operation's source address (``HttpOps.sources``), so a peer always announces from
+the same address and the tracker sees as many client IPs as there are sources. Idle
+keep-alive connections are pooled per source address.
+
 Requests are pre-encoded bytes (see :func:`encode_http_ops`). Every reply is checked:
 status 200, a Content-Length (or the body up to the close), a body that is valid bencode,
 a dictionary without ``failure reason``, and holding ``interval`` and ``peers`` (announce)
@@ -26,11 +32,13 @@ import asyncio
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from bench.bencode import bdecode
 from bench.driver import LoadDriver
+from bench.stats import LoadStats
+from bench.udp_load import check_sources
 from bench.workload import HTTP_EVENT_NAMES, Announce, Op
 
 MODES = ("keepalive", "close")
@@ -41,10 +49,12 @@ _IDLE_CLOSES_BEFORE_GIVING_UP_REUSE = 3
 
 @dataclass(frozen=True, slots=True)
 class HttpOps:
-    """Pre-encoded request bytes and what kind of reply each expects."""
+    """Pre-encoded request bytes, what kind of reply each expects and the index of the
+    source address each goes out from (empty: all from the first)."""
 
     requests: list[bytes]
     kinds: list[int]
+    sources: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -67,7 +77,9 @@ def encode_http_ops(
     tail += "Connection: close\r\n\r\n" if close else "\r\n"
     requests: list[bytes] = []
     kinds: list[int] = []
+    sources: list[int] = []
     for op in ops:
+        sources.append(op.source)
         prefix = "" if passkey_of is None else "/" + passkey_of(op)
         if isinstance(op, Announce):
             event = HTTP_EVENT_NAMES[op.event]
@@ -83,7 +95,7 @@ def encode_http_ops(
             line = f"GET {prefix}/scrape?" + "&".join(f"info_hash={_q(h)}" for h in op.info_hashes)
             kinds.append(_KIND_SCRAPE)
         requests.append((line + tail).encode("ascii"))
-    return HttpOps(requests, kinds)
+    return HttpOps(requests, kinds, sources)
 
 
 def check_reply(kind: int, status: int, body: bytes) -> str | None:
@@ -121,12 +133,14 @@ class _HttpConnection(asyncio.Protocol):
         "index",
         "load",
         "served",
+        "source",
         "started_ns",
         "transport",
     )
 
-    def __init__(self, load: HttpLoad, started_ns: int, index: int) -> None:
+    def __init__(self, load: HttpLoad, started_ns: int, index: int, source: int) -> None:
         self.load = load
+        self.source = source
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.index = index
@@ -207,9 +221,9 @@ class HttpLoad(LoadDriver[HttpOps]):
         *,
         connections: int = 64,
         timeout: float = 5.0,
+        sources: Sequence[str] = ("127.0.0.1",),
     ) -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
+        self.sources = check_sources(host, sources)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         super().__init__(HttpOps([], []), timeout)
@@ -221,7 +235,8 @@ class HttpLoad(LoadDriver[HttpOps]):
         self._idle_closes = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._busy: set[_HttpConnection] = set()  # request outstanding or connecting
-        self._idle: list[_HttpConnection] = []  # open, reusable, nothing outstanding
+        # Open, reusable, nothing outstanding: by source address.
+        self._idle: list[list[_HttpConnection]] = [[] for _ in self.sources]
         self._connecting = 0
 
     # -- request supply -------------------------------------------------------------------
@@ -232,9 +247,11 @@ class HttpLoad(LoadDriver[HttpOps]):
     # -- sending --------------------------------------------------------------------------
 
     def _issue(self, index: int, started_ns: int) -> None:
-        """Send request ``index`` on an idle connection, or on a new one."""
-        if self.reuse and self._idle:
-            conn = self._idle.pop()
+        """Send request ``index`` on an idle connection from its source, or on a new one."""
+        sources = self.ops.sources
+        idle = self._idle[sources[index] if sources else 0]
+        if self.reuse and idle:
+            conn = idle.pop()
             if not conn.closed:
                 self._busy.add(conn)
                 conn.send(index, started_ns)
@@ -244,10 +261,13 @@ class HttpLoad(LoadDriver[HttpOps]):
     def _open(self, index: int, started_ns: int) -> None:
         loop = self._loop
         assert loop is not None
-        conn = _HttpConnection(self, started_ns, index)
+        sources = self.ops.sources
+        source = sources[index] if sources else 0
+        conn = _HttpConnection(self, started_ns, index, source)
         self._busy.add(conn)
         self._connecting += 1
-        task = loop.create_task(loop.create_connection(lambda: conn, self.host, self.port))
+        task = loop.create_task(loop.create_connection(
+            lambda: conn, self.host, self.port, local_addr=(self.sources[source], 0)))
 
         def connected(t: asyncio.Task[tuple[asyncio.BaseTransport, asyncio.BaseProtocol]]) -> None:
             self._connecting -= 1
@@ -291,7 +311,7 @@ class HttpLoad(LoadDriver[HttpOps]):
         self._busy.discard(conn)
         server_closes = conn.eof or b"\r\nconnection: close" in head
         if self.reuse and not server_closes:
-            self._idle.append(conn)
+            self._idle[conn.source].append(conn)
         elif not conn.eof and not self.reuse and self.mode == "close":
             # Connection: close was asked for: let the server close it; close it ourselves
             # if it has not after the timeout.
@@ -306,8 +326,9 @@ class HttpLoad(LoadDriver[HttpOps]):
             conn.transport.abort()
 
     def on_lost(self, conn: _HttpConnection, exc: Exception | None) -> None:
-        if conn in self._idle:
-            self._idle.remove(conn)
+        idle = self._idle[conn.source]
+        if conn in idle:
+            idle.remove(conn)
             if self.reuse:
                 self._idle_closes += 1
                 if self._idle_closes >= _IDLE_CLOSES_BEFORE_GIVING_UP_REUSE:
@@ -332,6 +353,15 @@ class HttpLoad(LoadDriver[HttpOps]):
             self._refill()
 
     # -- the run loop's hooks (see bench.driver) -------------------------------------------
+
+    async def run(self, ops: HttpOps, **kwargs: Any) -> LoadStats:
+        """:meth:`LoadDriver.run`, once ``ops`` name no source this load has no address for."""
+        if ops.sources and max(ops.sources) >= len(self.sources):
+            raise ValueError(
+                f"operations from source {max(ops.sources)}, but only "
+                f"{len(self.sources)} source addresses"
+            )
+        return await super().run(ops, **kwargs)
 
     async def _prepare(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -373,7 +403,8 @@ class HttpLoad(LoadDriver[HttpOps]):
 
     def close(self) -> None:
         """Close every idle connection."""
-        for conn in self._idle:
-            if conn.transport is not None:
-                conn.transport.close()
-        self._idle.clear()
+        for idle in self._idle:
+            for conn in idle:
+                if conn.transport is not None:
+                    conn.transport.close()
+            idle.clear()

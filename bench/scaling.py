@@ -1,18 +1,27 @@
 """How cost grows: ``python -m bench scaling [options]``.
 
-Series, each for Shoal and opentracker (fills and loads go by UDP when the tracker has
-it, HTTP keep-alive otherwise):
+Series, each for Shoal with its compiled data plane (``shoal-native``: ``tracker.engine =
+native``, which will not start without it), Shoal on its pure-Python engine
+(``shoal-python``) and opentracker (fills and loads go by UDP when the tracker has it,
+HTTP keep-alive otherwise). The peers are the comparison's (:mod:`bench.workload`): from
+``--addresses`` loopback source addresses (256; each socket bound to its peer's address,
+peer ``p`` from address ``p % 256`` and port ``1024 + p // 256``, so no two share an
+address and port), a tenth of them seeders, every one reporting non-zero uploaded and
+downloaded totals as real clients do (Shoal's compiled table keeps 16 more bytes a peer
+once any peer of a torrent reports some).
 
 * ``swarm``: announce cost against swarm size. One torrent is filled to 1, 10, 100,
-  1,000, 10,000 and 100,000 peers (a quarter seeders); at each size regular announces
-  (numwant 50) from the swarm's own peers are measured for ``--point-duration`` seconds
-  after a short warm-up, as responses per tracker CPU-second. The curve must stay flat:
-  answering picks at most numwant peers, whatever the swarm holds. The swarm size the
-  tracker reports (by scrape) is recorded too: opentracker tells peers apart by address
-  and port only, and all bench peers share 127.0.0.1, so it holds at most 64,512 of them.
+  1,000, 10,000 and 100,000 peers; at each size regular announces (numwant 50) from the
+  swarm's own peers are measured for ``--point-duration`` seconds after a short warm-up,
+  as responses per tracker CPU-second. The curve must stay flat: answering picks at most
+  numwant peers, whatever the swarm holds; the report gives the cost of an announce at
+  100,000 peers over its cost at 1 (and at 10: a one-peer swarm has nobody to hand out).
+  The swarm size the tracker reports (by scrape) is recorded too.
 * ``memory``: resident memory against peers. Peers are added, ten per torrent, up to
   100,000 torrents and 1,000,000 peers; at 1,000, 10,000, 100,000, 300,000 and 1,000,000
-  the tracker's RSS minus its RSS before the first announce gives bytes per peer.
+  the tracker's RSS minus its RSS before the first announce gives bytes per peer (the
+  torrents' own cost included, ten peers sharing each); the report sums up the figure at
+  1,000,000 peers per target.
 * ``steady``: after the memory fill, regular announces of the filled peers for
   ``--steady-seconds`` (RSS sampled every few seconds): the swarm does not grow, so
   neither should memory.
@@ -45,7 +54,8 @@ from bench.http_load import HttpLoad, encode_http_ops
 from bench.runner import DEFAULT_OUT, machine_info, pin_generator, run_async
 from bench.stats import LoadStats
 from bench.targets import (
-    TARGET_NAMES,
+    NATIVE_TARGET,
+    PYTHON_TARGET,
     RunningTarget,
     TargetError,
     opentracker_available,
@@ -53,7 +63,17 @@ from bench.targets import (
     start_target,
 )
 from bench.udp_load import ACTION_ANNOUNCE, UdpLoad, UdpOps
-from bench.workload import Announce, Event, info_hash_for, key_for, peer_id_for, port_for
+from bench.workload import (
+    DEFAULT_ADDRESSES,
+    Announce,
+    Event,
+    info_hash_for,
+    key_for,
+    peer_id_for,
+    port_for,
+    source_addresses,
+    source_for,
+)
 
 SWARM_SIZES = (1, 10, 100, 1_000, 10_000, 100_000)
 MEMORY_POINTS = (1_000, 10_000, 100_000, 300_000, 1_000_000)
@@ -61,64 +81,88 @@ PEERS_PER_TORRENT = 10
 MAX_TORRENTS = 100_000
 CHUNK = 50_000
 _BODY = struct.Struct("!20s20sQQQIIIiH")
-_LEECHER_LEFT = 1_000_000
+_TORRENT_SIZE = 700_000_000
+SEEDER_EVERY = 10  # one peer in ten seeds
+DEFAULT_TARGETS = (NATIVE_TARGET, PYTHON_TARGET, "opentracker")
+SHOAL_TARGETS = ("shoal", NATIVE_TARGET, PYTHON_TARGET)
 
 
 def _left(peer: int) -> int:
-    return 0 if peer % 4 == 0 else _LEECHER_LEFT
+    """Bytes peer ``peer`` has left: none for a seeder, some of the torrent otherwise."""
+    if peer % SEEDER_EVERY == 0:
+        return 0
+    return _TORRENT_SIZE - (peer * 7_919 % 1_000 + 1) * 65_536
+
+
+def _downloaded(peer: int) -> int:
+    return _TORRENT_SIZE - _left(peer)
+
+
+def _uploaded(peer: int) -> int:
+    return _downloaded(peer) // 2 + (peer % 97) * 16_384
 
 
 def udp_announces(
-    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event
+    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event,
+    addresses: int = DEFAULT_ADDRESSES,
 ) -> UdpOps:
-    """Announce bodies for ``peers`` (peer index -> torrent index by ``torrent_of``)."""
+    """Announce bodies for ``peers`` (peer index -> torrent index by ``torrent_of``), each
+    from its peer's source address."""
     pack = _BODY.pack
     bodies = [
         pack(
             info_hash_for(seed, torrent_of(p)),
             peer_id_for(p),
-            0,
+            _downloaded(p),
             _left(p),
-            0,
+            _uploaded(p),
             int(event),
             0,
             key_for(seed, p),
             50,
-            port_for(p),
+            port_for(p, addresses),
         )
         for p in peers
     ]
-    return UdpOps([ACTION_ANNOUNCE] * len(bodies), bodies, [20 + 6 * 50] * len(bodies))
+    sources = [source_for(p, addresses) for p in peers]
+    return UdpOps([ACTION_ANNOUNCE] * len(bodies), bodies, [20 + 6 * 50] * len(bodies), sources)
 
 
 def announce_records(
-    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event
+    seed: int, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event,
+    addresses: int = DEFAULT_ADDRESSES,
 ) -> list[Announce]:
     """The same announces as records, for HTTP encoding."""
     return [
         Announce(
             info_hash=info_hash_for(seed, torrent_of(p)),
             peer_id=peer_id_for(p),
-            port=port_for(p),
+            port=port_for(p, addresses),
             key=key_for(seed, p),
-            uploaded=0,
-            downloaded=0,
+            uploaded=_uploaded(p),
+            downloaded=_downloaded(p),
             left=_left(p),
             event=event,
             numwant=50,
+            source=source_for(p, addresses),
         )
         for p in peers
     ]
 
 
 class Announcer:
-    """Sends announces of given peers to one target, by UDP when it can."""
+    """Sends announces of given peers to one target, by UDP when it can, each from its
+    peer's source address."""
 
-    def __init__(self, target: RunningTarget, seed: int) -> None:
+    def __init__(self, target: RunningTarget, seed: int, addresses: int) -> None:
         self.target = target
         self.seed = seed
-        self.udp = UdpLoad("127.0.0.1", target.port, clients=32, window=4, seed=seed)
-        self.http = HttpLoad("127.0.0.1", target.port, "keepalive", connections=32)
+        self.addresses = addresses
+        sources = source_addresses(addresses)
+        self.udp = UdpLoad("127.0.0.1", target.port, sources=sources, window=128, seed=seed)
+        self.http = HttpLoad(
+            "127.0.0.1", target.port, "keepalive", connections=32, sources=sources
+        )
 
     @property
     def protocol(self) -> str:
@@ -136,9 +180,9 @@ class Announcer:
         """Announce each of ``peers`` once (``duration`` None) or cycle for ``duration``."""
         count = None if duration is not None else len(peers)
         if self.target.udp:
-            ops = udp_announces(self.seed, peers, torrent_of, event)
+            ops = udp_announces(self.seed, peers, torrent_of, event, self.addresses)
             return await self.udp.run(ops, count=count, duration=duration, record=record)
-        records = announce_records(self.seed, peers, torrent_of, event)
+        records = announce_records(self.seed, peers, torrent_of, event, self.addresses)
         http_ops = encode_http_ops(records, close=False)
         return await self.http.run(http_ops, count=count, duration=duration, record=record)
 
@@ -164,7 +208,7 @@ async def swarm_series(
     """Announce cost at each swarm size, one torrent, one tracker instance."""
     sizes = [n for n in SWARM_SIZES if n <= args.max_peers]
     target = start_target(name, [info_hash_for(args.seed, 0)], shoal_settings=args.shoal_set)
-    announcer = Announcer(target, args.seed)
+    announcer = Announcer(target, args.seed, args.addresses)
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
     filled = 0
@@ -218,7 +262,7 @@ async def memory_series(
     n_torrents = min(args.max_torrents, max(1, -(-points[-1] // per_torrent)))
     info_hashes = [info_hash_for(args.seed, t) for t in range(n_torrents)]
     target = start_target(name, info_hashes, shoal_settings=args.shoal_set)
-    announcer = Announcer(target, args.seed)
+    announcer = Announcer(target, args.seed, args.addresses)
 
     def torrent_of(p: int) -> int:
         return (p // per_torrent) % n_torrents
@@ -301,7 +345,7 @@ async def sweep_series(
     ]
     info_hashes = [info_hash_for(args.seed, t) for t in range(n_torrents)]
     target = start_target(name, info_hashes, shoal_settings=settings)
-    announcer = Announcer(target, args.seed)
+    announcer = Announcer(target, args.seed, args.addresses)
 
     def torrent_of(p: int) -> int:
         return p // PEERS_PER_TORRENT
@@ -366,6 +410,55 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+FLAT_FROM = (1, 10, 100)
+FLAT_TO = 100_000
+MEMORY_AT = 1_000_000
+MEMORY_GOAL = 50  # issue 11: at most 50 bytes a peer at 1,000,000 peers (compiled table)
+
+
+def flatness(swarm: list[dict[str, Any]], target: str) -> dict[int, float]:
+    """The cost of an announce (tracker CPU per response) in the largest swarm measured
+    (100,000 peers by default) over its cost at 1, 10 and 100 peers, by the smaller size."""
+    rpc = {r["swarm_peers"]: r["responses_per_cpu_s"] for r in swarm if r["target"] == target}
+    top = max(rpc, default=0)
+    if not top or not rpc[top]:
+        return {}
+    return {n: rpc[n] / rpc[top] for n in FLAT_FROM if n < top and rpc.get(n)}
+
+
+def headline(swarm: list[dict[str, Any]], memory: list[dict[str, Any]]) -> str:
+    """Issue 11's two figures per target: how flat announce cost is from 1 to 100,000 peers
+    in a swarm, and bytes per peer at 1,000,000 peers."""
+    names = list(dict.fromkeys(r["target"] for r in [*swarm, *memory]))
+    lines = [
+        "| target | announce cost at 100,000 peers / at 1 peer | / at 10 | / at 100 "
+        "| bytes per peer at 1,000,000 peers |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        ratios = flatness(swarm, name)
+        top = max((r["swarm_peers"] for r in swarm if r["target"] == name), default=0)
+        at = [r for r in memory if r["target"] == name and r["peers"] == MEMORY_AT]
+        size = "" if top in (0, FLAT_TO) else f" (largest: {top:,})"
+        lines.append(
+            f"| {name}{size} | {_fmt(ratios.get(1), 2)}x | {_fmt(ratios.get(10), 2)}x "
+            f"| {_fmt(ratios.get(100), 2)}x "
+            f"| {_fmt(at[0]['bytes_per_peer'], 1) if at else '-'} |"
+        )
+    if len(lines) == 2:
+        return ""
+    return "\n".join([
+        "Issue 11's figures: announce cost (tracker CPU per response) in a swarm of 100,000 "
+        "peers over its cost in a swarm of 1, of 10 and of 100 (1.00x: flat; below 51 peers "
+        "a reply holds fewer than numwant 50 peers, so it is cheaper: from 100 on every "
+        "reply is full), and RSS per peer at "
+        f"1,000,000 peers (goal for Shoal's compiled table: at most {MEMORY_GOAL} bytes; "
+        "opentracker keeps about 25).",
+        "",
+        *lines,
+    ])
+
+
 def tables(
     swarm: list[dict[str, Any]],
     memory: list[dict[str, Any]],
@@ -373,6 +466,9 @@ def tables(
     sweep: list[dict[str, Any]] | None = None,
 ) -> str:
     out: list[str] = []
+    summary = headline(swarm, memory)
+    if summary:
+        out += [summary, ""]
     if swarm:
         out += [
             "Announce cost against swarm size (one torrent, regular announces, numwant 50):",
@@ -495,7 +591,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench scaling",
         description="How cost grows with swarm size and with peers (see bench/scaling.py).",
     )
-    p.add_argument("--targets", default=",".join(TARGET_NAMES), help="comma-separated")
+    p.add_argument(
+        "--targets",
+        default=",".join(DEFAULT_TARGETS),
+        help="comma-separated, of shoal (tracker.engine=auto), shoal-native, shoal-python, "
+        "opentracker",
+    )
+    p.add_argument(
+        "--addresses", type=int, default=DEFAULT_ADDRESSES,
+        help=f"loopback source addresses the peers come from ({DEFAULT_ADDRESSES})",
+    )
     p.add_argument(
         "--series",
         default="swarm,memory,sweep",
@@ -529,6 +634,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.sweep_window, args.sweep_margin = 1.0, 2.0
     args.targets = [t for t in args.targets.split(",") if t]
     args.series = [s for s in args.series.split(",") if s]
+    for t in args.targets:
+        if t not in (*SHOAL_TARGETS, "opentracker"):
+            p.error(f"unknown target {t!r}")
+    if not 1 <= args.addresses <= 25_000:
+        p.error("--addresses must be 1 to 25,000")
     return args
 
 
@@ -543,6 +653,8 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     memory: list[dict[str, Any]] = []
     steady: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
+    shoals = [t for t in targets if t in SHOAL_TARGETS]
+    sweep_target = next((t for t in shoals if t != PYTHON_TARGET), shoals[0] if shoals else "")
     for name in targets:
         try:
             if "swarm" in args.series:
@@ -551,7 +663,9 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
                 rows, st = run_async(memory_series(name, args, log))
                 memory += rows
                 steady += st
-            if "sweep" in args.series and name == "shoal":
+            # The sweep is Shoal's (opentracker's is compiled in): once, on the first
+            # Shoal target with the compiled table when there is one.
+            if "sweep" in args.series and name == sweep_target:
                 sweep += run_async(sweep_series(name, args, log))
         except TargetError as exc:
             log(f"{name}: {exc}")

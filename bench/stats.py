@@ -44,6 +44,12 @@ class LoadStats:
         index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
         return ordered[index] / 1e6
 
+    def connect_share(self) -> float | None:
+        """UDP: connects among the replies that passed their checks (connects, announces
+        and scrapes); None when there were none."""
+        total = self.connects + self.responses
+        return round(self.connects / total, 4) if total else None
+
     def rate(self) -> float:
         """Checked responses per second of wall time."""
         return self.responses / self.elapsed if self.elapsed > 0 else 0.0
@@ -55,6 +61,7 @@ class LoadStats:
             "announces": self.announces,
             "scrapes": self.scrapes,
             "connects": self.connects,
+            "connect_share": self.connect_share(),
             "errors": self.errors,
             "timeouts": self.timeouts,
             "late": self.late,

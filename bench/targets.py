@@ -49,6 +49,10 @@ PRIVATE_TARGET = "shoal-private"
 # Shoal with its compiled data plane off (``tracker.engine = "python"``), otherwise as the
 # "shoal" target: the native and pure-Python paths side by side in one run.
 PYTHON_TARGET = "shoal-python"
+# Shoal with its compiled data plane required (``tracker.engine = "native"``: it will not
+# start without it), otherwise as the "shoal" target (whose ``auto`` falls back to Python
+# silently when the extension is not built): for figures that must be the compiled path's.
+NATIVE_TARGET = "shoal-native"
 # Source tree of the "shoal-base" target (not SHOAL_*: those are settings).
 BASE_ENV = "BENCH_SHOAL_BASE"
 # The CPUs this process may use when first imported, before the generator pins itself.
@@ -130,6 +134,25 @@ def memory_kib(pid: int) -> dict[str, int]:
         except OSError:
             continue
     return out
+
+
+def cpus_busy_seconds(cpus: list[int | None]) -> float:
+    """Seconds CPUs ``cpus`` have spent busy so far, whoever ran on them (from /proc/stat:
+    user, nice, system, irq, softirq and steal time); 0 when it cannot be read."""
+    wanted = {f"cpu{c}" for c in cpus if c is not None}
+    total = 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                        int, fields[1:9]
+                    )
+                    total += user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return 0.0
+    return total / CLK_TCK
 
 
 def own_cpu_seconds() -> float:
@@ -512,6 +535,9 @@ def start_target(
         cwd = REPO_ROOT
     elif name == PYTHON_TARGET:
         cmd = shoal_command(port, ["tracker.engine=python", *(shoal_settings or [])])
+        cwd = REPO_ROOT
+    elif name == NATIVE_TARGET:
+        cmd = shoal_command(port, ["tracker.engine=native", *(shoal_settings or [])])
         cwd = REPO_ROOT
     elif name == REDIS_TARGET:
         store = start_redis(workdir)

@@ -1,11 +1,19 @@
 """UDP tracker (BEP 15) load generator on asyncio.
 
-Each simulated client is one UDP socket (its own source port) that behaves like a real
-BitTorrent client: it sends a connect request once, reuses the connection id for its
-announces and scrapes, and connects again when the id gets older than a per-client age
-between ``reconnect_min`` and ``reconnect_max`` seconds (60 to 120 by default: BEP 15
-lets clients keep an id for a minute, trackers accept it for about two) or when the
-tracker answers with an error. Every client keeps up to ``window`` requests in flight.
+One UDP socket per source address (``sources``: loopback addresses, see
+:func:`bench.workload.address_for`), bound to it before anything is sent, so the tracker
+sees each as a client of its own with its own connection id. Every request goes out from
+the socket of its operation's source address (``UdpOps.sources``), so a peer always
+announces from the same address, as a real one does. A socket behaves like a real
+BitTorrent client: it sends a connect request before its first request, reuses the
+connection id for its announces and scrapes, and connects again when the id gets older
+than a per-socket age between ``reconnect_min`` and ``reconnect_max`` seconds (60 to 120
+by default: BEP 15 lets clients keep an id for a minute, trackers accept it for about two),
+when the tracker answers with an error, or when the operation is marked ``connect`` (the
+workload's ``connect_fraction``: a client whose id has grown too old connects before it
+announces). Requests for a socket that is connecting wait for the connection id. At most
+``window`` requests (128 by default) are in flight over all sockets; connects are counted
+apart (``LoadStats.connects``, and the share of replies they were in ``connect_share``).
 
 Requests are pre-encoded (see :func:`encode_udp_ops`); sending one costs a struct pack of
 the 16-byte header and a concatenation. Every reply is checked: transaction id known to
@@ -15,21 +23,25 @@ scrape reply has exactly 12 bytes per hash. Lost requests are counted as timeout
 
 Two driving modes: closed loop (each reply triggers the next request: finds the peak
 rate) and paced (``rate`` requests per second from a timer, replies trigger nothing:
-for latency at a given load).
+for latency at a given load). A request's latency runs from its own send (a connect it
+waited for is a request of its own, not counted in it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import random
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from bench.driver import LoadDriver
+from bench.stats import LoadStats
 from bench.workload import Announce, Op
 
 PROTOCOL_ID = 0x41727101980
@@ -60,12 +72,16 @@ def url_data_options(url_data: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class UdpOps:
-    """Pre-encoded requests: action, the bytes after the 16-byte header, and the reply size
-    limit (announce: largest acceptable reply; scrape: exact reply size)."""
+    """Pre-encoded requests: action, the bytes after the 16-byte header, the reply size
+    limit (announce: largest acceptable reply; scrape: exact reply size), the index of the
+    source address each goes out from (empty: all from the first), and whether each is
+    preceded by a fresh connect (empty: none is)."""
 
     actions: list[int]
     bodies: list[bytes]
     sizes: list[int]
+    sources: list[int] = field(default_factory=list)
+    connects: bytes = b""
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -82,8 +98,12 @@ def encode_udp_ops(
     actions: list[int] = []
     bodies: list[bytes] = []
     sizes: list[int] = []
+    sources: list[int] = []
+    connects = bytearray()
     for op in ops:
         if isinstance(op, Announce):
+            sources.append(op.source)
+            connects.append(op.connect)
             options = b""
             if passkey_of is not None:
                 options = url_data_options(f"/{passkey_of(op)}/announce".encode("ascii"))
@@ -105,14 +125,17 @@ def encode_udp_ops(
             )
             sizes.append(20 + _PEER_SIZE_V4 * max(op.numwant, 0))
         elif passkey_of is None:
+            sources.append(op.source)
+            connects.append(op.connect)
             actions.append(ACTION_SCRAPE)
             bodies.append(b"".join(op.info_hashes))
             sizes.append(8 + 12 * len(op.info_hashes))
-    return UdpOps(actions, bodies, sizes)
+    return UdpOps(actions, bodies, sizes, sources, bytes(connects))
 
 
 class _UdpClient(asyncio.DatagramProtocol):
-    """One client socket with its connection id and its requests in flight."""
+    """One source address's socket, its connection id, its requests in flight and the
+    requests waiting for a connection id."""
 
     def __init__(self, load: UdpLoad, reconnect_after: float, first_txid: int) -> None:
         self.load = load
@@ -124,6 +147,7 @@ class _UdpClient(asyncio.DatagramProtocol):
         self.connect_sent_ns = 0
         self.txid = first_txid
         self.pending: dict[int, tuple[int, int]] = {}
+        self.waiting: deque[int] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
@@ -152,6 +176,16 @@ class _UdpClient(asyncio.DatagramProtocol):
             return False
         return True
 
+    def submit(self, index: int, fresh: int) -> None:
+        """Send request ``index`` now, or once a connection id is here; with ``fresh``,
+        drop the id held and connect first."""
+        if fresh and self.connect_txid < 0:
+            self.cid = -1
+        if self.waiting or not self.ready():
+            self.waiting.append(index)
+            return
+        self.send(index)
+
     def send(self, index: int) -> None:
         """Send request ``index`` of the load's operations."""
         assert self.transport is not None
@@ -162,17 +196,14 @@ class _UdpClient(asyncio.DatagramProtocol):
             _REQUEST_HEADER.pack(self.cid, ops.actions[index], txid) + ops.bodies[index]
         )
 
-    def pump(self) -> None:
-        """Closed loop: fill the window with new requests."""
-        if not self.ready():
-            return
+    def _give_up_waiting(self) -> None:
+        """The connect failed: the requests waiting for it are dropped (sent again while
+        filling)."""
         load = self.load
-        pending = self.pending
-        while len(pending) < load.window:
-            index = load.next_op()
-            if index < 0:
-                return
-            self.send(index)
+        waiting = self.waiting
+        load.outstanding -= len(waiting)
+        while waiting:
+            load.requeue(waiting.popleft())
 
     def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
         load = self.load
@@ -188,16 +219,21 @@ class _UdpClient(asyncio.DatagramProtocol):
                 self.cid = int.from_bytes(data[8:16], "big")
                 self.cid_at = time.monotonic()
                 stats.connects += 1
+                waiting = self.waiting
+                while waiting:
+                    self.send(waiting.popleft())
             else:
                 stats.error(f"bad connect reply (action {action}, {size} bytes)")
                 self.cid = -1
-            if load.closed_loop:
-                self.pump()
+                self._give_up_waiting()
+                if load.closed_loop:
+                    load.pump()
             return
         entry = self.pending.pop(txid, None)
         if entry is None:
             stats.late += 1
             return
+        load.outstanding -= 1
         sent_ns, index = entry
         ops = load.ops
         expected = ops.actions[index]
@@ -223,64 +259,79 @@ class _UdpClient(asyncio.DatagramProtocol):
             if load.record:
                 stats.latencies_ns.append(time.perf_counter_ns() - sent_ns)
         if load.closed_loop:
-            self.pump()
+            load.pump()
 
     def expire(self, now_ns: int, timeout_ns: int) -> None:
-        """Give up on requests older than the timeout."""
+        """Give up on requests (and a connect) older than the timeout."""
         load = self.load
         if self.connect_txid >= 0 and now_ns - self.connect_sent_ns > timeout_ns:
             load.stats.timeouts += 1
             self.connect_txid = -1
+            self._give_up_waiting()
         if self.pending:
             late = [t for t, (sent, _) in self.pending.items() if now_ns - sent > timeout_ns]
             for t in late:
                 _, index = self.pending.pop(t)
                 load.stats.timeouts += 1
+                load.outstanding -= 1
                 load.requeue(index)
-        if load.closed_loop:
-            self.pump()
 
 
 def _same(client: _UdpClient) -> _UdpClient:
     return client
 
 
+def check_sources(host: str, sources: Sequence[str]) -> list[str]:
+    """``sources`` as a list, once every one is a loopback address of ``host``'s family."""
+    if host not in ("127.0.0.1", "::1"):
+        raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
+    family = ipaddress.ip_address(host).version
+    out = list(sources)
+    if not out:
+        raise ValueError("no source address")
+    for source in out:
+        address = ipaddress.ip_address(source)
+        if not address.is_loopback or address.version != family:
+            raise ValueError(f"source {source} is not a loopback address like {host}")
+    return out
+
+
 class UdpLoad(LoadDriver[UdpOps]):
-    """A set of UDP clients aimed at one tracker at ``host:port``."""
+    """One UDP socket per source address, aimed at one tracker at ``host:port``."""
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        clients: int = 32,
-        window: int = 4,
+        sources: Sequence[str] = ("127.0.0.1",),
+        window: int = 128,
         timeout: float = 1.0,
         reconnect_min: float = 60.0,
         reconnect_max: float = 120.0,
         seed: int = 0,
     ) -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("the benchmark only talks to 127.0.0.1 or ::1")
         super().__init__(UdpOps([], [], []), timeout)
+        self.sources = check_sources(host, sources)
         self.host = host
         self.port = port
-        self.n_clients = clients
         self.window = window
+        self.outstanding = 0  # requests sent or waiting for a connection id
         self._rng = random.Random(seed)
         self._reconnect = (reconnect_min, reconnect_max)
         self.clients: list[_UdpClient] = []
-        self._turn = 0
 
     async def open(self) -> None:
-        """Create the client sockets."""
+        """Create the sockets, each bound to its source address."""
         loop = asyncio.get_running_loop()
-        for _ in range(self.n_clients):
+        for source in self.sources:
             client = _UdpClient(
                 self, self._rng.uniform(*self._reconnect), self._rng.getrandbits(32)
             )
             await loop.create_datagram_endpoint(
-                functools.partial(_same, client), remote_addr=(self.host, self.port)
+                functools.partial(_same, client),
+                local_addr=(source, 0),
+                remote_addr=(self.host, self.port),
             )
             self.clients.append(client)
 
@@ -292,8 +343,32 @@ class UdpLoad(LoadDriver[UdpOps]):
         self.clients.clear()
 
     def in_flight(self) -> int:
-        """Requests (and connects) waiting for a reply."""
-        return sum(len(c.pending) + (c.connect_txid >= 0) for c in self.clients)
+        """Requests (waiting for a connection id included) and connects without a reply."""
+        return self.outstanding + sum(c.connect_txid >= 0 for c in self.clients)
+
+    async def run(self, ops: UdpOps, **kwargs: Any) -> LoadStats:
+        """:meth:`LoadDriver.run`, once ``ops`` name no source this load has no socket for."""
+        if ops.sources and max(ops.sources) >= len(self.sources):
+            raise ValueError(
+                f"operations from source {max(ops.sources)}, but only "
+                f"{len(self.sources)} source addresses"
+            )
+        return await super().run(ops, **kwargs)
+
+    def dispatch(self, index: int) -> None:
+        """Hand request ``index`` to its source address's socket."""
+        ops = self.ops
+        client = self.clients[ops.sources[index] if ops.sources else 0]
+        self.outstanding += 1
+        client.submit(index, ops.connects[index] if ops.connects else 0)
+
+    def pump(self) -> None:
+        """Closed loop: keep ``window`` requests in flight."""
+        while self.outstanding < self.window:
+            index = self.next_op()
+            if index < 0:
+                return
+            self.dispatch(index)
 
     # -- the run loop's hooks (see bench.driver) -------------------------------------------
 
@@ -302,10 +377,9 @@ class UdpLoad(LoadDriver[UdpOps]):
             await self.open()
 
     def _start(self) -> None:
-        self._turn = 0
+        self.outstanding = 0
         if self.closed_loop:
-            for client in self.clients:
-                client.pump()
+            self.pump()
         else:
             for client in self.clients:
                 client.ready()
@@ -313,28 +387,23 @@ class UdpLoad(LoadDriver[UdpOps]):
     def _expire(self, now_ns: int, timeout_ns: int) -> None:
         for client in self.clients:
             client.expire(now_ns, timeout_ns)
+        if self.closed_loop:
+            self.pump()
 
     def _send_due(self, due: int) -> int:
-        """Round-robin over the clients that are connected and below their window."""
+        """Open loop: up to ``due`` requests, as long as fewer than ``window`` are out."""
         sent = 0
-        clients = self.clients
-        n = len(clients)
-        tried = 0
-        while sent < due and tried < n:
-            client = clients[self._turn % n]
-            self._turn += 1
-            if len(client.pending) >= self.window or not client.ready():
-                tried += 1
-                continue
+        while sent < due and self.outstanding < self.window:
             index = self.next_op()
             if index < 0:
                 break
-            client.send(index)
+            self.dispatch(index)
             sent += 1
-            tried = 0
         return sent
 
     def _abandon(self) -> None:
         # Requests still in flight after the drain are abandoned, not counted.
         for client in self.clients:
             client.pending.clear()
+            client.waiting.clear()
+        self.outstanding = 0
