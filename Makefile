@@ -37,10 +37,10 @@ unit: $(STAMP)
 	$(PY) -m pytest
 
 unit-native: $(STAMP)
-	SHOAL_ENGINE= SHOAL_TEST_RUN=0 $(PYTEST)
+	SHOAL_ENGINE= $(PYTEST)
 
 unit-python: $(STAMP)
-	SHOAL_ENGINE=python SHOAL_TEST_RUN=1 $(PYTEST) --engine-pass=python
+	SHOAL_ENGINE=python $(PYTEST) --engine-pass=python
 
 # Both passes at once; each one's output is shown whole when it ends.
 unit-both: $(STAMP)

@@ -7,9 +7,9 @@ suite split over parallel pytest processes (``make test`` runs two engine passes
 over several xdist workers), two processes probing the kernel's ephemeral range could be
 handed the same port in that moment, and an outgoing connection (which takes an ephemeral
 port) could take it too. So each pytest process hands out ports only from a block of its
-own, below the ephemeral range (32768-60999 on Linux): block number ``SHOAL_TEST_RUN``
-(the engine pass, 0 or 1) times 8 plus the xdist worker number. Ports bound inside one
-test process (the in-process trackers) bind port 0 and are not concerned.
+own, below the ephemeral range (32768-60999 on Linux): block number 8 times the engine
+pass (1 for the SHOAL_ENGINE=python pass, else 0) plus the xdist worker number. Ports bound
+inside one test process (the in-process trackers) bind port 0 and are not concerned.
 """
 
 from __future__ import annotations
@@ -21,16 +21,21 @@ FIRST = 12_000  # blocks span 12000-21999; a Redis Cluster node also needs port 
 BLOCKS = 16
 BLOCK = 10_000 // BLOCKS
 
-_next: int | None = None
+_block: int | None = None
+_next = 0
 _handed_out: set[int] = set()
 
 
 def block_number() -> int:
-    """This pytest process's block: its engine pass and its xdist worker."""
-    run = int(os.environ.get("SHOAL_TEST_RUN", "0") or 0)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    number = int(worker[2:]) if worker[2:].isdigit() else 0
-    return (run * 8 + number % 8) % BLOCKS
+    """This pytest process's block: its engine pass and its xdist worker (read once: a
+    run-once test changes SHOAL_ENGINE while it runs, see tests/conftest.py)."""
+    global _block
+    if _block is None:
+        run = 1 if os.environ.get("SHOAL_ENGINE") == "python" else 0
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        number = int(worker[2:]) if worker[2:].isdigit() else 0
+        _block = (run * 8 + number % 8) % BLOCKS
+    return _block
 
 
 def can_bind(family: socket.AddressFamily, kind: socket.SocketKind, port: int) -> bool:
@@ -55,8 +60,7 @@ def free_port(*, also: int | None = None) -> int:
     node's bus)."""
     global _next
     start = FIRST + block_number() * BLOCK
-    if _next is None:
-        _next = start
+    _next = max(_next, start)
     checks = [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM)]
     if ipv6_loopback():
         checks += [(socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_DGRAM)]
