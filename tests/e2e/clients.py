@@ -394,9 +394,14 @@ class Tracker:
         self.registry.add_diagnostic("tracker /stats", self.stats)
         proc = self.proc
 
+        # The admin listener (the REST API, /stats) starts after the announce ones: wait
+        # for it too, unless a setting turns it off.
+        admin = "admin.enabled=false" not in settings
+
         def ready() -> bool:
             require_running(proc)
-            return all(tcp_accepts(host, self.port) for host in self.hosts)
+            return all(tcp_accepts(host, self.port) for host in self.hosts) and (
+                not admin or tcp_accepts("127.0.0.1", self.admin_port))
 
         wait_until("the tracker to accept TCP connections", ready, timeout=20, interval=0.2)
 
