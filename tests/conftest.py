@@ -46,7 +46,9 @@ RUN_ONCE = {
     "test_contrib.py": "packaging: what a plain install brings",
     "test_native_udp.py": "the compiled UDP codec and rules against the Python ones",
     "test_native_udp_asan.py": "the compiled UDP code under AddressSanitizer",
+    "test_native_data_plane_asan.py": "the compiled data plane under AddressSanitizer",
     "server/test_udp_native_answer.py": "each tracker names its engine (SHOAL_ENGINE unset)",
+    "server/test_http_native_answer.py": "each tracker names its engine (SHOAL_ENGINE unset)",
 }
 # Besides, a test with an `engine` or `udp_engine` parameter runs on the engine it names,
 # on both in each pass: run once too. Whether a run-once test really reads no engine choice
