@@ -5,7 +5,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint unit bench soak clean
+# `make test` runs the suite on both in-memory engines, side by side: the default pass (the
+# compiled engine when built) runs every test; the Python pass (SHOAL_ENGINE=python) runs
+# the tests whose run depends on the engine choice (tests/conftest.py says which run once,
+# and checks that they read no engine choice). Each pass spreads its tests over XDIST
+# pytest-xdist workers; most tests wait on sockets and other processes, so more workers
+# than cores pay. `make test-quick` is lint and the default pass alone.
+XDIST  ?= 3
+PYTEST := $(PY) -m pytest -n $(XDIST) --dist worksteal
+
+.PHONY: run test test-quick lint unit unit-both unit-native unit-python bench soak clean
 
 NATIVE := $(wildcard shoal/_native/*.c shoal/_native/*.h)
 
@@ -27,7 +36,20 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest
 
-test: lint unit
+unit-native: $(STAMP)
+	SHOAL_ENGINE= $(PYTEST)
+
+unit-python: $(STAMP)
+	SHOAL_ENGINE=python $(PYTEST) --engine-pass=python
+
+# Both passes at once; each one's output is shown whole when it ends.
+unit-both: $(STAMP)
+	@echo "pytest: the default engine pass and the SHOAL_ENGINE=python pass, side by side"
+	@$(MAKE) --no-print-directory --output-sync=target -j2 unit-native unit-python
+
+test: lint unit-both
+
+test-quick: lint unit-native
 
 bench: $(STAMP)
 	bash scripts/install-bench-deps.sh

@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRIB = ROOT / "contrib"
 # SQLAlchemy: private mode's database; redis: the Redis store; websockets: the WebTorrent
 # tracker (all features of a plain install). psycopg and schemathesis: the PostgreSQL and
-# API-schema tests.
+# API-schema tests; pytest-xdist: `make test` spreads each pass over workers.
 RUNTIME = {"uvloop", "httptools", "prometheus-client", "sqlalchemy", "redis",
            "websockets"}
-DEV_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "ruff", "mypy", "import-linter",
-             "psycopg", "schemathesis"}
+DEV_TOOLS = {"pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff", "mypy",
+             "import-linter", "psycopg", "schemathesis"}
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:

@@ -32,6 +32,11 @@ typedef struct {
     uint32_t ip_mask;  /* per_ip: ip_mask + 1 buckets of (ip, u32 count); count 0 = empty */
     uint32_t ip_used;
     uint8_t *per_ip;
+    /* Per slot, the next and the previous slot of the ring of entries sharing its peer id
+     * (itself twice when alone): by_id maps an id to one of them, and when that one goes,
+     * to the next (Python's FamilyPeers.ring). ring_cap slots of room. */
+    uint32_t *ring;
+    uint32_t ring_cap;
 } fidx_t;
 
 struct shoal_family {
@@ -346,8 +351,52 @@ static void idx_free(shoal_table *t, shoal_family *f) {
     t_free(t, x->by_addr, ((size_t)x->mask + 1) * 4);
     t_free(t, x->by_id, ((size_t)x->mask + 1) * 4);
     t_free(t, x->per_ip, ((size_t)x->ip_mask + 1) * ip_bucket(f));
+    t_free(t, x->ring, (size_t)x->ring_cap * 8);
     t_free(t, x, sizeof *x);
     f->idx = NULL;
+}
+
+/* Room in the id ring for `slots` slots (grown or shrunk to it). */
+static int ring_resize(shoal_table *t, shoal_family *f, uint32_t slots) {
+    fidx_t *x = f->idx;
+    uint32_t *r = x->ring == NULL ? t_alloc(t, (size_t)slots * 8)
+                                  : t_realloc(t, x->ring, (size_t)x->ring_cap * 8, (size_t)slots * 8);
+    if (r == NULL) return -1;
+    x->ring = r;
+    x->ring_cap = slots;
+    return 0;
+}
+
+/* Python's _link: index `slot` (whose record holds its id) under its id; it joins the ring
+ * of the entries holding that id, before the indexed one, which it replaces in by_id. */
+static void id_link(const shoal_table *t, shoal_family *f, uint32_t slot) {
+    uint32_t *r = f->idx->ring;
+    uint32_t *b = idx_lookup(t, f, 1, rec_id(f, slot));
+    if (b == NULL) {
+        r[2 * slot] = r[2 * slot + 1] = slot;
+        idx_set(t, f, 1, rec_id(f, slot), slot);
+        return;
+    }
+    uint32_t head = *b - 1, tail = r[2 * head + 1];
+    r[2 * slot] = head;
+    r[2 * slot + 1] = tail;
+    r[2 * tail] = r[2 * head + 1] = slot;
+    *b = slot + 1;
+}
+
+/* Python's _unlink: take `slot` out of its ring; by_id moves on to the next entry of the
+ * ring if it pointed at `slot`, and drops the id when none is left. */
+static void id_unlink(const shoal_table *t, shoal_family *f, uint32_t slot) {
+    uint32_t *r = f->idx->ring;
+    uint32_t *b = idx_lookup(t, f, 1, rec_id(f, slot));
+    uint32_t after = r[2 * slot], before = r[2 * slot + 1];
+    if (after == slot) {
+        if (b != NULL) idx_delete_at(t, f, 1, (uint32_t)(b - f->idx->by_id));
+        return;
+    }
+    r[2 * before] = after;
+    r[2 * after + 1] = before;
+    if (b != NULL && *b == slot + 1) *b = after + 1;
 }
 
 /* Move the indexes to tables of `buckets` and `ip_buckets` buckets, keeping every mapping
@@ -370,6 +419,10 @@ static int idx_resize(shoal_table *t, shoal_family *f, uint32_t buckets, uint32_
     }
     f->idx = x;
     if (old != NULL) {
+        x->ring = old->ring;
+        x->ring_cap = old->ring_cap;
+        old->ring = NULL;
+        old->ring_cap = 0;
         for (uint32_t i = 0; i <= old->mask; i++) {
             if (old->by_addr[i]) idx_set(t, f, 0, rec_at(f, old->by_addr[i] - 1), old->by_addr[i] - 1);
             if (old->by_id[i]) idx_set(t, f, 1, rec_id(f, old->by_id[i] - 1), old->by_id[i] - 1);
@@ -396,8 +449,12 @@ static int idx_resize(shoal_table *t, shoal_family *f, uint32_t buckets, uint32_
 /* Python's _build_index: every slot in order (so the last of a shared peer id wins). */
 static int idx_build(shoal_table *t, shoal_family *f, uint64_t room) {
     if (idx_resize(t, f, buckets_for(room), buckets_for(room)) < 0) return -1;
+    if (ring_resize(t, f, f->cap) < 0) {
+        idx_free(t, f);
+        return -1;
+    }
     for (uint32_t s = 0; s < f->n; s++) {
-        idx_set(t, f, 1, rec_id(f, s), s);
+        id_link(t, f, s);
         idx_set(t, f, 0, rec_at(f, s), s);
         ip_add(t, f, rec_at(f, s));
     }
@@ -408,8 +465,7 @@ static int idx_build(shoal_table *t, shoal_family *f, uint64_t room) {
 static void unindex(shoal_table *t, shoal_family *f, uint32_t slot) {
     uint32_t *b = idx_lookup(t, f, 0, rec_at(f, slot));
     if (b != NULL) idx_delete_at(t, f, 0, (uint32_t)(b - f->idx->by_addr));
-    b = idx_lookup(t, f, 1, rec_id(f, slot));
-    if (b != NULL && *b == slot + 1) idx_delete_at(t, f, 1, (uint32_t)(b - f->idx->by_id));
+    id_unlink(t, f, slot);
     ip_remove(t, f, rec_at(f, slot));
 }
 
@@ -468,6 +524,7 @@ static int fam_reserve(shoal_table *t, shoal_family **fp, uint64_t need, int wan
         if (2 * need > (uint64_t)f->idx->mask + 1 &&
             idx_resize(t, f, buckets_for(need), buckets_for(need)) < 0)
             return -1;
+        if (need > f->idx->ring_cap && ring_resize(t, f, f->cap) < 0) return -1;
     }
     return 0;
 }
@@ -489,6 +546,7 @@ static void fam_shrink(shoal_table *t, shoal_family **fp) {
         if (g == NULL) g = f;
         g->cap = cap;
         *fp = g;
+        if (g->idx != NULL && g->idx->ring_cap > cap) ring_resize(t, g, cap); /* may fail: kept */
     }
 }
 
@@ -508,9 +566,33 @@ static void fam_copy(shoal_table *t, shoal_family *f, uint32_t src, uint32_t dst
         if (b != NULL) *b = dst + 1;
         b = idx_lookup(t, f, 1, rec_id(f, src));
         if (b != NULL && *b == src + 1) *b = dst + 1;
+        uint32_t *r = f->idx->ring;
+        uint32_t after = r[2 * src], before = r[2 * src + 1];
+        if (after == src) {
+            r[2 * dst] = r[2 * dst + 1] = dst;
+        } else {
+            r[2 * dst] = after;
+            r[2 * dst + 1] = before;
+            r[2 * before] = r[2 * after + 1] = dst;
+        }
     }
     memcpy(rec_at(f, dst), rec_at(f, src), f->rec);
     if (f->xfer != NULL) f->xfer[dst] = f->xfer[src];
+}
+
+/* Python's _swap_links: the rings after the entries of slots a and b traded places (they
+ * may share a ring, even be neighbours in it). */
+static inline uint32_t swapped(uint32_t s, uint32_t a, uint32_t b) { return s == a ? b : s == b ? a : s; }
+static void ring_swap(uint32_t *r, uint32_t a, uint32_t b) {
+    uint32_t next_a = r[2 * a], prev_a = r[2 * a + 1], next_b = r[2 * b], prev_b = r[2 * b + 1];
+    r[2 * b] = swapped(next_a, a, b);
+    r[2 * b + 1] = swapped(prev_a, a, b);
+    r[2 * a] = swapped(next_b, a, b);
+    r[2 * a + 1] = swapped(prev_b, a, b);
+    if (prev_a != a && prev_a != b) r[2 * prev_a] = b;
+    if (next_a != a && next_a != b) r[2 * next_a + 1] = b;
+    if (prev_b != a && prev_b != b) r[2 * prev_b] = a;
+    if (next_b != a && next_b != b) r[2 * next_b + 1] = a;
 }
 
 /* Python's _swap */
@@ -525,6 +607,7 @@ static void fam_swap(shoal_table *t, shoal_family *f, uint32_t a, uint32_t b) {
         if (bb) *bb = a + 1;
         if (ia && va == a + 1) *ia = b + 1;
         if (ib && vb == b + 1) *ib = a + 1;
+        ring_swap(f->idx->ring, a, b);
     }
     uint8_t tmp[64];
     memcpy(tmp, rec_at(f, a), f->rec);
@@ -573,7 +656,7 @@ static uint32_t fam_insert(shoal_table *t, shoal_family *f, const uint8_t *peer_
     f->n++;
     if (f->idx != NULL) {
         idx_set(t, f, 0, addr, slot);
-        idx_set(t, f, 1, peer_id, slot);
+        id_link(t, f, slot);
         ip_add(t, f, addr);
     }
     if (seeder) {
@@ -617,7 +700,7 @@ static void fam_replace(shoal_table *t, shoal_family *f, uint32_t slot, const ui
     memcpy(rec_id(f, slot), peer_id, ID);
     if (f->idx != NULL) {
         idx_set(t, f, 0, addr, slot);
-        idx_set(t, f, 1, peer_id, slot);
+        id_link(t, f, slot);
         ip_add(t, f, addr);
     }
 }
@@ -1382,15 +1465,26 @@ static int check_family(shoal_table *t, shoal_family *f, unsigned width, char *e
     if (f->n > INDEX_MIN && f->idx == NULL) FAIL("a family of %u peers has no index", f->n);
     for (uint32_t s = 0; s < f->n; s++) {
         if (fam_find_addr(t, f, rec_at(f, s)) != s) FAIL("address of slot %u not found at it", s);
-        /* As in the Python engine, an indexed family maps each peer id to one slot holding
-         * it; when entries share an id and the mapped one goes, the others are no longer
-         * found by id (only by address). Unindexed families find every id. */
+        /* every entry is found by its id, also when others share it (their ring) */
         int64_t other = fam_find_id(t, f, rec_id(f, s));
-        if (other >= 0 ? memcmp(rec_id(f, (uint64_t)other), rec_id(f, s), ID) != 0 : f->idx == NULL)
+        if (other < 0 || memcmp(rec_id(f, (uint64_t)other), rec_id(f, s), ID) != 0)
             FAIL("peer id of slot %u not found", s);
     }
     if (f->idx != NULL) {
         fidx_t *x = f->idx;
+        if (x->ring == NULL || x->ring_cap < f->n) FAIL("id ring of %u slots for %u peers", x->ring_cap, f->n);
+        for (uint32_t s = 0; s < f->n; s++) {
+            /* the ring of slot s links exactly the entries holding its id, both ways */
+            uint32_t sharing = 0, members = 0, at = s;
+            for (uint32_t o = 0; o < f->n; o++) sharing += memcmp(rec_id(f, o), rec_id(f, s), ID) == 0;
+            do {
+                uint32_t next = x->ring[2 * at];
+                if (next >= f->n || x->ring[2 * next + 1] != at) FAIL("id ring broken at slot %u", at);
+                if (memcmp(rec_id(f, next), rec_id(f, s), ID) != 0) FAIL("id ring of slot %u mixes ids", s);
+                at = next;
+            } while (at != s && ++members <= f->n);
+            if (members + 1 != sharing) FAIL("id ring of slot %u holds %u of %u entries", s, members + 1, sharing);
+        }
         uint32_t addrs = 0, ip_total = 0, ips = 0;
         for (uint32_t i = 0; i <= x->mask; i++) {
             if (x->by_addr[i]) {

@@ -11,8 +11,13 @@ its last-announce time, key, flags and last reported uploaded/downloaded in an a
   as one or two slices: picking N peers costs O(N), never O(swarm);
 - a seeder is answered from the leecher region alone, at no cost;
 - a peer costs about 58 bytes plus, in swarms larger than ``INDEX_MIN``, dict entries from
-  its address and its id to its slot; smaller swarms search the bytearrays, which is faster
-  than hashing at that size and saves the dicts.
+  its address and its id to its slot and 8 bytes of id ring (below); smaller swarms search
+  the bytearrays, which is faster than hashing at that size and saves the dicts.
+
+Several entries may carry one peer_id (see Identity below). The id index maps a peer_id to
+one of them, and the entries sharing a peer_id are linked in a ring (a next and a previous
+slot each, ``ring``), so when the indexed one goes, the index moves to another in O(1), and
+every entry is found by its id in an indexed family as in a searched one.
 
 Identity (the threat model is in the README): a peer entry *is* its address (ip and
 announced port). A peer_id is public (``compact=0`` replies carry it), so it is never a
@@ -107,8 +112,8 @@ class FamilyPeers:
     last reported.
     """
 
-    __slots__ = ("addrs", "by_addr", "by_id", "ids", "meta", "per_ip", "seeders", "tally",
-                 "width")
+    __slots__ = ("addrs", "by_addr", "by_id", "ids", "meta", "per_ip", "ring", "seeders",
+                 "tally", "width")
 
     def __init__(self, width: int, tally: Tally | None = None) -> None:
         self.width = width
@@ -120,6 +125,9 @@ class FamilyPeers:
         self.by_addr: dict[bytes, int] | None = None
         self.by_id: dict[bytes, int] | None = None
         self.per_ip: dict[bytes, int] | None = None
+        # With the indexes: per slot, the next and the previous slot of the ring of entries
+        # sharing its peer_id (itself twice when it is alone).
+        self.ring: array[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids) // _ID
@@ -129,7 +137,8 @@ class FamilyPeers:
         return len(self.ids) // _ID - self.seeders
 
     def find(self, peer_id: bytes) -> int:
-        """A slot holding ``peer_id`` (the latest registered when several do), or -1."""
+        """A slot holding ``peer_id``, or -1. When several do: the first in a searched
+        family, in an indexed one the latest registered of those still there."""
         if self.by_id is not None:
             return self.by_id.get(peer_id, -1)
         return _slot_of(self.ids, peer_id, _ID)
@@ -190,8 +199,9 @@ class FamilyPeers:
         self.meta.extend((now, key | flags, uploaded & _U64, downloaded & _U64))
         if self.by_addr is not None:
             self.by_addr[addr] = slot
-            assert self.by_id is not None and self.per_ip is not None
-            self.by_id[peer_id] = slot
+            assert self.per_ip is not None and self.ring is not None
+            self.ring.extend((slot, slot))
+            self._link(slot, peer_id)
             ip = addr[:-2]
             self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         elif slot >= INDEX_MIN:
@@ -228,16 +238,44 @@ class FamilyPeers:
         del self.addrs[last * w :]
         del self.ids[last * _ID :]
         del self.meta[_WORDS * last :]
-        if self.by_addr is not None and last < INDEX_MIN // 2:
-            self.by_addr = self.by_id = self.per_ip = None
+        if self.ring is not None:
+            del self.ring[2 * last :]
+            if last < INDEX_MIN // 2:
+                self.by_addr = self.by_id = self.per_ip = self.ring = None
+
+    def _link(self, slot: int, peer_id: bytes) -> None:
+        """Index ``slot`` under ``peer_id``: it joins the ring of the entries holding it
+        (before the indexed one, which it replaces in the index)."""
+        assert self.by_id is not None and self.ring is not None
+        ring = self.ring
+        head = self.by_id.get(peer_id, -1)
+        if head < 0:
+            ring[2 * slot] = ring[2 * slot + 1] = slot
+        else:
+            tail = ring[2 * head + 1]
+            ring[2 * slot], ring[2 * slot + 1] = head, tail
+            ring[2 * tail] = ring[2 * head + 1] = slot
+        self.by_id[peer_id] = slot
+
+    def _unlink(self, slot: int, peer_id: bytes) -> None:
+        """Take ``slot`` out of its id ring; if the index pointed at it, it now points at
+        the next entry holding that id (the latest registered of those left), if any."""
+        assert self.by_id is not None and self.ring is not None
+        ring = self.ring
+        after, before = ring[2 * slot], ring[2 * slot + 1]
+        if after == slot:
+            del self.by_id[peer_id]
+            return
+        ring[2 * before] = after
+        ring[2 * after + 1] = before
+        if self.by_id[peer_id] == slot:
+            self.by_id[peer_id] = after
 
     def _unindex(self, slot: int) -> None:
-        assert self.by_addr is not None and self.by_id is not None and self.per_ip is not None
+        assert self.by_addr is not None and self.per_ip is not None
         addr = self.addr(slot)
         del self.by_addr[addr]
-        peer_id = self.peer_id(slot)
-        if self.by_id.get(peer_id) == slot:
-            del self.by_id[peer_id]
+        self._unlink(slot, self.peer_id(slot))
         ip = addr[:-2]
         left = self.per_ip[ip] - 1
         if left:
@@ -283,10 +321,10 @@ class FamilyPeers:
         same = self.ids[slot * _ID : slot * _ID + _ID] == peer_id
         self.meta[base + 1] = key | (self.meta[base + 1] & _COMPLETED if same else 0)
         if self.by_addr is not None:
-            assert self.by_id is not None and self.per_ip is not None
+            assert self.per_ip is not None
             self._unindex(slot)
             self.by_addr[addr] = slot
-            self.by_id[peer_id] = slot
+            self._link(slot, peer_id)
             ip = addr[:-2]
             self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         w = self.width
@@ -298,7 +336,10 @@ class FamilyPeers:
         addrs = bytes(self.addrs)
         w = self.width
         n = len(ids) // _ID
-        self.by_id = {ids[i * _ID : i * _ID + _ID]: i for i in range(n)}
+        self.by_id = {}
+        self.ring = array("I", bytes(8 * n))
+        for i in range(n):
+            self._link(i, ids[i * _ID : i * _ID + _ID])  # so the last of a shared id is indexed
         self.by_addr = {addrs[i * w : i * w + w]: i for i in range(n)}
         per_ip: dict[bytes, int] = {}
         for i in range(n):
@@ -316,11 +357,18 @@ class FamilyPeers:
         meta = self.meta
         meta[_WORDS * dst : _WORDS * dst + _WORDS] = meta[_WORDS * src : _WORDS * src + _WORDS]
         if self.by_addr is not None:
-            assert self.by_id is not None
+            assert self.by_id is not None and self.ring is not None
             self.by_addr[bytes(addr)] = dst
             moved_id = bytes(moved)
-            if self.by_id.get(moved_id) == src:
+            if self.by_id[moved_id] == src:
                 self.by_id[moved_id] = dst
+            ring = self.ring
+            after, before = ring[2 * src], ring[2 * src + 1]
+            if after == src:
+                ring[2 * dst] = ring[2 * dst + 1] = dst
+            else:
+                ring[2 * dst], ring[2 * dst + 1] = after, before
+                ring[2 * before] = ring[2 * after + 1] = dst
 
     def _swap(self, a: int, b: int) -> None:
         w = self.width
@@ -337,15 +385,37 @@ class FamilyPeers:
         meta[_WORDS * a : _WORDS * a + _WORDS] = meta[_WORDS * b : _WORDS * b + _WORDS]
         meta[_WORDS * b : _WORDS * b + _WORDS] = ma
         if self.by_addr is not None:
-            assert self.by_id is not None
+            assert self.by_id is not None and self.ring is not None
             self.by_addr[bytes(addr_a)] = b
             self.by_addr[bytes(addr_b)] = a
             ka, kb = bytes(id_a), bytes(id_b)
-            slot_a, slot_b = self.by_id.get(ka), self.by_id.get(kb)
+            slot_a, slot_b = self.by_id[ka], self.by_id[kb]
             if slot_a == a:
                 self.by_id[ka] = b
             if slot_b == b:
                 self.by_id[kb] = a
+            self._swap_links(a, b)
+
+    def _swap_links(self, a: int, b: int) -> None:
+        """The id rings after the entries of slots ``a`` and ``b`` traded places (they
+        may share a ring, even be neighbours in it)."""
+        assert self.ring is not None
+        ring = self.ring
+        next_a, prev_a, next_b, prev_b = ring[2 * a], ring[2 * a + 1], ring[2 * b], ring[2 * b + 1]
+
+        def moved(s: int) -> int:
+            return b if s == a else a if s == b else s
+
+        ring[2 * b], ring[2 * b + 1] = moved(next_a), moved(prev_a)
+        ring[2 * a], ring[2 * a + 1] = moved(next_b), moved(prev_b)
+        if prev_a != a and prev_a != b:
+            ring[2 * prev_a] = b
+        if next_a != a and next_a != b:
+            ring[2 * next_a + 1] = b
+        if prev_b != a and prev_b != b:
+            ring[2 * prev_b] = a
+        if next_b != a and next_b != b:
+            ring[2 * next_b + 1] = a
 
     def pick(
         self, lo: int, hi: int, count: int, skip: int, rng: random.Random, with_ids: bool

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.ports import free_port, ipv6_loopback
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Which Debian package ships each client binary the tests run.
@@ -174,49 +176,9 @@ def make_torrent(
 # ports, waiting, logs
 # ---------------------------------------------------------------------------
 
-_handed_out: set[int] = set()
-
-
 def ipv6_loopback_available() -> bool:
     """Whether sockets can bind to ::1 here (some containers have no IPv6 at all)."""
-    return socket.has_ipv6 and _can_bind(socket.AF_INET6, socket.SOCK_STREAM, 0)
-
-
-def free_port() -> int:
-    """A port that is free for TCP and UDP on 127.0.0.1 and ::1 right now.
-
-    Ports handed out earlier in this process are never handed out again, so the
-    processes of one test (and of consecutive tests) do not collide.
-    """
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port in _handed_out:
-            continue
-        checks = _PORT_CHECKS if ipv6_loopback_available() else _PORT_CHECKS[:2]
-        if all(_can_bind(family, kind, port) for family, kind in checks):
-            _handed_out.add(port)
-            return port
-    raise RuntimeError("found no free port on loopback")
-
-
-_PORT_CHECKS = [
-    (socket.AF_INET, socket.SOCK_STREAM),
-    (socket.AF_INET, socket.SOCK_DGRAM),
-    (socket.AF_INET6, socket.SOCK_STREAM),
-    (socket.AF_INET6, socket.SOCK_DGRAM),
-]
-
-
-def _can_bind(family: socket.AddressFamily, kind: socket.SocketKind, port: int) -> bool:
-    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family, kind) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    return ipv6_loopback()
 
 
 def tcp_accepts(host: str, port: int) -> bool:
@@ -432,9 +394,14 @@ class Tracker:
         self.registry.add_diagnostic("tracker /stats", self.stats)
         proc = self.proc
 
+        # The admin listener (the REST API, /stats) starts after the announce ones: wait
+        # for it too, unless a setting turns it off.
+        admin = "admin.enabled=false" not in settings
+
         def ready() -> bool:
             require_running(proc)
-            return all(tcp_accepts(host, self.port) for host in self.hosts)
+            return all(tcp_accepts(host, self.port) for host in self.hosts) and (
+                not admin or tcp_accepts("127.0.0.1", self.admin_port))
 
         wait_until("the tracker to accept TCP connections", ready, timeout=20, interval=0.2)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
+from support.ports import free_port
 from support.running import RunningTracker
 
 from shoal.config import Settings, apply_assignments
@@ -33,13 +34,6 @@ def nginx_binary() -> str:
         cannot_run("nginx is not installed: install Debian's nginx "
                    "(scripts/install-test-deps.sh)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def site_config(tracker_port: int, listen_port: int) -> str:

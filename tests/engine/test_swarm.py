@@ -639,6 +639,53 @@ def test_random_operations_agree_with_a_model(width: int, scheme: str, data: Any
     assert indexed_states == {True, False}
 
 
+@pytest.mark.parametrize("width", [6, 18])
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_every_entry_is_found_by_id_though_entries_share_ids(width: int, data: Any) -> None:
+    """Many addresses over three peer ids, so the entries sharing an id (its ring) are
+    many and often neighbours: random inserts, removals, role changes and replacements,
+    up past INDEX_MIN and back. Whichever entries leave, ``find`` answers each id that any
+    entry still holds with one of them (the index falls back to another of the ring)."""
+    v6 = width == 18
+    ids = [peer_id(7000 + k) for k in range(3)]
+    fam = FamilyPeers(width)
+    model: dict[bytes, bytes] = {}  # address -> id
+    op = st.tuples(st.integers(0, 59), st.sampled_from(["remove", "role", "replace"]),
+                   st.integers(0, 2), st.booleans())
+    addrs = [addr(n, v6) for n in range(60)]
+
+    def step(a: bytes, action: str, k: int, flag: bool) -> None:
+        slot = fam.find_addr(a)
+        if slot < 0:
+            fam.insert(ids[k], a, T0, k, flag)
+            model[a] = ids[k]
+        elif action == "remove":
+            fam.remove(slot)
+            del model[a]
+        elif action == "role":
+            fam.set_role(slot, flag)
+        else:
+            fam.replace(slot, ids[k], a, k)
+            model[a] = ids[k]
+        check_family(fam, width)
+        assert {fam.addr(s): fam.peer_id(s) for s in range(len(fam))} == model
+        for pid in ids:
+            found = fam.find(pid)
+            assert (fam.peer_id(found) if found >= 0 else None) == (
+                pid if pid in model.values() else None)
+
+    for target in (INDEX_MIN + 1 + data.draw(st.integers(0, 20)), INDEX_MIN // 2 + 1, 0):
+        for n, action, k, flag in data.draw(st.lists(op, max_size=40)):
+            step(addrs[n], action, k, flag)
+        while len(model) != target:
+            grow = len(model) < target
+            pool = [a for a in addrs if (a in model) != grow]
+            step(data.draw(st.sampled_from(pool)), "remove", data.draw(st.integers(0, 2)),
+                 data.draw(st.booleans()))
+    assert fam.by_addr is None
+
+
 # -- Swarm -----------------------------------------------------------------------------
 
 

@@ -15,26 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 from support.serve import start_serve
 
 from shoal.protocol.bencode import decode
 
 WAIT = 20.0
 PROTOCOL_ID = 0x41727101980
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(port)
-    raise RuntimeError("no free port")
 
 
 class Shoal:

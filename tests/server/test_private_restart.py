@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.ports import free_port
 from support.serve import start_serve
 
 from shoal.protocol.bencode import decode
@@ -22,12 +22,6 @@ from shoal.protocol.bencode import decode
 WAIT = 20.0
 TOKEN = "restart-token"
 H1 = "d1" * 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateShoal:

@@ -7,9 +7,10 @@ from support.engines import require_engine
 from support.invariants import check_store
 from support.peers import TORRENT, request
 
+from shoal.engine.swarm import INDEX_MIN
 from shoal.storage.base import PeerStore, StoreSettings
 from shoal.storage.memory import SWARM_COST, MemoryStore
-from shoal.types import Event
+from shoal.types import ROLE_LEECHER, ROLE_NONE, Event
 
 from .store_conformance import T0, TIMEOUT, StoreConformance
 
@@ -167,3 +168,30 @@ def test_top_step_keeps_the_largest_swarms(engine: str) -> None:
         store.top_step(cursor, 3, 4, best)
     assert sorted(size for size, _ in best) == [5, 5, 6, 6]
     assert sorted(best)[-1][0] == max(len(s) for s in store.swarms.values())
+
+
+@pytest.mark.parametrize("crowd", [3, INDEX_MIN + 6], ids=["searched", "indexed"])
+@pytest.mark.parametrize("leaving", ["later", "earlier"])
+def test_an_entry_sharing_its_peer_id_is_still_found_by_id_when_the_other_leaves(
+    engine: str, crowd: int, leaving: str
+) -> None:
+    """Two entries may carry one peer_id (the second, from another address without the
+    first's key, is another peer). When either leaves, the one left is still found by its
+    id, so its key still moves it to a new address: in a family past INDEX_MIN, which looks
+    ids up in an index, as in a small one, which searches them."""
+    store = MemoryStore(engine=engine)
+    for n in range(crowd):
+        store.announce(request(n), T0)
+    store.announce(request(500, key=1), T0)  # the earlier entry, at variant 0
+    store.announce(request(500, variant=1, key=2), T0)  # the later one: another peer
+    assert store.scrape([TORRENT])[0].incomplete == crowd + 2
+    gone, kept = (1, 0) if leaving == "later" else (0, 1)
+    stop = store.announce(request(500, variant=gone, event=Event.STOPPED), T0 + 1)
+    assert stop.role_before == ROLE_LEECHER
+    # The entry left proves its key from a third address: it moves there, not joins again.
+    moved = store.announce(request(500, variant=2, key=1 + kept), T0 + 2)
+    assert moved.role_before == ROLE_LEECHER
+    assert moved.incomplete == crowd + 1
+    assert store.announce(request(500, variant=kept, event=Event.STOPPED), T0 + 3
+                          ).role_before == ROLE_NONE  # moved away: nothing left there
+    check_store(store)

@@ -18,9 +18,10 @@ from typing import NoReturn
 
 import pytest
 
+from support import ports
+
 PACKAGES = {"redis-server": "redis-server", "redis-cli": "redis-tools"}
 START_TIMEOUT = 10.0
-_handed_out: set[int] = set()
 
 
 def cannot_run(message: str) -> NoReturn:
@@ -39,22 +40,8 @@ def require_redis(*commands: str) -> None:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, never handed out before in this process (a
-    Cluster node also needs the port 10000 above it, for its bus)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port in _handed_out or port + 10000 > 65535:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
-                bus.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("found no free port on loopback")
+    """A TCP port free on 127.0.0.1 now, with the port 10000 above it (a Cluster node's bus)."""
+    return ports.free_port(also=10000)
 
 
 def command(port: int, *words: str) -> str:

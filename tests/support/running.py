@@ -19,10 +19,23 @@ import pytest
 from shoal.config import Settings
 from shoal.server.app import Tracker
 from shoal.storage.memory import MemoryStore
+from support.ports import free_port
 
 T = TypeVar("T")
 
 TIMEOUT = 10.0  # upper bound on starting, stopping and each call into the loop
+
+
+def shared_ports(settings: Settings) -> Settings:
+    """Port 0 on several hosts binds the first host on a port the kernel picks, then the
+    others on that port, which another process may hold there meanwhile (the tests run in
+    parallel): such a listener gets a port of this test process's own block instead."""
+    for name in ("http", "udp"):
+        section = getattr(settings, name)
+        if section.port == 0 and len(section.hosts) > 1:
+            settings = dataclasses.replace(
+                settings, **{name: dataclasses.replace(section, port=free_port())})
+    return settings
 
 
 class RunningTracker:
@@ -42,6 +55,7 @@ class RunningTracker:
             settings = dataclasses.replace(
                 settings, storage=dataclasses.replace(settings.storage, persist=False)
             )
+        settings = shared_ports(settings)
         self.tracker = Tracker(settings, store)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
