@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* splitmix64: the jitter's generator (not Python's sequence, the same distribution). */
 static inline uint64_t next_random(shoal_answer *f)
@@ -326,4 +327,65 @@ int shoal_netset_load(PyObject *v4, PyObject *v6, shoal_netset *out)
     shoal_netset_sort(&fresh);
     *out = fresh;
     return 0;
+}
+
+/* ---- counters ---------------------------------------------------------------------- */
+
+int shoal_latency_bounds(shoal_latency *h, PyObject *bounds)
+{
+    if (!PyTuple_Check(bounds) || PyTuple_GET_SIZE(bounds) > SHOAL_MAX_BOUNDS) {
+        PyErr_SetString(PyExc_TypeError, "latency_bounds must be a tuple of at most 32 floats");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bounds); i++) {
+        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
+        if (b == -1.0 && PyErr_Occurred())
+            return -1;
+        h->bounds[i] = b;
+    }
+    h->n = (int)PyTuple_GET_SIZE(bounds);
+    return 0;
+}
+
+void shoal_latency_observe(shoal_latency *h, double seconds)
+{
+    int i = 0;
+    while (i < h->n && h->bounds[i] < seconds)
+        i++;
+    h->counts[i]++;
+    h->sum += seconds;
+}
+
+void shoal_latency_reset(shoal_latency *h)
+{
+    memset(h->counts, 0, sizeof h->counts);
+    h->sum = 0.0;
+}
+
+double shoal_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+PyObject *shoal_count_pairs(const unsigned long long *flat, int n, double latency_sum)
+{
+    int nonzero = 0;
+    for (int i = 0; i < n; i++)
+        nonzero += flat[i] != 0;
+    PyObject *pairs = PyTuple_New(nonzero);
+    if (pairs == NULL)
+        return NULL;
+    for (int i = 0, j = 0; i < n; i++) {
+        if (!flat[i])
+            continue;
+        PyObject *pair = Py_BuildValue("(iK)", i, flat[i]);
+        if (pair == NULL) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pairs, j++, pair);
+    }
+    return Py_BuildValue("(Nd)", pairs, latency_sum);
 }

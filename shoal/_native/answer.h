@@ -73,6 +73,29 @@ int shoal_answer_rules(const shoal_answer *f, const shoal_netset *banned, const 
 int shoal_answer_store(shoal_answer *f, const shoal_announce_request *q,
                        shoal_announce_outcome *o);
 
+/* ---- counters, kept in C and collected by Python (both data planes) ---------------- */
+
+#define SHOAL_MAX_BOUNDS 32
+
+/* The latency histogram: bucket i counts what took at most bounds[i] (the last, more). */
+typedef struct {
+    double bounds[SHOAL_MAX_BOUNDS];
+    int n;
+    unsigned long long counts[SHOAL_MAX_BOUNDS + 1];
+    double sum;
+} shoal_latency;
+
+/* The bounds from a tuple of at most SHOAL_MAX_BOUNDS floats: 0, or -1 with an error. */
+int shoal_latency_bounds(shoal_latency *h, PyObject *bounds);
+void shoal_latency_observe(shoal_latency *h, double seconds);
+/* Zero the counts and the sum (the bounds stay). */
+void shoal_latency_reset(shoal_latency *h);
+/* CLOCK_MONOTONIC in seconds. */
+double shoal_monotonic(void);
+/* (pairs, latency_sum): pairs a tuple of (slot, count) for the nonzero of flat[0..n), so
+ * collecting after a little work costs little. NULL with an error. */
+PyObject *shoal_count_pairs(const unsigned long long *flat, int n, double latency_sum);
+
 /* A network set from Python's NetworkSet.v4 / .v6 specs ([(shift, [prefix, ...]), ...]):
  * 0, or -1 with a Python error set (and *out left empty). */
 int shoal_netset_load(PyObject *v4, PyObject *v6, shoal_netset *out);

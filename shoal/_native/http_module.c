@@ -24,7 +24,6 @@
 #include "answer.h"
 #include "http.h"
 
-#define MAX_BOUNDS 32
 #define MAX_REQUESTS 4 /* requests one call answers (the frontend's turn), at most */
 #define MAX_HEADER_NAME 64
 #define ACCEPT_READ 16384 /* a new connection's first read, at most (as Python's slices) */
@@ -35,8 +34,6 @@ typedef struct {
     unsigned long long bytes_out;
     unsigned long long requests[2][2]; /* [ipv4, ipv6][announce, scrape] */
     unsigned long long internal;
-    unsigned long long latency[MAX_BOUNDS + 1];
-    double latency_sum;
     unsigned long long fast[2];                  /* announces, scrapes answered here */
     unsigned long long failures[SHOAL_FAILURES]; /* refusals answered here, by reason */
     unsigned long long bytes_in;    /* read by accept() from connections answered here */
@@ -57,10 +54,9 @@ typedef struct {
     uint8_t header[MAX_HEADER_NAME];
     int allow_ip_param;
     Py_ssize_t max_scrape_hashes;
-    double bounds[MAX_BOUNDS];
-    int nbounds;
     int close_after; /* the last answer() ended with a reply that closes the connection */
     counts_t c;
+    shoal_latency latency; /* request latency, collected with c */
     buf_t out, body;
     uint8_t *in; /* accept()'s read buffer (ACCEPT_READ bytes) */
 } HttpAnswer;
@@ -273,22 +269,6 @@ static int scrape(HttpAnswer *self, parsed_t *p)
 
 /* ---- the type --------------------------------------------------------------------- */
 
-static double monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void observe(HttpAnswer *self, double seconds)
-{
-    int i = 0;
-    while (i < self->nbounds && self->bounds[i] < seconds)
-        i++;
-    self->c.latency[i]++;
-    self->c.latency_sum += seconds;
-}
-
 static int is_proxy(void *ctx, const uint8_t *ip, size_t iplen)
 {
     HttpAnswer *self = ctx;
@@ -344,7 +324,7 @@ static int answer_core(HttpAnswer *self, const uint8_t *data, size_t size, const
 {
     if (self->fast == NULL)
         return 0;
-    double started = monotonic();
+    double started = shoal_monotonic();
     parsed_t reqs[MAX_REQUESTS];
     int n = 0;
     if (!parse_all(self, data, size, peer, peerlen, trusted, reqs, &n))
@@ -361,7 +341,7 @@ static int answer_core(HttpAnswer *self, const uint8_t *data, size_t size, const
             self->c.internal++;
             return -1;
         }
-        observe(self, monotonic() - started);
+        shoal_latency_observe(&self->latency, shoal_monotonic() - started);
     }
     self->close_after = !reqs[n - 1].r.keep_alive;
     self->c.bytes_out += self->out.len;
@@ -572,7 +552,7 @@ static PyObject *HttpAnswer_set_proxies(HttpAnswer *self, PyObject *args)
  * answered here, connections accept() closed itself, and accept errors. */
 static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[SLOT_LATENCY + MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES + 3];
+    unsigned long long flat[SLOT_LATENCY + SHOAL_MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES + 3];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_out;
@@ -580,8 +560,8 @@ static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored
         for (int k = 0; k < 2; k++)
             flat[n++] = c->requests[f][k];
     flat[n++] = c->internal;
-    for (int b = 0; b <= self->nbounds; b++)
-        flat[n++] = c->latency[b];
+    for (int b = 0; b <= self->latency.n; b++)
+        flat[n++] = self->latency.counts[b];
     for (int k = 0; k < 2; k++)
         flat[n++] = c->fast[k];
     for (int k = 0; k < SHOAL_FAILURES; k++)
@@ -589,25 +569,11 @@ static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored
     flat[n++] = c->bytes_in;
     flat[n++] = c->connections;
     flat[n++] = c->accept_errors;
-    int nonzero = 0;
-    for (int i = 0; i < n; i++)
-        nonzero += flat[i] != 0;
-    PyObject *pairs = PyTuple_New(nonzero);
-    if (pairs == NULL)
-        return NULL;
-    for (int i = 0, j = 0; i < n; i++) {
-        if (!flat[i])
-            continue;
-        PyObject *pair = Py_BuildValue("(iK)", i, flat[i]);
-        if (pair == NULL) {
-            Py_DECREF(pairs);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(pairs, j++, pair);
-    }
-    PyObject *out = Py_BuildValue("(Nd)", pairs, c->latency_sum);
-    if (out != NULL)
+    PyObject *out = shoal_count_pairs(flat, n, self->latency.sum);
+    if (out != NULL) {
         memset(&self->c, 0, sizeof self->c);
+        shoal_latency_reset(&self->latency);
+    }
     return out;
 }
 
@@ -636,17 +602,8 @@ static int HttpAnswer_init(HttpAnswer *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "real_ip_header: None or a header name (bytes)");
         return -1;
     }
-    if (!PyTuple_Check(bounds) || PyTuple_GET_SIZE(bounds) > MAX_BOUNDS) {
-        PyErr_SetString(PyExc_TypeError, "latency_bounds must be a tuple of at most 32 floats");
+    if (shoal_latency_bounds(&self->latency, bounds) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bounds); i++) {
-        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
-        if (b == -1.0 && PyErr_Occurred())
-            return -1;
-        self->bounds[i] = b;
-    }
-    self->nbounds = (int)PyTuple_GET_SIZE(bounds);
     self->limits.max_request_line = (size_t)line;
     self->limits.max_header_bytes = (size_t)bytes;
     self->limits.max_headers = (size_t)headers;

@@ -23,7 +23,6 @@
 
 #define BATCH 64
 #define RECV_BUFFER 1536 /* more than SHOAL_UDP_MAX_DATAGRAM: longer ones are not read */
-#define MAX_BOUNDS 32
 
 enum { KIND_ANNOUNCE = 0, KIND_SCRAPE, KIND_CONNECT, KIND_ERROR, KINDS };
 
@@ -32,8 +31,6 @@ typedef struct {
     unsigned long long requests[2][KINDS]; /* [ipv4, ipv6][announce, scrape, connect, error] */
     unsigned long long banned, bad_id, send_blocked, socket_errors;
     unsigned long long malformed[SHOAL_UDP_M_COUNT];
-    unsigned long long latency[MAX_BOUNDS + 1];
-    double latency_sum;
     unsigned long long fast[2];           /* announces, scrapes answered in C */
     unsigned long long failures[SHOAL_FAILURES]; /* refusals answered in C, by reason */
 } counts_t;
@@ -48,13 +45,12 @@ typedef struct {
     int64_t now;
     PyObject *announce_cls;
     PyObject *events[5];
-    double bounds[MAX_BOUNDS];
-    int nbounds;
     shoal_netset banned;
     shoal_udp_fast_path fast_path; /* NULL: every valid request goes to Python */
     void *fast_ctx;
     shoal_answer *fast;            /* the compiled answer (answer.h), when attached */
     counts_t c;
+    shoal_latency latency; /* request latency, collected with c */
     shoal_udp_request req;
     /* One batch: datagrams in, replies out (C-built in out_buf, Python-built held). */
     struct mmsghdr in_msgs[BATCH];
@@ -69,22 +65,6 @@ typedef struct {
 } Engine;
 
 /* ---- helpers ---------------------------------------------------------------------- */
-
-static double monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void observe(Engine *self, double seconds)
-{
-    int i = 0;
-    while (i < self->nbounds && self->bounds[i] < seconds)
-        i++;
-    self->c.latency[i]++;
-    self->c.latency_sum += seconds;
-}
 
 /* A socket address -> packed ip (IPv4-mapped made IPv4) and port; 0 if not inet. */
 static int unpack_sockaddr(const struct sockaddr_storage *ss, uint8_t *ip, size_t *iplen,
@@ -454,17 +434,8 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "events must be a tuple of the 5 events, 0 to 4");
         return -1;
     }
-    if (!PyTuple_Check(bounds) || PyTuple_GET_SIZE(bounds) > MAX_BOUNDS) {
-        PyErr_SetString(PyExc_TypeError, "latency_bounds must be a tuple of at most 32 floats");
+    if (shoal_latency_bounds(&self->latency, bounds) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(bounds); i++) {
-        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, i));
-        if (b == -1.0 && PyErr_Occurred())
-            return -1;
-        self->bounds[i] = b;
-    }
-    self->nbounds = (int)PyTuple_GET_SIZE(bounds);
     self->fd = fd;
     self->allow_ip_param = allow;
     Py_INCREF(cls);
@@ -691,7 +662,7 @@ static PyObject *Engine_drain(Engine *self, PyObject *args)
         }
         if (n == 0)
             break;
-        double started = monotonic();
+        double started = shoal_monotonic();
         total += n;
         size_t outlen[BATCH];
         int answered[BATCH];
@@ -752,9 +723,9 @@ static PyObject *Engine_drain(Engine *self, PyObject *args)
         }
         if (m)
             send_batch(self, m);
-        double elapsed = monotonic() - started;
+        double elapsed = shoal_monotonic() - started;
         for (int i = 0; i < m; i++)
-            observe(self, elapsed);
+            shoal_latency_observe(&self->latency, elapsed);
         for (int i = 0; i < n; i++)
             Py_CLEAR(self->held[i]);
         if (n < BATCH)
@@ -807,7 +778,7 @@ static PyObject *Engine_sendto(Engine *self, PyObject *args)
  * the refusals answered in C by reason (the order of attach_store's result). */
 static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES];
+    unsigned long long flat[14 + SHOAL_UDP_M_COUNT + SHOAL_MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_in;
@@ -821,31 +792,17 @@ static PyObject *Engine_counts(Engine *self, PyObject *Py_UNUSED(ignored))
     flat[n++] = c->socket_errors;
     for (int m = 0; m < SHOAL_UDP_M_COUNT; m++)
         flat[n++] = c->malformed[m];
-    for (int b = 0; b <= self->nbounds; b++)
-        flat[n++] = c->latency[b];
+    for (int b = 0; b <= self->latency.n; b++)
+        flat[n++] = self->latency.counts[b];
     for (int k = 0; k < 2; k++)
         flat[n++] = c->fast[k];
     for (int k = 0; k < SHOAL_FAILURES; k++)
         flat[n++] = c->failures[k];
-    int nonzero = 0;
-    for (int i = 0; i < n; i++)
-        nonzero += flat[i] != 0;
-    PyObject *pairs = PyTuple_New(nonzero);
-    if (pairs == NULL)
-        return NULL;
-    for (int i = 0, j = 0; i < n; i++) {
-        if (!flat[i])
-            continue;
-        PyObject *pair = Py_BuildValue("(iK)", i, flat[i]);
-        if (pair == NULL) {
-            Py_DECREF(pairs);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(pairs, j++, pair);
-    }
-    PyObject *out = Py_BuildValue("(Nd)", pairs, c->latency_sum);
-    if (out != NULL)
+    PyObject *out = shoal_count_pairs(flat, n, self->latency.sum);
+    if (out != NULL) {
         memset(&self->c, 0, sizeof self->c);
+        shoal_latency_reset(&self->latency);
+    }
     return out;
 }
 
