@@ -306,7 +306,8 @@ class Tracker:
     async def start(self) -> None:
         """Bind every listener and start the background components. A configured listener
         that cannot be bound stops the start with an error naming it."""
-        self._stop = asyncio.Event()
+        if self._stop is None:  # (serve() makes it first, so a signal during start counts)
+            self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if self._secret_from_store and self.settings.udp.enabled:
             await self._share_udp_secret()
@@ -684,8 +685,11 @@ class Tracker:
         # objects in 20 s). (Not in __init__: a process that builds many trackers, as the
         # tests do, would freeze each one's garbage.)
         gc.freeze()
-        await self.start()
+        # Handlers first: the start-up line says "serving" before start() returns, and a
+        # SIGINT sent on seeing it must stop the tracker, not find the default handler.
+        self._stop = asyncio.Event()
         self.install_signal_handlers()
+        await self.start()
         try:
             await self.wait_stopped()
         finally:
