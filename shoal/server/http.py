@@ -313,6 +313,11 @@ class HttpFrontend:
         self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
         """Announces and scrapes answered entirely in C, so far."""
         self._native_persistence: Persistence | None = None
+        # Keep-alive connections the compiled data plane keeps between requests (see
+        # start_keeping): the loop watching them, and their epoll set.
+        self._keeping: asyncio.AbstractEventLoop | None = None
+        self._kept_fd = -1
+        self._starting: set[asyncio.Task[None]] = set()  # connections being handed over
         if native:
             if _native_http is None:
                 raise RuntimeError("the compiled HTTP data plane (shoal._native_http) is not "
@@ -337,6 +342,8 @@ class HttpFrontend:
         logic = self.logic
         opts = self.options
         self.native_generation = logic.generation
+        if self._keeping is not None and opts is not self.native_options:
+            native.keep_start(self.per_ip, *self._keep_limits())
         self.native_options = opts
         native.allow_ip_param = int(opts.allow_ip_param)
         native.max_scrape_hashes = opts.max_scrape_hashes
@@ -372,6 +379,74 @@ class HttpFrontend:
         if not was:
             log.info("HTTP: announces and scrapes answered in C on the native store")
 
+    def start_keeping(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let the compiled data plane keep the keep-alive connections it answers, between
+        requests, and watch them on ``loop`` (see ``HttpAnswer.keep_start``): each request
+        such a connection sends is then read, answered and written in C, as long as C can
+        answer it whole; the first it cannot hands the connection over to Python for good.
+        Their caps, idle wait and eviction are this frontend's (see :meth:`admit`)."""
+        if self.native is None or self._keeping is not None or self.closing:
+            return
+        self._kept_fd = self.native.keep_start(self.per_ip, *self._keep_limits())
+        loop.add_reader(self._kept_fd, self._kept_ready)
+        self._keeping = loop
+
+    def _keep_limits(self) -> tuple[int, int, float, float]:
+        opts = self.options
+        return (int(opts.max_connections * _PRESSURE), opts.max_connections_per_ip,
+                min(opts.first_byte_timeout, opts.request_timeout), opts.keepalive_timeout)
+
+    def stop_keeping(self) -> None:
+        """Close the connections kept in C and keep no more (shutdown)."""
+        loop = self._keeping
+        if loop is None:
+            return
+        self._keeping = None
+        if not loop.is_closed():
+            loop.remove_reader(self._kept_fd)
+        self.native.keep_stop()
+        self.counters.connections_open = self.open_connections()
+
+    def open_connections(self) -> int:
+        """Open client connections: Python's and those kept in C."""
+        kept: int = self.native.kept if self.native is not None else 0
+        return len(self.connections) + kept
+
+    def _kept_ready(self) -> None:
+        if (self.logic.generation != self.native_generation
+                or self.options is not self.native_options):
+            self.sync_native()
+        try:
+            handed = self.native.serve(self.clock.now, MAX_ACCEPTS)
+        except Exception:
+            log.exception("internal error answering kept HTTP connections")
+            self.counters.internal_errors += 1
+            return
+        for fd, data, unsent, close, served in handed:
+            self.hand_over(fd, data, unsent, close, served)
+
+    def hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        """Carry on, in Python, a connection the compiled data plane began (accepted, or kept
+        until now): what it read, what it could not send, whether that ends the connection,
+        whether it answered a request."""
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        conn = self.protocol()
+        conn.handoff = (data, unsent, close, served)
+        task = asyncio.get_running_loop().create_task(self._connect(conn, sock))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    @staticmethod
+    async def _connect(conn: HttpConnection, sock: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        except OSError:
+            sock.close()  # gone in the meantime
+
     def _hand_completed(self, hashes: bytes) -> None:
         persistence = self._native_persistence
         if hashes and persistence is not None:
@@ -398,6 +473,7 @@ class HttpFrontend:
                 table, key = targets[slot]
                 table[key] += count
         counters.latency_sum += latency_sum
+        counters.connections_open = self.open_connections()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -410,20 +486,24 @@ class HttpFrontend:
         opts = self.options
         if self.closing:
             return "http_connection_limit"
-        per_ip = self.per_ip.get(conn.peer_ip, 0)
+        per_ip = self.per_ip.get(conn.peer_ip, 0)  # (with the connections kept in C)
         if (0 < opts.max_connections_per_ip <= per_ip
                 and not self.is_trusted_proxy(conn.peer_ip)):
             return "http_per_ip_limit"
-        if len(self.connections) >= opts.max_connections * _PRESSURE and self.idle_connections:
-            # Make room before it runs out: close the connection idle the longest.
-            oldest = next(iter(self.idle_connections))
-            self.counters.dropped["http_idle_evicted"] += 1
-            oldest.evict()
-        if len(self.connections) >= opts.max_connections:
+        if self.open_connections() >= opts.max_connections * _PRESSURE:
+            # Make room before it runs out: close a connection idle the longest (of those
+            # in Python first, else of those kept in C).
+            if self.idle_connections:
+                oldest = next(iter(self.idle_connections))
+                self.counters.dropped["http_idle_evicted"] += 1
+                oldest.evict()
+            elif self._keeping is not None:
+                self.native.evict_oldest()  # (counted by the compiled data plane)
+        if self.open_connections() >= opts.max_connections:
             return "http_connection_limit"
         self.connections.add(conn)
         self.per_ip[conn.peer_ip] = per_ip + 1
-        self.counters.connections_open = len(self.connections)
+        self.counters.connections_open = self.open_connections()
         return None
 
     def forget(self, conn: HttpConnection) -> None:
@@ -440,7 +520,7 @@ class HttpFrontend:
             self.per_ip[conn.peer_ip] = left
         else:
             del self.per_ip[conn.peer_ip]
-        self.counters.connections_open = len(self.connections)
+        self.counters.connections_open = self.open_connections()
 
     def file(self, conn: HttpConnection) -> None:
         """Make sure the reaper looks at ``conn`` soon after its deadline."""
@@ -484,11 +564,14 @@ class HttpFrontend:
         while True:
             await asyncio.sleep(1.0)
             self.reap()
+            if self._keeping is not None:
+                self.native.sweep()
             self.collect()
 
     def close_idle(self) -> None:
         """For shutdown: close every connection that is between requests."""
         self.closing = True
+        self.stop_keeping()
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
@@ -512,6 +595,9 @@ def _count_targets(counters: Counters, answered_in_c: dict[str, int]) -> list[tu
     targets.append((counters.bytes_in, "http"))
     targets.append((None, None))  # _CONNECTIONS_SLOT
     targets.append((counters.dropped, "http_accept_error"))
+    targets.append((counters.dropped, "http_timeout"))  # kept in C: keep-alive wait over
+    targets.append((counters.dropped, "http_first_byte_timeout"))
+    targets.append((counters.dropped, "http_idle_evicted"))
     return targets
 
 
@@ -1127,10 +1213,11 @@ class NativeHttpListener(asyncio.BaseTransport):
     When the socket is readable, ``HttpAnswer.accept`` accepts the waiting connections and
     reads each one's first bytes; a connection whose requests it answers with a closing
     reply (HTTP/1.0, ``Connection: close``) is written and closed in C, never costing a
-    Python object. Every other connection (kept alive, declined, silent so far) is handed
-    over with what was read and what is left to send, and becomes an ordinary
-    :class:`HttpConnection` (caps, deadlines, the Python parser) from then on. It is also
-    the transport the tracker lists for health and closes on stop.
+    Python object; one kept alive, or silent so far, stays in C between requests while the
+    caps allow (see :meth:`HttpFrontend.start_keeping`). Every other connection (declined,
+    partly sent, over a cap) is handed over with what was read and what is left to send,
+    and becomes an ordinary :class:`HttpConnection` (caps, deadlines, the Python parser)
+    from then on. It is also the transport the tracker lists for health and closes on stop.
     """
 
     def __init__(self, frontend: HttpFrontend, sock: socket.socket) -> None:
@@ -1141,11 +1228,11 @@ class NativeHttpListener(asyncio.BaseTransport):
         self._fd = sock.fileno()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._starting: set[asyncio.Task[None]] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         loop.add_reader(self._fd, self._ready)
+        self.frontend.start_keeping(loop)
 
     def is_closing(self) -> bool:
         return self._closed
@@ -1165,35 +1252,13 @@ class NativeHttpListener(asyncio.BaseTransport):
         if fe.logic.generation != fe.native_generation or fe.options is not fe.native_options:
             fe.sync_native()
         try:
-            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS)
+            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS, len(fe.connections))
         except Exception:
             log.exception("internal error accepting HTTP connections")
             fe.counters.internal_errors += 1
             return
         for fd, data, unsent, close, served in handed:
-            self._hand_over(fd, data, unsent, close, served)
-
-    def _hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
-        loop = self._loop
-        assert loop is not None
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            os.close(fd)
-            return
-        conn = self.frontend.protocol()
-        conn.handoff = (data, unsent, close, served)
-        task = loop.create_task(self._connect(loop, conn, sock))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
-
-    @staticmethod
-    async def _connect(loop: asyncio.AbstractEventLoop, conn: HttpConnection,
-                       sock: socket.socket) -> None:
-        try:
-            await loop.connect_accepted_socket(lambda: conn, sock)
-        except OSError:
-            sock.close()  # gone in the meantime
+            fe.hand_over(fd, data, unsent, close, served)
 
 
 def prepare_listener(sock: socket.socket, defer_accept: int = 0) -> None:
