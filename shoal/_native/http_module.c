@@ -122,25 +122,38 @@ static void put(buf_t *b, const void *data, size_t n)
     b->len += n;
 }
 
-static void puts_(buf_t *b, const char *text)
-{
-    put(b, text, strlen(text));
-}
+/* A literal (its length known when compiled). */
+#define PUTLIT(b, text) put((b), (text), sizeof(text) - 1)
 
-static void putf(buf_t *b, const char *fmt, unsigned long long v)
+/* Decimal digits (snprintf was a twentieth of the time a keep-alive request cost, measured
+ * with perf). */
+static void putu(buf_t *b, unsigned long long v)
 {
-    b->len += (size_t)snprintf((char *)b->p + b->len, 24, fmt, v);
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        b->p[b->len++] = (uint8_t)digits[--n];
 }
 
 static void puti(buf_t *b, long long v)
 {
-    b->len += (size_t)snprintf((char *)b->p + b->len, 24, "%lld", v);
+    if (v < 0) {
+        b->p[b->len++] = '-';
+        putu(b, 0ULL - (unsigned long long)v);
+    } else {
+        putu(b, (unsigned long long)v);
+    }
 }
 
 /* A byte string, bencoded. */
 static void putstr(buf_t *b, const void *data, size_t n)
 {
-    putf(b, "%llu:", (unsigned long long)n);
+    putu(b, (unsigned long long)n);
+    PUTLIT(b, ":");
     put(b, data, n);
 }
 
@@ -151,14 +164,14 @@ static int failure_body(buf_t *b, const char *reason, int retry)
     size_t n = strlen(reason);
     if (reserve(b, n + 80) < 0)
         return -1;
-    puts_(b, "d14:failure reason");
+    PUTLIT(b, "d14:failure reason");
     putstr(b, reason, n);
     if (retry >= 0) {
-        puts_(b, "8:retry ini");
+        PUTLIT(b, "8:retry ini");
         puti(b, retry);
-        puts_(b, "e");
+        PUTLIT(b, "e");
     }
-    puts_(b, "e");
+    PUTLIT(b, "e");
     return 0;
 }
 
@@ -169,14 +182,14 @@ static int respond(HttpAnswer *self, const shoal_http_request *r)
     buf_t *out = &self->out;
     if (reserve(out, self->body.len + 160) < 0)
         return -1;
-    puts_(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
-    putf(out, "%llu", (unsigned long long)self->body.len);
-    puts_(out, "\r\n");
+    PUTLIT(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
+    putu(out, (unsigned long long)self->body.len);
+    PUTLIT(out, "\r\n");
     if (!r->keep_alive)
-        puts_(out, "Connection: close\r\n");
+        PUTLIT(out, "Connection: close\r\n");
     else if (r->legacy)
-        puts_(out, "Connection: keep-alive\r\n");
-    puts_(out, "\r\n");
+        PUTLIT(out, "Connection: keep-alive\r\n");
+    PUTLIT(out, "\r\n");
     put(out, self->body.p, self->body.len);
     return 0;
 }
@@ -229,25 +242,27 @@ static int announce(HttpAnswer *self, parsed_t *p, int64_t now)
     buf_t *b = &self->body;
     if (reserve(b, 256 + o.n4 * 6 + o.n6 * 18) < 0)
         return -1;
-    puts_(b, "d8:completei");
-    putf(b, "%llue", o.seeders);
-    puts_(b, "10:downloadedi");
+    PUTLIT(b, "d8:completei");
+    putu(b, o.seeders);
+    PUTLIT(b, "e");
+    PUTLIT(b, "10:downloadedi");
     puti(b, (long long)(int64_t)o.completed);
-    puts_(b, "e11:external ip");
+    PUTLIT(b, "e11:external ip");
     putstr(b, p->client, p->clientlen);
-    puts_(b, "10:incompletei");
-    putf(b, "%llue", o.leechers);
-    puts_(b, "8:intervali");
+    PUTLIT(b, "10:incompletei");
+    putu(b, o.leechers);
+    PUTLIT(b, "e");
+    PUTLIT(b, "8:intervali");
     puti(b, (long long)shoal_answer_interval(f));
-    puts_(b, "e12:min intervali");
+    PUTLIT(b, "e12:min intervali");
     puti(b, (long long)f->min_interval);
-    puts_(b, "e5:peers");
+    PUTLIT(b, "e5:peers");
     putstr(b, o.peers4, o.n4 * 6);
     if (o.n6) {
-        puts_(b, "6:peers6");
+        PUTLIT(b, "6:peers6");
         putstr(b, o.peers6, o.n6 * 18);
     }
-    puts_(b, "e");
+    PUTLIT(b, "e");
     return 0;
 }
 
@@ -270,7 +285,7 @@ static int scrape(HttpAnswer *self, parsed_t *p)
     buf_t *b = &self->body;
     if (reserve(b, 16 + p->nhashes * 160) < 0)
         return -1;
-    puts_(b, "d5:filesd");
+    PUTLIT(b, "d5:filesd");
     for (size_t i = 0; i < p->nhashes; i++) {
         const uint8_t *h = p->hashes[i];
         if (i && memcmp(h, p->hashes[i - 1], 20) == 0)
@@ -279,15 +294,17 @@ static int scrape(HttpAnswer *self, parsed_t *p)
         if (shoal_answer_permits(f, h))
             f->api->scrape(f->table, h, &c);
         putstr(b, h, 20);
-        puts_(b, "d8:completei");
-        putf(b, "%llue", c.seeders);
-        puts_(b, "10:downloadedi");
+        PUTLIT(b, "d8:completei");
+        putu(b, c.seeders);
+    PUTLIT(b, "e");
+        PUTLIT(b, "10:downloadedi");
         puti(b, (long long)(int64_t)c.completed);
-        puts_(b, "e10:incompletei");
-        putf(b, "%llue", c.leechers);
-        puts_(b, "e");
+        PUTLIT(b, "e10:incompletei");
+        putu(b, c.leechers);
+    PUTLIT(b, "e");
+        PUTLIT(b, "e");
     }
-    puts_(b, "ee");
+    PUTLIT(b, "ee");
     self->c.fast[1]++;
     return 0;
 }
