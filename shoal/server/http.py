@@ -455,7 +455,7 @@ class HttpFrontend:
     def collect(self) -> None:
         """Add the compiled data plane's figures since the last call to the counters, and
         hand the completions it recorded to persistence (a puller of the counters: run
-        before they are read, and every second by the reaper)."""
+        before they are read, and every second by the tracker)."""
         native = self.native
         if native is None:
             return
@@ -566,7 +566,6 @@ class HttpFrontend:
             self.reap()
             if self._keeping is not None:
                 self.native.sweep()
-            self.collect()
 
     def close_idle(self) -> None:
         """For shutdown: close every connection that is between requests."""
