@@ -6,8 +6,9 @@ tests (tests/fuzz/test_fuzz_udp_native.py, test_fuzz_http_native.py: hostile dat
 requests and queries through the C and the Python code; tests/server/
 test_udp_native_answer.py, test_http_native_answer.py: announces and scrapes answered in C
 against the Python path; test_http_native_kept.py: keep-alive connections kept in C) and
-the building-block tests (tests/test_native_udp.py) run against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds
-access, use after free or undefined behaviour aborts the child and fails this test.
+the building-block tests (tests/test_native_udp.py) run against that build in a child
+Python with the ASan runtime preloaded. Any out-of-bounds access, use after free or
+undefined behaviour aborts the child and fails this test.
 Bounded: the fuzz profile's example counts.
 """
 
