@@ -458,6 +458,41 @@ static int hand_over(PyObject *list, int fd, const uint8_t *data, size_t n, cons
     return 0;
 }
 
+enum { READ_DECLINED, READ_GONE, READ_SENT, READ_CLOSES, READ_PARTIAL };
+
+/* Answer the n bytes just read from fd into self->in (0 < n) in C and send the replies:
+ * READ_DECLINED (nothing done: hand it over with what was read), READ_GONE (no reply can be
+ * made, or the client is gone: close it), READ_SENT (every reply sent; it stays open),
+ * READ_CLOSES (every reply sent, and the last one closes it), READ_PARTIAL (hand it over
+ * with what is left to send, from self->out.p + *done). */
+static int answer_read(HttpAnswer *self, int fd, size_t n, const uint8_t *ip, size_t iplen,
+                       int trusted, int64_t now, size_t *done)
+{
+    *done = 0;
+    if (n == ACCEPT_READ)
+        return READ_DECLINED; /* maybe more to read: Python's slices take it */
+    int rc = answer_core(self, self->in, n, ip, iplen, trusted, now);
+    if (rc <= 0)
+        return rc < 0 ? READ_GONE : READ_DECLINED;
+    self->c.bytes_in += (unsigned long long)n;
+    ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return READ_GONE;
+    *done = sent < 0 ? 0 : (size_t)sent;
+    if (*done < self->out.len)
+        return READ_PARTIAL;
+    return self->close_after ? READ_CLOSES : READ_SENT;
+}
+
+/* Out of memory while handing connections over: those in the list are closed (none leaks). */
+static PyObject *hand_over_failed(PyObject *handed)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
+        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
+    Py_DECREF(handed);
+    return NULL;
+}
+
 /* ---- kept connections -------------------------------------------------------------- */
 
 /* A keep-alive connection whose requests so far were all answered here stays here between
@@ -694,49 +729,27 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
             unkeep_and_close(self, fd); /* the client closed, or the connection broke */
             continue;
         }
-        int rc = (size_t)n == ACCEPT_READ
-                     ? 0
-                     : answer_core(self, self->in, (size_t)n, k.ip, k.iplen, k.trusted, now);
-        if (rc < 0) {
-            unkeep_and_close(self, fd);
-            continue;
-        }
-        if (rc == 0) {
-            unkeep(self, fd);
-            if (hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, k.seen) < 0)
-                goto fail;
-            continue;
-        }
-        self->c.bytes_in += (unsigned long long)n;
-        ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            unkeep_and_close(self, fd);
-            continue;
-        }
-        size_t done = sent < 0 ? 0 : (size_t)sent;
-        if (done == self->out.len) {
-            if (self->close_after) {
-                unkeep_and_close(self, fd);
-                continue;
-            }
+        size_t done;
+        int rc = answer_read(self, fd, (size_t)n, k.ip, k.iplen, k.trusted, now, &done);
+        if (rc == READ_SENT) {
             kept_t *kp = &self->kc[fd];
             kp->seen = 1;
             kp->since = shoal_monotonic();
             kept_unlink(self, fd);
             kept_link_tail(self, fd);
-            continue;
+        } else if (rc == READ_GONE || rc == READ_CLOSES) {
+            unkeep_and_close(self, fd);
+        } else {
+            unkeep(self, fd);
+            int failed = rc == READ_DECLINED
+                             ? hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, k.seen)
+                             : hand_over(handed, fd, NULL, 0, self->out.p + done,
+                                         self->out.len - done, self->close_after, 1);
+            if (failed < 0)
+                return hand_over_failed(handed);
         }
-        unkeep(self, fd);
-        if (hand_over(handed, fd, NULL, 0, self->out.p + done, self->out.len - done,
-                      self->close_after, 1) < 0)
-            goto fail;
     }
     return handed;
-fail:
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
-        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
-    Py_DECREF(handed);
-    return NULL;
 }
 
 /* sweep() -> how many kept connections it closed: those whose keep-alive wait is over, or
@@ -819,56 +832,35 @@ static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
         }
         if (!peer_address(&ss, ip, &iplen)) {
             if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
-                goto fail;
+                return hand_over_failed(handed);
             continue;
         }
         int trusted = shoal_netset_contains(&self->proxies, ip, iplen);
-        if (n < 0 || (size_t)n == ACCEPT_READ ||
-            (self->keeping && over_caps(self, ip, iplen, trusted, python_open))) {
+        if (n < 0 || (self->keeping && over_caps(self, ip, iplen, trusted, python_open))) {
             if (n < 0 && self->fast != NULL &&
                 try_keep(self, fd, ip, iplen, trusted, 0, python_open))
                 continue; /* silent so far: its request is read when it comes */
             if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
-                goto fail;
+                return hand_over_failed(handed);
             continue;
         }
-        int rc = answer_core(self, self->in, (size_t)n, ip, iplen, trusted, now);
-        if (rc <= 0) {
-            if (rc < 0) { /* out of memory: no reply can be made */
-                close(fd);
-                self->c.connections++;
-                continue;
-            }
-            if (hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0) < 0)
-                goto fail;
-            continue;
-        }
-        self->c.bytes_in += (unsigned long long)n;
-        ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            close(fd); /* the client is gone */
-            self->c.connections++;
-            continue;
-        }
-        size_t done = sent < 0 ? 0 : (size_t)sent;
-        if (done == self->out.len && self->close_after) {
+        size_t done;
+        int rc = answer_read(self, fd, (size_t)n, ip, iplen, trusted, now, &done);
+        if (rc == READ_GONE || rc == READ_CLOSES) {
             close(fd);
             self->c.connections++;
             continue;
         }
-        if (done == self->out.len && try_keep(self, fd, ip, iplen, trusted, 1, python_open))
+        if (rc == READ_SENT && try_keep(self, fd, ip, iplen, trusted, 1, python_open))
             continue;
-        if (hand_over(handed, fd, NULL, 0, self->out.p + done, self->out.len - done,
-                      self->close_after, 1) < 0)
-            goto fail;
+        int failed = rc == READ_DECLINED
+                         ? hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0)
+                         : hand_over(handed, fd, NULL, 0, self->out.p + done,
+                                     self->out.len - done, self->close_after, 1);
+        if (failed < 0)
+            return hand_over_failed(handed);
     }
     return handed;
-fail:
-    /* Out of memory: the connections not handed over are closed, none leaks. */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
-        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
-    Py_DECREF(handed);
-    return NULL;
 }
 
 static PyObject *HttpAnswer_attach(HttpAnswer *self, PyObject *args, PyObject *kwds)

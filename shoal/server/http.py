@@ -413,13 +413,20 @@ class HttpFrontend:
         return len(self.connections) + kept
 
     def _kept_ready(self) -> None:
+        self.run_native(lambda: self.native.serve(self.clock.now, MAX_ACCEPTS),
+                        "answering kept HTTP connections")
+
+    def run_native(self, step: Callable[[], list[tuple[int, bytes, bytes, bool, bool]]],
+                   doing: str) -> None:
+        """Run a step of the compiled data plane (on an up-to-date compiled answer) and
+        carry on, in Python, the connections it hands over."""
         if (self.logic.generation != self.native_generation
                 or self.options is not self.native_options):
             self.sync_native()
         try:
-            handed = self.native.serve(self.clock.now, MAX_ACCEPTS)
+            handed = step()
         except Exception:
-            log.exception("internal error answering kept HTTP connections")
+            log.exception("internal error %s", doing)
             self.counters.internal_errors += 1
             return
         for fd, data, unsent, close, served in handed:
@@ -1248,16 +1255,9 @@ class NativeHttpListener(asyncio.BaseTransport):
         fe = self.frontend
         if self._closed:
             return
-        if fe.logic.generation != fe.native_generation or fe.options is not fe.native_options:
-            fe.sync_native()
-        try:
-            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS, len(fe.connections))
-        except Exception:
-            log.exception("internal error accepting HTTP connections")
-            fe.counters.internal_errors += 1
-            return
-        for fd, data, unsent, close, served in handed:
-            fe.hand_over(fd, data, unsent, close, served)
+        fe.run_native(
+            lambda: fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS, len(fe.connections)),
+            "accepting HTTP connections")
 
 
 def prepare_listener(sock: socket.socket, defer_accept: int = 0) -> None:

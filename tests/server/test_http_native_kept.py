@@ -54,6 +54,15 @@ def launch(launch_tracker: Callable[..., RunningTracker], tmp_path: Path,
     return rt
 
 
+def python_connections(rt: RunningTracker) -> list[object]:
+    """A list that gets an item for every Python connection object the tracker makes."""
+    made: list[object] = []
+    http = rt.tracker.http
+    make = http.protocol
+    rt.in_loop(lambda: setattr(http, "protocol", lambda: made.append(1) or make()))
+    return made
+
+
 def announce(n: int, extra: str = "") -> bytes:
     peer_id = OK_PREFIX + n.to_bytes(12, "big")
     query = ("info_hash=" + "".join(f"%{b:02X}" for b in INFO_HASH)
@@ -131,10 +140,8 @@ def test_a_kept_connection_is_answered_in_c_request_after_request(
     launch_tracker: Callable[..., RunningTracker], tmp_path: Path
 ) -> None:
     rt = launch(launch_tracker, tmp_path)
-    made: list[object] = []
+    made = python_connections(rt)
     http = rt.tracker.http
-    make = http.protocol
-    rt.in_loop(lambda: setattr(http, "protocol", lambda: made.append(1) or make()))
     with connect(rt) as sock:
         for round_ in range(20):
             reply = ask(sock, round_ % 3)
@@ -234,10 +241,8 @@ def test_a_request_c_does_not_answer_whole_hands_the_connection_to_python(
     launch_tracker: Callable[..., RunningTracker], tmp_path: Path
 ) -> None:
     rt = launch(launch_tracker, tmp_path)
-    made: list[object] = []
+    made = python_connections(rt)
     http = rt.tracker.http
-    make = http.protocol
-    rt.in_loop(lambda: setattr(http, "protocol", lambda: made.append(1) or make()))
     with connect(rt) as sock:
         ask(sock, 1)
         assert made == []
