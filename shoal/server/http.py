@@ -48,8 +48,7 @@ from shoal.protocol.http1 import (
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.compiled import FAILURES, fast_plan
-from shoal.server.persist import Persistence
+from shoal.server.compiled import FAILURES, AttrTable, CompiledAnswer
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceResult
@@ -312,7 +311,7 @@ class HttpFrontend:
         self.native_options: HttpOptions | None = None  # ... and the options
         self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
         """Announces and scrapes answered entirely in C, so far."""
-        self._native_persistence: Persistence | None = None
+        self.compiled: CompiledAnswer | None = None
         # Keep-alive connections the compiled data plane keeps between requests (see
         # start_keeping): the loop watching them, and their epoll set.
         self._keeping: asyncio.AbstractEventLoop | None = None
@@ -328,7 +327,9 @@ class HttpFrontend:
                 options.allow_ip_param, LATENCY_BUCKETS,
             )
             self.native.set_proxies(self.proxies.v4, self.proxies.v6)
-            self._targets = _count_targets(counters, self.answered_in_c)
+            self.compiled = CompiledAnswer(
+                "HTTP", log, self.native, counters, _count_targets(counters, self.answered_in_c),
+                _FAILURE_SLOT, self.native.attach, self.native.detach)
             counters.pullers.append(self.collect)
 
     # the compiled data plane
@@ -347,37 +348,11 @@ class HttpFrontend:
         self.native_options = opts
         native.allow_ip_param = int(opts.allow_ip_param)
         native.max_scrape_hashes = opts.max_scrape_hashes
-        try:
-            plan = None if opts.access_log else fast_plan(logic)
-            if plan is None:
-                if native.attached:
-                    self._hand_completed(native.detach())
-                    log.info("HTTP: announces and scrapes answered in Python")
-                self._native_persistence = None
-                self.fast = False
-                return
-            args, persistence = plan
-            if self._native_persistence is not None and persistence is not self._native_persistence:
-                self._hand_completed(native.take_completed())
-            self._native_persistence = persistence
-            banned = logic.access.banned
-            native.set_banned(banned.v4, banned.v6)
-            was = native.attached
-            reasons = native.attach(**args)
-        except Exception:
-            # Only a broken build gets here (the store's C API of another version, say):
-            # Python answers, as it would without the extension.
-            log.exception("HTTP: cannot answer in C; announces and scrapes answered in Python")
-            if native.attached:
-                self._hand_completed(native.detach())
-            self._native_persistence = None
-            self.fast = False
-            return
-        for offset, reason in enumerate(reasons):
-            self._targets[_FAILURE_SLOT + offset] = (self.counters.failures, reason)
-        self.fast = True
-        if not was:
-            log.info("HTTP: announces and scrapes answered in C on the native store")
+        banned = logic.access.banned
+        assert self.compiled is not None
+        self.fast = self.compiled.sync(
+            logic, allowed=not opts.access_log,
+            prepare=lambda: native.set_banned(banned.v4, banned.v6))
 
     def start_keeping(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let the compiled data plane keep the keep-alive connections it answers, between
@@ -454,33 +429,14 @@ class HttpFrontend:
         except OSError:
             sock.close()  # gone in the meantime
 
-    def _hand_completed(self, hashes: bytes) -> None:
-        persistence = self._native_persistence
-        if hashes and persistence is not None:
-            persistence.mark_completed(hashes[i:i + 20] for i in range(0, len(hashes), 20))
-
     def collect(self) -> None:
-        """Add the compiled data plane's figures since the last call to the counters, and
-        hand the completions it recorded to persistence (a puller of the counters: run
-        before they are read, and every second by the tracker)."""
-        native = self.native
-        if native is None:
+        """Bring in the compiled data plane's figures and completions (see
+        :meth:`CompiledAnswer.collect`) and the count of connections kept in C (a puller of
+        the counters: run before they are read, and every second by the tracker)."""
+        if self.compiled is None:
             return
-        if self._native_persistence is not None:
-            self._hand_completed(native.take_completed())
-        pairs, latency_sum = native.counts()
-        counters = self.counters
-        targets = self._targets
-        for slot, count in pairs:
-            if slot == _INTERNAL_SLOT:
-                counters.internal_errors += count
-            elif slot == _CONNECTIONS_SLOT:
-                counters.connections_total += count
-            else:
-                table, key = targets[slot]
-                table[key] += count
-        counters.latency_sum += latency_sum
-        counters.connections_open = self.open_connections()
+        self.compiled.collect()
+        self.counters.connections_open = self.open_connections()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -583,23 +539,20 @@ class HttpFrontend:
                 conn.close()
 
 
-_INTERNAL_SLOT = 5
 _FAILURE_SLOT = 6 + len(LATENCY_BUCKETS) + 1 + 2
-_CONNECTIONS_SLOT = _FAILURE_SLOT + len(FAILURES) + 1
 
 
 def _count_targets(counters: Counters, answered_in_c: dict[str, int]) -> list[tuple[Any, Any]]:
-    """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order
-    (internal errors and connections are attributes: counted apart)."""
+    """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order."""
     targets: list[tuple[Any, Any]] = [(counters.bytes_out, "http")]
     targets += [(counters.requests, ("http", family, kind))
                 for family in ("ipv4", "ipv6") for kind in ("announce", "scrape")]
-    targets.append((None, None))  # _INTERNAL_SLOT
+    targets.append((AttrTable(counters), "internal_errors"))
     targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
     targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
     targets += [(counters.failures, reason) for reason in FAILURES]  # from _FAILURE_SLOT
     targets.append((counters.bytes_in, "http"))
-    targets.append((None, None))  # _CONNECTIONS_SLOT
+    targets.append((AttrTable(counters), "connections_total"))
     targets.append((counters.dropped, "http_accept_error"))
     targets.append((counters.dropped, "http_timeout"))  # kept in C: keep-alive wait over
     targets.append((counters.dropped, "http_first_byte_timeout"))
