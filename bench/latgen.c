@@ -939,10 +939,10 @@ int main(int argc, char **argv) {
     (void)answered_in_time;
     const char *trace = getenv("LATGEN_TRACE");
     if (trace && *trace) {
-        /* Before sorting: per reply, its arrival (ns since the start) and service latency. */
+        /* Before sorting: per reply, its arrival (CLOCK_REALTIME ns) and service latency. */
         FILE *f = fopen(trace, "wb");
         for (size_t i = 0; f && i < arrival.n; i++) {
-            int64_t pair[2] = {arrival.v[i] - start, service.v[i]};
+            int64_t pair[2] = {arrival.v[i], service.v[i]};
             fwrite(pair, sizeof pair, 1, f);
         }
         if (f)

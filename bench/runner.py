@@ -506,13 +506,18 @@ async def measure_paced(
         "mix", close=mode == "http-close", private=private)
     pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
     others = Others(target)
+    children0 = os.times()
     result = await latgen.run_paced(
         mode, target.port, source_addresses(args.addresses), ops,
         rate=m.paced_rate, duration=args.latency_duration,
         timeout=1.0 if mode == "udp" else 5.0, connections=args.http_connections,
     )
     pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
-    m.paced_others_cpu_share = others.share()
+    children1 = os.times()
+    m.paced_others_cpu_share = others.share(
+        children1.children_user + children1.children_system
+        - children0.children_user - children0.children_system
+    )
     m.paced_responses_per_s = round(result.rate(), 1)
     m.paced_tracker_cpu_share = round((pcpu1 - pcpu0) / (pwall1 - pwall0), 3)
     m.paced_p50_ms, m.paced_p99_ms = result.service["p50_ms"], result.service["p99_ms"]
@@ -536,11 +541,14 @@ class Others:
         ours = self.target.cpu_seconds() + (self.target.store_cpu_seconds() or 0.0)
         return cpus_busy_seconds(self.cpus), ours + own_cpu_seconds()
 
-    def share(self) -> float | None:
-        """Their CPU seconds per second of wall time (None on a one-CPU machine)."""
+    def share(self, generator_children_s: float = 0.0) -> float | None:
+        """Their CPU seconds per second of wall time (None on a one-CPU machine);
+        ``generator_children_s``: CPU seconds the generator's child processes (the C
+        generator) used meanwhile, which are ours too."""
         if None in self.cpus:
             return None
         busy, ours = self._mine()
+        ours += generator_children_s
         wall = time.monotonic() - self.wall
         if wall <= 0:
             return None
