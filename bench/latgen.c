@@ -105,10 +105,13 @@ static void error_(const char *why) {
 }
 
 static int recording;
+static int64_t record_from; /* requests due before this are the warm-up: not recorded */
+static uint64_t measured;   /* checked replies to requests due after the warm-up */
 
 static void record(int64_t rx, int64_t sent, int64_t due) {
-    if (!recording)
+    if (!recording || due < record_from)
         return;
+    measured++;
     push(&service, rx - sent);
     push(&schedule, rx - due);
     push(&arrival, rx);
@@ -237,7 +240,7 @@ static int udp_send(uint16_t si, uint32_t op, int64_t due) {
         return -1;
     }
     st.sent++;
-    if (recording && op != UINT32_MAX)
+    if (recording && op != UINT32_MAX && due >= record_from)
         push(&lag, p->sent - due);
     if (op == UINT32_MAX) {
         s->connecting = 1;
@@ -532,12 +535,12 @@ static void http_start(uint32_t op, int64_t due) {
         c->since = now_ns();
         in_flight++;
         st.sent++;
-        if (recording)
+        if (recording && due >= record_from)
             push(&lag, c->since - due);
         http_write(ci);
         return;
     }
-    if (recording)
+    if (recording && due >= record_from)
         push(&lag, now_ns() - due);
     if (http_open(op, due) == 0)
         st.sent++;
@@ -814,9 +817,9 @@ static void load_ops(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
+    if (argc != 9) {
         fprintf(stderr,
-                "usage: latgen udp|http-keepalive|http-close PORT RATE DURATION_S "
+                "usage: latgen udp|http-keepalive|http-close PORT RATE WARMUP_S DURATION_S "
                 "TIMEOUT_S CONNECTIONS INPUT\n");
         return 2;
     }
@@ -825,14 +828,15 @@ int main(int argc, char **argv) {
            : !strcmp(argv[1], "http-close")     ? MODE_CLOSE
                                                 : -1;
     port = (uint16_t)atoi(argv[2]);
-    double rate = atof(argv[3]), duration = atof(argv[4]), timeout_s = atof(argv[5]);
-    max_in_flight = atoi(argv[6]);
-    if (mode < 0 || !port || rate <= 0 || duration <= 0 || timeout_s <= 0 ||
+    double rate = atof(argv[3]), warmup = atof(argv[4]), duration = atof(argv[5]);
+    double timeout_s = atof(argv[6]);
+    max_in_flight = atoi(argv[7]);
+    if (mode < 0 || !port || rate <= 0 || warmup < 0 || duration <= 0 || timeout_s <= 0 ||
         max_in_flight <= 0 || max_in_flight > MAX_CONNS / 2) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
-    load_ops(argv[7]);
+    load_ops(argv[8]);
     if (!n_ops) {
         fprintf(stderr, "no operations\n");
         return 2;
@@ -882,7 +886,11 @@ int main(int argc, char **argv) {
     }
     recording = 1;
     double period = 1e9 / rate;
-    int64_t start = now_ns(), stop = start + (int64_t)(duration * 1e9);
+    /* The warm-up runs the same schedule (HTTP connections get opened, caches warm) but
+       only requests due after it are recorded and counted as offered. */
+    int64_t start = now_ns(), stop = start + (int64_t)((warmup + duration) * 1e9);
+    record_from = start + (int64_t)(warmup * 1e9);
+    uint64_t warm_issued = 0;
     uint64_t issued = 0;
     int64_t last_expire = start;
     for (;;) {
@@ -895,6 +903,8 @@ int main(int argc, char **argv) {
                 break;
             uint32_t op = (uint32_t)(issued % n_ops);
             issued++;
+            if (due < record_from)
+                warm_issued = issued;
             if (mode == MODE_UDP)
                 udp_issue(op, due);
             else
@@ -915,8 +925,8 @@ int main(int argc, char **argv) {
                 http_expire(now, timeout);
         }
     }
-    double elapsed = (double)(now_ns() - start) / 1e9;
-    uint64_t answered_in_time = st.responses;
+    double elapsed = (double)(now_ns() - record_from) / 1e9;
+
     /* Drain: replies to requests sent before the end still count. */
     int64_t drain_until = now_ns() + timeout;
     for (;;) {
@@ -936,7 +946,6 @@ int main(int argc, char **argv) {
         else
             http_expire(now, timeout);
     }
-    (void)answered_in_time;
     const char *trace = getenv("LATGEN_TRACE");
     if (trace && *trace) {
         /* Before sorting: per reply, its arrival (CLOCK_REALTIME ns) and service latency. */
@@ -950,12 +959,14 @@ int main(int argc, char **argv) {
     }
     if (mode != MODE_UDP)
         st.skipped += q_n;
-    printf("{\"offered\": %llu, \"sent\": %llu, \"responses\": %llu, \"announces\": %llu, "
+    printf("{\"offered\": %llu, \"sent\": %llu, \"responses\": %llu, \"all_responses\": %llu, "
+           "\"announces\": %llu, "
            "\"scrapes\": %llu, \"connects\": %llu, \"errors\": %llu, \"timeouts\": %llu, "
            "\"retries\": %llu, \"skipped\": %llu, \"late\": %llu, \"no_stamp\": %llu, "
            "\"elapsed_s\": %.4f, ",
-           (unsigned long long)issued, (unsigned long long)st.sent,
-           (unsigned long long)st.responses, (unsigned long long)st.announces,
+           (unsigned long long)(issued - warm_issued), (unsigned long long)st.sent,
+           (unsigned long long)measured, (unsigned long long)st.responses,
+           (unsigned long long)st.announces,
            (unsigned long long)st.scrapes, (unsigned long long)st.connects,
            (unsigned long long)st.errors, (unsigned long long)st.timeouts,
            (unsigned long long)st.retries, (unsigned long long)st.skipped,

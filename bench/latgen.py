@@ -128,29 +128,34 @@ async def run_paced(
     *,
     rate: float,
     duration: float,
+    warmup: float = 0.0,
     timeout: float = 1.0,
     connections: int = 64,
 ) -> PacedResult:
     """Offer ``rate`` requests a second of ``ops`` (cycling) to the tracker on
-    ``127.0.0.1:port`` for ``duration`` seconds from ``sources``; the generator runs as a
-    child process (it inherits this process's CPU pinning)."""
+    ``127.0.0.1:port`` from ``sources`` for ``warmup`` seconds (the same schedule, not
+    recorded: HTTP keep-alive connections get opened) and then ``duration`` seconds; the
+    generator runs as a child process (it inherits this process's CPU pinning)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     sources = check_sources("127.0.0.1", sources)
-    if rate <= 0 or duration <= 0:
-        raise ValueError("rate and duration must be positive")
+    if rate <= 0 or duration <= 0 or warmup < 0:
+        raise ValueError("rate and duration must be positive, warmup not negative")
+    if ops.sources and max(ops.sources) >= len(sources):
+        raise ValueError(f"operations from source {max(ops.sources)}, but only "
+                         f"{len(sources)} source addresses")
     binary = build()
     with tempfile.TemporaryDirectory(prefix="shoal-latgen-") as tmp:
         path = Path(tmp) / "ops.bin"
         write_ops(path, sources, ops)
-        cmd = [str(binary), mode, str(port), f"{rate:.3f}", f"{duration:.3f}",
-               f"{timeout:.3f}", str(connections), str(path)]
+        cmd = [str(binary), mode, str(port), f"{rate:.3f}", f"{warmup:.3f}",
+               f"{duration:.3f}", f"{timeout:.3f}", str(connections), str(path)]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         try:
             out, err = await asyncio.wait_for(
-                proc.communicate(), timeout=duration + 3 * timeout + 30
+                proc.communicate(), timeout=warmup + duration + 3 * timeout + 30
             )
         except TimeoutError:
             proc.kill()
