@@ -510,11 +510,17 @@ async def measure_paced(
     pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
     others = Others(target)
     children0 = os.times()
-    result = await latgen.run_paced(
-        mode, target.port, source_addresses(args.addresses), ops,
-        rate=m.paced_rate, duration=args.latency_duration, warmup=LATENCY_WARMUP_S,
-        timeout=1.0 if mode == "udp" else 5.0, connections=args.http_connections,
-    )
+    try:
+        result = await latgen.run_paced(
+            mode, target.port, source_addresses(args.addresses), ops,
+            rate=m.paced_rate, duration=args.latency_duration, warmup=LATENCY_WARMUP_S,
+            timeout=1.0 if mode == "udp" else 5.0, connections=args.http_connections,
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        # The run's other figures stand; the paced ones are missing, and say why.
+        m.paced_errors += 1
+        m.load["paced"] = {"error": str(exc)}
+        return
     pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
     children1 = os.times()
     m.paced_others_cpu_share = others.share(
