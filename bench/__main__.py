@@ -1,7 +1,8 @@
 """``python -m bench``: the comparison; ``python -m bench scaling``: the scaling series;
 ``python -m bench snapshot``: what persistence snapshots cost; ``python -m bench stalls``:
 how long whole-store work holds the event loop at a million torrents; ``python -m bench
-engines``: the in-memory store's compiled and Python engines, memory and announce cost."""
+engines``: the in-memory store's compiled and Python engines, memory and announce cost;
+``python -m bench tail``: what the tracker's CPU ran while its slowest replies waited."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def main() -> int:
         from bench.engines import main as engines_main
 
         return engines_main(sys.argv[2:])
+    if sys.argv[1:2] == ["tail"]:
+        from bench.tail import main as tail_main
+
+        return tail_main(sys.argv[2:])
     if sys.argv[1:2] == ["stalls"]:
         from bench.stalls import main as stalls_main
 

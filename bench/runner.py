@@ -5,12 +5,15 @@ tracker is started on free ports and pinned to CPU 1 (the generator runs on CPU 
 workload's swarms are filled (one ``started`` announce per pair, by UDP when the tracker
 speaks it), the mix is replayed for ``--warmup`` seconds and then measured for
 ``--duration`` seconds with as many requests in flight as the generator keeps, then for
-``--latency-duration`` seconds paced (open loop: requests go out on a timer whatever the
-replies do) at half the tracker's peak, and the tracker is stopped. The peak is the
+``--latency-duration`` seconds paced (open loop: requests go out on a schedule whatever
+the replies do) at half the tracker's peak, and the tracker is stopped. The peak is the
 responses per tracker CPU-second just measured, what the tracker's one core answers when
-it is busy all the time (when the generator cannot send that many, the rate it reached,
-and the latency table says so); p50 and p99 of that paced phase are the latency a
-tracker shows at half load.
+it is busy all the time; p50 and p99 of that paced phase are the latency a tracker shows
+at half load. The paced phase is sent by the C generator (:mod:`bench.latgen`: even
+schedule, kernel receive timestamps, so the figures are the tracker's and not the Python
+generator's) when the system C compiler can build it, else by the Python generator (capped
+at the rate it reached in the measured run, and the latency table says so);
+``--latency-generator both`` runs the Python one first as well, to show the difference.
 
 Requests come from ``--addresses`` loopback source addresses (256: 127.0.1.1 to
 127.0.2.6; every socket is bound to its peer's address), about 10% of the pairs are
@@ -48,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench import latgen
 from bench.http_load import HttpLoad, HttpOps, encode_http_ops
 from bench.private import PrivateAccounts
 from bench.profile import PY_SPY_HINT, py_spy, start_profile, summarize_profile
@@ -92,6 +96,9 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 TARGET_RATIOS = {"udp": 1.0, "http-keepalive": 2.5, "http-close": 0.8}
 # Issue 11's latency goal: p99 at half of the peak rate under this many milliseconds.
 LATENCY_GOAL_MS = 2.0
+# The C generator's paced phase starts with this long on the same schedule, not recorded
+# (it opens its own HTTP connections, where the Python one reuses the measured run's).
+LATENCY_WARMUP_S = 0.5
 
 DEFAULTS: dict[str, float] = {
     "duration": 12.0,
@@ -212,6 +219,14 @@ class Measurement:
     paced_p50_ms: float | None = None
     paced_p99_ms: float | None = None
     paced_errors: int = 0
+    # The paced phase's generator: "c" (bench/latgen.c) or "python". With the C one,
+    # paced_p50/p99 are from the send (kernel receive stamps), and these from the schedule.
+    paced_generator: str = ""
+    paced_schedule_p99_ms: float | None = None
+    paced_p999_ms: float | None = None
+    # --latency-generator both: the Python generator's paced figures at the same rate.
+    paced_python_p50_ms: float | None = None
+    paced_python_p99_ms: float | None = None
     connect_share: float | None = None  # UDP: connects among the replies measured
     # CPU time other processes took on the tracker's and the generator's cores, as a share
     # of one core: a busy shared machine shows here (and in the latencies).
@@ -439,30 +454,7 @@ async def measure(
         m.load = stats.summary()
         m.connect_share = stats.connect_share() if mode == "udp" else None
         if args.latency_duration > 0 and stats.responses:
-            # Half the peak: the peak is what the tracker's core answers per CPU-second;
-            # the generator cannot offer more than it just reached.
-            half_peak = m.responses_per_cpu_s / 2
-            m.paced_capped = half_peak > stats.rate()
-            m.paced_rate = round(min(half_peak, stats.rate()), 1)
-            pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
-            others = Others(target)
-            paced = await _load(
-                gen,
-                encoded,
-                mode,
-                "mix",
-                private,
-                duration=args.latency_duration,
-                record=True,
-                rate=m.paced_rate,
-            )
-            pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
-            m.paced_others_cpu_share = others.share()
-            m.paced_responses_per_s = round(paced.rate(), 1)
-            m.paced_tracker_cpu_share = round((pcpu1 - pcpu0) / (pwall1 - pwall0), 3)
-            m.paced_p50_ms, m.paced_p99_ms = paced.percentile_ms(0.5), paced.percentile_ms(0.99)
-            m.paced_errors = paced.errors + paced.timeouts + paced.skipped
-            m.load["paced"] = paced.summary()
+            await measure_paced(m, target, gen, encoded, mode, private, stats, args)
         if not target.alive():
             m.skipped = f"tracker died: {target.log_tail()}"
     finally:
@@ -470,6 +462,78 @@ async def measure(
             gen.close()
         target.stop()
     return m
+
+
+async def measure_paced(
+    m: Measurement,
+    target: RunningTarget,
+    gen: Generator,
+    encoded: EncodedWorkload,
+    mode: str,
+    private: bool,
+    stats: LoadStats,
+    args: argparse.Namespace,
+) -> None:
+    """The paced phase at half of ``m``'s peak: with the C generator when it can be used
+    (the Python one before it with ``--latency-generator both``), else the Python one."""
+    # Half the peak: the peak is what the tracker's core answers per CPU-second.
+    half_peak = m.responses_per_cpu_s / 2
+    use_c = args.latency_generator != "python" and latgen.available() is None
+    if args.latency_generator == "both" or not use_c:
+        # The Python generator cannot offer more than it just reached.
+        rate = min(half_peak, stats.rate())
+        pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
+        others = Others(target)
+        paced = await _load(
+            gen, encoded, mode, "mix", private,
+            duration=args.latency_duration, record=True, rate=rate,
+        )
+        pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
+        m.load["paced_python"] = paced.summary()
+        m.paced_python_p50_ms = paced.percentile_ms(0.5)
+        m.paced_python_p99_ms = paced.percentile_ms(0.99)
+        if not use_c:
+            m.paced_generator = "python"
+            m.paced_capped = half_peak > stats.rate()
+            m.paced_rate = round(rate, 1)
+            m.paced_others_cpu_share = others.share()
+            m.paced_responses_per_s = round(paced.rate(), 1)
+            m.paced_tracker_cpu_share = round((pcpu1 - pcpu0) / (pwall1 - pwall0), 3)
+            m.paced_p50_ms, m.paced_p99_ms = m.paced_python_p50_ms, m.paced_python_p99_ms
+            m.paced_errors = paced.errors + paced.timeouts + paced.skipped
+            m.load["paced"] = m.load["paced_python"]
+            return
+    m.paced_generator = "c"
+    m.paced_rate = round(half_peak, 1)
+    ops = encoded.udp("mix", private) if mode == "udp" else encoded.http(
+        "mix", close=mode == "http-close", private=private)
+    pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
+    others = Others(target)
+    children0 = os.times()
+    try:
+        result = await latgen.run_paced(
+            mode, target.port, source_addresses(args.addresses), ops,
+            rate=m.paced_rate, duration=args.latency_duration, warmup=LATENCY_WARMUP_S,
+            timeout=1.0 if mode == "udp" else 5.0, connections=args.http_connections,
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        # The run's other figures stand; the paced ones are missing, and say why.
+        m.paced_errors += 1
+        m.load["paced"] = {"error": str(exc)}
+        return
+    pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
+    children1 = os.times()
+    m.paced_others_cpu_share = others.share(
+        children1.children_user + children1.children_system
+        - children0.children_user - children0.children_system
+    )
+    m.paced_responses_per_s = round(result.rate(), 1)
+    m.paced_tracker_cpu_share = round((pcpu1 - pcpu0) / (pwall1 - pwall0), 3)
+    m.paced_p50_ms, m.paced_p99_ms = result.service["p50_ms"], result.service["p99_ms"]
+    m.paced_p999_ms = result.service["p999_ms"]
+    m.paced_schedule_p99_ms = result.schedule["p99_ms"]
+    m.paced_errors = result.errors + result.timeouts + result.skipped
+    m.load["paced"] = result.raw
 
 
 class Others:
@@ -486,11 +550,14 @@ class Others:
         ours = self.target.cpu_seconds() + (self.target.store_cpu_seconds() or 0.0)
         return cpus_busy_seconds(self.cpus), ours + own_cpu_seconds()
 
-    def share(self) -> float | None:
-        """Their CPU seconds per second of wall time (None on a one-CPU machine)."""
+    def share(self, generator_children_s: float = 0.0) -> float | None:
+        """Their CPU seconds per second of wall time (None on a one-CPU machine);
+        ``generator_children_s``: CPU seconds the generator's child processes (the C
+        generator) used meanwhile, which are ours too."""
         if None in self.cpus:
             return None
         busy, ours = self._mine()
+        ours += generator_children_s
         wall = time.monotonic() - self.wall
         if wall <= 0:
             return None
@@ -523,6 +590,10 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
         "paced_tracker_cpu_share",
         "paced_p50_ms",
         "paced_p99_ms",
+        "paced_p999_ms",
+        "paced_schedule_p99_ms",
+        "paced_python_p50_ms",
+        "paced_python_p99_ms",
         "connect_share",
         "others_cpu_share",
         "paced_others_cpu_share",
@@ -537,6 +608,7 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
     out["fill_errors"] = sum(m.fill_errors for m in ok)
     out["paced_errors"] = sum(m.paced_errors for m in ok)
     out["paced_capped"] = any(m.paced_capped for m in ok)
+    out["paced_generator"] = ",".join(sorted({m.paced_generator for m in ok if m.paced_generator}))
     out["skipped"] = sorted({m.skipped for m in ms if m.skipped})
     return out
 
@@ -658,11 +730,15 @@ def ws_table(summaries: list[dict[str, Any]]) -> str:
 
 def latency_table(summaries: list[dict[str, Any]]) -> str:
     """Latency at half of the peak, per target and mode (the paced phase), with the goal."""
+    both = any(s.get("paced_python_p99_ms") is not None and s.get("paced_generator") == "c"
+               for s in summaries)
+    extra_head = " | Python generator p50 ms | Python generator p99 ms" if both else ""
     lines = [
         "| target | mode | peak resp per CPU-s | offered req/s | answered resp/s "
-        "| tracker CPU share | other processes' CPU | p50 ms | p99 ms | p99 under "
-        f"{LATENCY_GOAL_MS:g} ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tracker CPU share | other processes' CPU | generator | p50 ms | p99 ms | p99.9 ms "
+        f"| p99 ms from schedule{extra_head} | p99 under {LATENCY_GOAL_MS:g} ms |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        + ("---:|---:|" if both else "") + "---:|",
     ]
     for s in summaries:
         if s["mode"] == "ws" or not s["rounds"] or not s["paced_rate"]:
@@ -671,12 +747,16 @@ def latency_table(summaries: list[dict[str, Any]]) -> str:
         others = s["paced_others_cpu_share"]
         verdict = "-" if p99 is None else ("yes" if p99 < LATENCY_GOAL_MS else "no")
         capped = " (generator's most)" if s["paced_capped"] else ""
+        extra = (f" | {_fmt(s['paced_python_p50_ms'], 2)} | {_fmt(s['paced_python_p99_ms'], 2)}"
+                 if both else "")
         lines.append(
             f"| {s['target']} | {s['mode']} | {_fmt(s['responses_per_cpu_s'])} "
             f"| {_fmt(s['paced_rate'])}{capped} | {_fmt(s['paced_responses_per_s'])} "
             f"| {_fmt(share * 100 if share is not None else None)}% "
             f"| {_fmt(others * 100 if others is not None else None)}% "
-            f"| {_fmt(s['paced_p50_ms'], 2)} | {_fmt(p99, 2)} | {verdict} |"
+            f"| {s.get('paced_generator') or '-'} "
+            f"| {_fmt(s['paced_p50_ms'], 2)} | {_fmt(p99, 2)} | {_fmt(s['paced_p999_ms'], 2)} "
+            f"| {_fmt(s['paced_schedule_p99_ms'], 2)}{extra} | {verdict} |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -684,13 +764,23 @@ def latency_table(summaries: list[dict[str, Any]]) -> str:
 LATENCY_NOTE = (
     "Latency at half of the peak: after each measured run, the same tracker is offered "
     "half its peak (the responses per tracker CPU-second just measured: what its one core "
-    "answers when busy all the time) for --latency-duration seconds, open loop (requests "
-    "go out on a 1 ms timer whatever the replies do); p50 and p99 of every reply, from the "
-    "request's send to its reply. 'Other processes' CPU' is what processes other than the "
-    "tracker and the generator took on their two cores meanwhile, in share of one core: "
-    "on a shared machine it shows when someone else's work was in the way (a generator "
-    "descheduled for a few milliseconds shows up in the p99 whatever the tracker does). "
-    f"Issue 11's goal: p99 under {LATENCY_GOAL_MS:g} ms."
+    "answers when busy all the time) for --latency-duration seconds, open loop. Generator "
+    "'c' (bench/latgen.c, the default): one request every 1/rate seconds on an even "
+    f"schedule, after {LATENCY_WARMUP_S:g} s on the same schedule that are not recorded "
+    "(it opens its own connections); p50, p99 and p99.9 run from the moment just before "
+    "the request's send system call to the kernel's receive timestamp of its reply "
+    "(SO_TIMESTAMPNS for UDP, "
+    "SO_TIMESTAMPING for TCP), so a reply waiting in the generator's socket buffer while "
+    "it is busy is not billed to the tracker; 'from schedule' runs from when the request "
+    "was due (the open loop's honest figure: the generator's own lateness and, for HTTP, "
+    "waiting for one of the --http-connections connections are in it). Generator 'python' "
+    "(no C compiler, or --latency-generator python): requests go out on a 1 ms timer, "
+    "latency from the send to the reply's handling in Python; its figures include the "
+    "Python generator's own delays. 'Other processes' CPU' is what processes other than "
+    "the tracker and the generator took on their two cores meanwhile, in share of one core: "
+    "on a shared machine it shows when someone else's work was in the way (a generator or "
+    "tracker descheduled for a few milliseconds shows up in the p99 whatever the tracker "
+    f"does). Issue 11's goal: p99 under {LATENCY_GOAL_MS:g} ms."
 )
 
 
@@ -749,7 +839,12 @@ def progress_line(m: Measurement, rounds: int) -> str:
         f"{m.responses_per_s:>9,.0f} resp/s  cpu {m.tracker_cpu_s:5.2f} s  "
         f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  gen busy {_fmt(busy, 0)}%  "
         f"p99 {_fmt(m.p99_ms, 2)} ms (at half peak: p50 {_fmt(m.paced_p50_ms, 2)} "
-        f"p99 {_fmt(m.paced_p99_ms, 2)} ms)  "
+        f"p99 {_fmt(m.paced_p99_ms, 2)} ms, {m.paced_generator or '-'}"
+        + (f", from schedule {_fmt(m.paced_schedule_p99_ms, 2)}"
+           if m.paced_schedule_p99_ms is not None else "")
+        + (f"; python generator p99 {_fmt(m.paced_python_p99_ms, 2)}"
+           if m.paced_python_p99_ms is not None and m.paced_generator == "c" else "")
+        + ")  "
         + (f"connects {m.connect_share * 100:.1f}%  " if m.connect_share is not None else "")
         + _others_note(m)
         + f"errors {m.errors}+{m.timeouts} timeouts  fill {m.fill_s} s by {m.fill_protocol}"
@@ -775,6 +870,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--latency-duration",
         type=float,
         help="seconds paced at half the measured rate, for latency; 0 skips (4; quick 1)",
+    )
+    p.add_argument(
+        "--latency-generator", choices=("c", "python", "both"), default="c",
+        help="the paced phase's generator: c (bench/latgen.c, built with the system cc; "
+        "Python when it cannot be built), python, or both (Python first, then C; the table "
+        "shows both) (c)",
     )
     p.add_argument("--rounds", type=int, help="rounds, targets interleaved (3; quick 1)")
     p.add_argument("--torrents", type=int, help="torrents in the mix (10,000; quick 200)")
@@ -879,6 +980,10 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
     if "ws" in args.modes:
         log(f"ws workload: {ws_workload(args).describe()}")
     log(f"tracker on CPU {tracker_cpu()}, generator on CPU {generator_cpu()}, {event_loop_name()}")
+    if args.latency_duration > 0 and args.latency_generator != "python":
+        why_not = latgen.available()
+        if why_not is not None:
+            log(f"latency: the C generator cannot be used ({why_not}): the Python one paces")
     encoded = EncodedWorkload(workload)
     results: dict[tuple[str, str], list[Measurement]] = {}
     for rnd in range(args.rounds):

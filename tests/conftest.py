@@ -34,6 +34,7 @@ RUN_ONCE = {
              "the Python one, libFuzzer on the C code",
     "engine/": "the engine layer's objects (swarm, rules, policy, accounting) built directly",
     "storage/test_engines_agree.py": "names both engines (a store of each)",
+    "bench/test_tail.py": "the tail report's pure functions, on fixed inputs",
     "storage/test_native_c_api.py": "names the compiled engine",
     "storage/test_native_asan.py": "the compiled engine under AddressSanitizer",
     "storage/test_memory_store.py": "each store names its engine (a class per engine, or "
