@@ -17,7 +17,10 @@
 #define EPOCH_BACK (INT64_C(1) << 30) /* seconds representable before the first time seen */
 #define MIN_BUCKETS 64u
 #define BASE_REC(width) ((width) + ID + 8u) /* address, peer id, seen word, key */
-#define TOTALS 16u /* uploaded and downloaded as last reported, u64 each, after the base */
+/* Uploaded and downloaded as last reported, after the base: 48 bits each (NARROW) while
+ * every total of the family fits, else 64 bits each (WIDE): exact either way. */
+#define NARROW 12u
+#define WIDE 16u
 #define ORDER_MAX (UINT32_MAX - 1u) /* torrents the order may list (order_pos is 32 bits) */
 
 /* ------------------------------------------------------------------------------------- */
@@ -42,7 +45,7 @@ struct shoal_family {
     uint32_t cap;
     uint32_t seeders;
     uint8_t width; /* 6 or 18 */
-    uint8_t rec;   /* record size: BASE_REC(width), + TOTALS when it holds reported totals */
+    uint8_t rec;   /* record size: BASE_REC(width), + NARROW or WIDE with reported totals */
     uint8_t pad[2];
     fidx_t *idx;   /* NULL unless the family is past INDEX_MIN */
     /* cap records follow */
@@ -112,21 +115,36 @@ static inline uint32_t rec_key(const shoal_family *f, uint64_t slot) {
 static inline void rec_set_key(shoal_family *f, uint64_t slot, uint32_t v) {
     memcpy(rec_at(f, slot) + f->width + ID + 4, &v, 4);
 }
-static inline int has_totals(const shoal_family *f) { return f->rec != BASE_REC(f->width); }
-static inline void xfer_get(const shoal_family *f, uint64_t slot, uint64_t *up, uint64_t *down) {
-    if (!has_totals(f)) {
-        *up = *down = 0;
-        return;
-    }
-    const uint8_t *p = rec_at(f, slot) + BASE_REC(f->width);
-    memcpy(up, p, 8);
-    memcpy(down, p + 8, 8);
+/* The bytes of totals a family's records carry: 0, NARROW or WIDE. */
+static inline unsigned totals_of(const shoal_family *f) { return f->rec - BASE_REC(f->width); }
+/* The totals width that holds up and down: 0 when both are 0. */
+static inline unsigned totals_for(uint64_t up, uint64_t down) {
+    return (up | down) == 0 ? 0 : (up | down) >> 48 ? WIDE : NARROW;
 }
+
+static inline uint64_t get_le(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned b = 0; b < n; b++) v |= (uint64_t)p[b] << (8 * b);
+    return v;
+}
+static inline void put_le(uint8_t *p, unsigned n, uint64_t v) {
+    for (unsigned b = 0; b < n; b++) p[b] = (uint8_t)(v >> (8 * b));
+}
+/* Totals of `width` bytes (0, NARROW or WIDE) at p. */
+static inline void totals_read(const uint8_t *p, unsigned width, uint64_t *up, uint64_t *down) {
+    *up = get_le(p, width / 2);
+    *down = get_le(p + width / 2, width / 2);
+}
+static inline void totals_write(uint8_t *p, unsigned width, uint64_t up, uint64_t down) {
+    put_le(p, width / 2, up);
+    put_le(p + width / 2, width / 2, down);
+}
+static inline void xfer_get(const shoal_family *f, uint64_t slot, uint64_t *up, uint64_t *down) {
+    totals_read(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
+}
+/* The family's totals are wide enough for up and down (fam_reserve saw to it). */
 static inline void xfer_set(shoal_family *f, uint64_t slot, uint64_t up, uint64_t down) {
-    if (!has_totals(f)) return;
-    uint8_t *p = rec_at(f, slot) + BASE_REC(f->width);
-    memcpy(p, &up, 8);
-    memcpy(p + 8, &down, 8);
+    totals_write(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
 }
 
 /* The family of a swarm (v6 0 or 1), NULL when it has none. */
@@ -503,7 +521,7 @@ static void swarm_moved(shoal_table *t, shoal_swarm *old, shoal_swarm *s);
 static inline size_t head_bytes(int v6) { return v6 ? sizeof(shoal_family) : sizeof(shoal_swarm); }
 
 /* Give family v6 of *sp room for `cap` records of `rec` bytes (cap >= its peers, rec at least
- * its record size: the records are spread out and their new totals zeroed). The block
+ * its record size: the records are spread out, their totals widened). The block
  * (*sp for IPv4) may move; the family must exist unless it is IPv4. -1 when out of memory:
  * nothing changed. */
 static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, unsigned rec) {
@@ -515,11 +533,15 @@ static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, un
     if (nb == NULL) return -1;
     f = (shoal_family *)(v6 ? nb : nb + offsetof(shoal_swarm, v4));
     if (rec != f->rec) {
-        unsigned old = f->rec;
+        /* from the last record down: each lands at or after where it was, past the ones
+         * still to move */
+        unsigned old = f->rec, head = BASE_REC(f->width);
         uint8_t *base = (uint8_t *)(f + 1);
         for (uint32_t slot = f->n; slot-- > 0;) {
-            memmove(base + (size_t)slot * rec, base + (size_t)slot * old, old);
-            memset(base + (size_t)slot * rec + old, 0, rec - old);
+            uint64_t up, down;
+            totals_read(base + (size_t)slot * old + head, old - head, &up, &down);
+            memmove(base + (size_t)slot * rec, base + (size_t)slot * old, head);
+            totals_write(base + (size_t)slot * rec + head, rec - head, up, down);
         }
         f->rec = (uint8_t)rec;
     }
@@ -563,14 +585,14 @@ static void fam_drop(shoal_table *t, shoal_swarm **sp, int v6) {
     else f->cap = 0; /* realloc kept the larger block: the room is simply not used */
 }
 
-/* Room for `need` records of family v6 of *sp (and their transfer totals when wanted) and,
- * past INDEX_MIN, their indexes; *sp may move. Nothing observable changes. Small families
- * grow by what they need (a torrent's usual handful of peers costs no spare room), larger
- * ones by a quarter. */
-static int fam_reserve(shoal_table *t, shoal_swarm **sp, int v6, uint64_t need, int want_xfer) {
+/* Room for `need` records of family v6 of *sp, with totals at least `totals` bytes wide,
+ * and, past INDEX_MIN, their indexes; *sp may move. Nothing observable changes. Small
+ * families grow by what they need (a torrent's usual handful of peers costs no spare
+ * room), larger ones by a quarter. */
+static int fam_reserve(shoal_table *t, shoal_swarm **sp, int v6, uint64_t need, unsigned totals) {
     shoal_family *f = fam_of(*sp, v6);
     if (need > UINT32_MAX / 2) return -1;
-    unsigned rec = want_xfer && !has_totals(f) ? f->rec + TOTALS : f->rec;
+    unsigned rec = totals > totals_of(f) ? BASE_REC(f->width) + totals : f->rec;
     if (need > f->cap || rec != f->rec) {
         uint64_t cap = f->cap;
         if (need > cap) {
@@ -655,7 +677,7 @@ static void fam_swap(shoal_table *t, shoal_family *f, uint32_t a, uint32_t b) {
         if (ib && vb == b + 1) *ib = a + 1;
         ring_swap(f->idx->ring, a, b);
     }
-    uint8_t tmp[BASE_REC(18) + TOTALS];
+    uint8_t tmp[BASE_REC(18) + WIDE];
     memcpy(tmp, rec_at(f, a), f->rec);
     memcpy(rec_at(f, a), rec_at(f, b), f->rec);
     memcpy(rec_at(f, b), tmp, f->rec);
@@ -994,7 +1016,7 @@ static int swarm_announce(shoal_table *t, shoal_swarm **sp, const shoal_announce
     /* Every allocation this announce may need, before it changes anything more: room for
      * a new record, the transfer totals (held only when kept), the picks. */
     uint64_t up = keep ? q->uploaded : 0, down = keep ? q->downloaded : 0;
-    if (fam_reserve(t, sp, v6, f->n + (slot < 0), (up | down) != 0) < 0) return SHOAL_NO_MEMORY;
+    if (fam_reserve(t, sp, v6, f->n + (slot < 0), totals_for(up, down)) < 0) return SHOAL_NO_MEMORY;
     s = *sp;
     f = fam_of(s, v6);
     shoal_family *other = q->mixed_families ? fam_of(s, !v6) : NULL;
@@ -1433,12 +1455,15 @@ static uint64_t le64(const uint8_t *p) {
     return v;
 }
 
-static int image_has_totals(const shoal_family_image *img) {
+/* The totals width an image's peers need. */
+static unsigned image_totals(const shoal_family_image *img) {
+    unsigned width = 0;
     for (uint64_t s = 0; s < img->n; s++) {
         const uint8_t *m = img->meta + (size_t)s * 32;
-        if (le64(m + 16) | le64(m + 24)) return 1;
+        unsigned w = totals_for(le64(m + 16), le64(m + 24));
+        if (w > width) width = w;
     }
-    return 0;
+    return width;
 }
 
 /* Fill family f (room for img->n records of its record size) from a snapshot image; -1 out
@@ -1472,7 +1497,7 @@ int shoal_table_restore(shoal_table *t, const uint8_t *info_hash, int64_t comple
     see_time(t, last_seen);
     /* the new block, IPv4 peers inline, and its IPv6 family, before anything changes */
     uint32_t n4 = v4 != NULL ? (uint32_t)v4->n : 0;
-    unsigned rec4 = BASE_REC(6) + (n4 && image_has_totals(v4) ? TOTALS : 0);
+    unsigned rec4 = BASE_REC(6) + (n4 ? image_totals(v4) : 0);
     shoal_swarm *s = t_alloc(t, sizeof *s + (size_t)n4 * rec4);
     if (s == NULL) return -2;
     memcpy(s->info_hash, info_hash, 20);
@@ -1484,7 +1509,7 @@ int shoal_table_restore(shoal_table *t, const uint8_t *info_hash, int64_t comple
         return -2;
     }
     if (v6 != NULL && v6->n) {
-        unsigned rec6 = BASE_REC(18) + (image_has_totals(v6) ? TOTALS : 0);
+        unsigned rec6 = BASE_REC(18) + image_totals(v6);
         shoal_family *f = t_alloc(t, sizeof *f + (size_t)v6->n * rec6);
         if (f == NULL) {
             swarm_free(t, s);
@@ -1550,7 +1575,8 @@ int shoal_table_set_completed(shoal_table *t, const uint8_t *info_hash, int64_t 
     } while (0)
 
 static int check_family(shoal_table *t, shoal_family *f, unsigned width, char *err, size_t errlen) {
-    if (f->width != width || (f->rec != BASE_REC(width) && f->rec != BASE_REC(width) + TOTALS))
+    if (f->width != width || (f->rec != BASE_REC(width) && f->rec != BASE_REC(width) + NARROW &&
+                              f->rec != BASE_REC(width) + WIDE))
         FAIL("family width %u, record %u", f->width, f->rec);
     if (f->n == 0) FAIL("an empty family is kept");
     if (f->n > f->cap || f->seeders > f->n) FAIL("family counts n=%u cap=%u seeders=%u", f->n, f->cap, f->seeders);

@@ -368,6 +368,25 @@ class StoreConformance:
         r = t.announce(dataclasses.replace(request(1), uploaded=16, downloaded=71), T0 + 2)
         assert (r.prev_uploaded, r.prev_downloaded) == (15, 70)
 
+    def test_kept_totals_are_exact_up_to_64_bits(self) -> None:
+        """Totals past 48 bits (the compiled table's narrow records) are held exactly, and
+        a family holding them still holds the smaller ones of its other peers."""
+        t = self.open(keep_totals=True)
+        for v6 in (False, True):
+            values = [((n + 1) * 1000, n) for n in range(30)]  # past INDEX_MIN: indexed
+            values[3] = (2**48 - 1, 2**47)
+            for n, (up, down) in enumerate(values):
+                t.announce(dataclasses.replace(request(n, v6=v6), uploaded=up, downloaded=down),
+                           T0)
+            values[2] = (2**64 - 1, 2**48)
+            t.announce(dataclasses.replace(request(2, v6=v6), uploaded=values[2][0],
+                                           downloaded=values[2][1]), T0 + 1)
+            for n, (up, down) in enumerate(values):
+                r = t.announce(dataclasses.replace(request(n, v6=v6), uploaded=5), T0 + 2)
+                assert (r.prev_uploaded, r.prev_downloaded) == (up, down), n
+                r = t.announce(request(n, v6=v6), T0 + 3)
+                assert (r.prev_uploaded, r.prev_downloaded) == (5, 0), n
+
     def test_totals_not_kept_are_reported_as_zero(self) -> None:
         """keep_totals off (the default): the store holds no reported totals."""
         t = self.open()

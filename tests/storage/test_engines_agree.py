@@ -54,8 +54,8 @@ announces = st.fixed_dictionaries({
     "numwant": st.integers(-1, 40),
     "mixed": st.booleans(),
     "ids": st.booleans(),
-    "uploaded": st.sampled_from([0, 1, 2**40, 2**64 - 1]),
-    "downloaded": st.sampled_from([0, 7, 2**33]),
+    "uploaded": st.sampled_from([0, 1, 2**40, 2**48 - 1, 2**48, 2**64 - 1]),
+    "downloaded": st.sampled_from([0, 7, 2**33, 2**48]),
 })
 
 
