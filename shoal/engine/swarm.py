@@ -113,7 +113,7 @@ class FamilyPeers:
 
     ``meta`` holds four 64-bit words per slot: last announce time (whole seconds), the key
     in the low 32 bits with flags above, and the uploaded and downloaded totals the peer
-    last reported.
+    last reported (0 while the store does not keep them, ``Limits.keep_totals``).
     """
 
     __slots__ = ("addrs", "by_addr", "by_id", "ids", "meta", "per_ip", "ring", "seeders",
