@@ -87,8 +87,9 @@ class TrackerSettings:
     )
     peer_totals: bool = _doc(
         "Keep the uploaded/downloaded totals each peer last reported, so announce hooks see "
-        "them as AnnounceResult.prev_uploaded/prev_downloaded (else 0). Costs 16 bytes a "
-        "peer; private mode keeps them whatever this says (its accounting needs them).",
+        "them as AnnounceResult.prev_uploaded/prev_downloaded (else 0). Costs 12-16 bytes "
+        "a peer in the compiled table; private mode keeps them whatever this says (its "
+        "accounting needs them).",
         False,
     )
     engine: str = _doc(

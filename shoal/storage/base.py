@@ -36,9 +36,11 @@ class StoreSettings:
 
     ``keep_totals``: hold the uploaded and downloaded totals each peer last reported, so an
     announce's :class:`~shoal.types.AnnounceResult` carries them as ``prev_uploaded`` and
-    ``prev_downloaded``. Off (the default), a store holds none of them (16 bytes a peer
-    saved) and reports both as 0; private mode's accounting turns it on (the logic layer
-    sets it, see :meth:`shoal.logic.TrackerLogic.configure`). Turned off, totals already
+    ``prev_downloaded``. Off (the default), a store holds none of them (12 to 16 bytes a
+    peer saved in the compiled table) and reports both as 0; private mode's accounting
+    turns it on (the logic layer sets it, see :meth:`shoal.logic.TrackerLogic.configure`).
+    The Redis store stores them as 0 when off, and the Python engine too (its slots keep
+    the two words either way). Turned off, totals already
     held stay but read as 0, and announces store 0; turned on, a peer's totals are those
     it reported since.
     """

@@ -10,8 +10,9 @@ peers in the same slots (``tests/storage/test_engines_agree.py`` checks it). Pee
 the table's own random numbers; only their distribution is the same.
 
 Memory: a peer is a 34-byte record in IPv4 (46 in IPv6: address, peer id, last announce
-time and flag, key), plus 16 bytes of reported totals when the store keeps them
-(``StoreSettings.keep_totals``) and its family has any, and in families past ``INDEX_MIN``
+time and flag, key), plus the reported totals when the store keeps them
+(``StoreSettings.keep_totals``) and its family has any: 12 bytes (48 bits each) while all of
+the family's fit, else 16, and in families past ``INDEX_MIN``
 peers about 16 more of hash indexes (address, peer id, per IP). A torrent is one block of
 72 bytes plus its IPv4 records (an IPv6 family is another block).
 """
