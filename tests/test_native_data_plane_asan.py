@@ -5,9 +5,10 @@ package (with the swarm table, which the compiled answers call), and the differe
 tests (tests/fuzz/test_fuzz_udp_native.py, test_fuzz_http_native.py: hostile datagrams,
 requests and queries through the C and the Python code; tests/server/
 test_udp_native_answer.py, test_http_native_answer.py: announces and scrapes answered in C
-against the Python path) and the building-block tests (tests/test_native_udp.py) run
-against that build in a child Python with the ASan runtime preloaded. Any out-of-bounds
-access, use after free or undefined behaviour aborts the child and fails this test.
+against the Python path; test_http_native_kept.py: keep-alive connections kept in C) and
+the building-block tests (tests/test_native_udp.py) run against that build in a child
+Python with the ASan runtime preloaded. Any out-of-bounds access, use after free or
+undefined behaviour aborts the child and fails this test.
 Bounded: the fuzz profile's example counts.
 """
 
@@ -94,7 +95,8 @@ def test_the_native_data_plane_tests_pass_under_address_sanitizer(tmp_path: Path
          str(ROOT / "tests" / "fuzz" / "test_fuzz_udp_native.py"),
          str(ROOT / "tests" / "fuzz" / "test_fuzz_http_native.py"),
          str(ROOT / "tests" / "server" / "test_udp_native_answer.py"),
-         str(ROOT / "tests" / "server" / "test_http_native_answer.py")],
+         str(ROOT / "tests" / "server" / "test_http_native_answer.py"),
+         str(ROOT / "tests" / "server" / "test_http_native_kept.py")],
         cwd=src, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])

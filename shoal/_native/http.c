@@ -275,26 +275,46 @@ static int param_index(const uint8_t *k, size_t n)
     return -1;
 }
 
+/* One `key=value` item of a query (a missing `=` gives an empty value). */
+typedef struct {
+    const uint8_t *key, *value;
+    size_t klen, vlen;
+} query_item;
+
+/* The item of query at *pos, moving *pos past it; 0 at the end of the query. */
+static int next_item(const uint8_t *query, size_t len, size_t *pos, query_item *it)
+{
+    size_t i = *pos;
+    if (i >= len)
+        return 0;
+    size_t j = i;
+    while (j < len && query[j] != '&')
+        j++;
+    size_t eqpos = i;
+    while (eqpos < j && query[eqpos] != '=')
+        eqpos++;
+    it->key = query + i;
+    it->klen = eqpos - i;
+    it->value = eqpos < j ? query + eqpos + 1 : query + j;
+    it->vlen = eqpos < j ? j - eqpos - 1 : 0;
+    *pos = j + 1;
+    return 1;
+}
+
 int shoal_http_announce_query(const uint8_t *query, size_t len, int allow_ip_param,
                               shoal_http_announce *out)
 {
     /* The last of repeated keys wins (Python's dict). */
     const uint8_t *val[P_PARAMS] = {0};
     size_t vlen[P_PARAMS] = {0};
-    size_t i = 0;
-    while (i < len) {
-        size_t j = i;
-        while (j < len && query[j] != '&')
-            j++;
-        size_t eqpos = i;
-        while (eqpos < j && query[eqpos] != '=')
-            eqpos++;
-        int which = param_index(query + i, eqpos - i);
+    size_t pos = 0;
+    query_item it;
+    while (next_item(query, len, &pos, &it)) {
+        int which = param_index(it.key, it.klen);
         if (which >= 0) {
-            val[which] = eqpos < j ? query + eqpos + 1 : query + j;
-            vlen[which] = eqpos < j ? j - eqpos - 1 : 0;
+            val[which] = it.value;
+            vlen[which] = it.vlen;
         }
-        i = j + 1;
     }
     if (val[P_IP] != NULL && allow_ip_param)
         return 0;
@@ -361,24 +381,16 @@ int shoal_http_announce_query(const uint8_t *query, size_t len, int allow_ip_par
 size_t shoal_http_scrape_query(const uint8_t *query, size_t len, size_t max_hashes,
                                uint8_t (*hashes)[20])
 {
-    size_t count = 0, i = 0;
+    size_t count = 0, pos = 0;
     if (max_hashes > SHOAL_HTTP_MAX_SCRAPE)
         max_hashes = SHOAL_HTTP_MAX_SCRAPE;
-    while (i < len) {
-        size_t j = i;
-        while (j < len && query[j] != '&')
-            j++;
-        size_t eqpos = i;
-        while (eqpos < j && query[eqpos] != '=')
-            eqpos++;
-        if (eq(query + i, eqpos - i, "info_hash")) {
-            const uint8_t *v = eqpos < j ? query + eqpos + 1 : query + j;
-            size_t n = eqpos < j ? j - eqpos - 1 : 0;
-            if (count == max_hashes || decode(v, n, hashes[count], 20) != 20)
+    query_item it;
+    while (next_item(query, len, &pos, &it)) {
+        if (eq(it.key, it.klen, "info_hash")) {
+            if (count == max_hashes || decode(it.value, it.vlen, hashes[count], 20) != 20)
                 return 0;
             count++;
         }
-        i = j + 1;
     }
     return count;
 }

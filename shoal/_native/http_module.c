@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +40,20 @@ typedef struct {
     unsigned long long bytes_in;    /* read by accept() from connections answered here */
     unsigned long long connections; /* accepted and closed here, never seen by Python */
     unsigned long long accept_errors;
+    unsigned long long idle_timeouts;       /* kept connections closed: keep-alive wait over */
+    unsigned long long first_byte_timeouts; /* ... silent since accepted */
+    unsigned long long evictions;           /* ... to make room (evict_oldest) */
 } counts_t;
+
+/* A connection kept here between requests (see "kept connections" below). */
+typedef struct {
+    double since;   /* kept, or its last reply sent (monotonic seconds) */
+    int prev, next; /* the kept list, least recently active first; -1 ends it */
+    uint8_t ip[16];
+    uint8_t iplen; /* 0: this fd is not kept */
+    uint8_t trusted;
+    uint8_t seen; /* a request was answered on it */
+} kept_t;
 
 typedef struct {
     uint8_t *p;
@@ -58,7 +72,18 @@ typedef struct {
     counts_t c;
     shoal_latency latency; /* request latency, collected with c */
     buf_t out, body;
-    uint8_t *in; /* accept()'s read buffer (ACCEPT_READ bytes) */
+    uint8_t *in; /* accept()'s and serve()'s read buffer (ACCEPT_READ bytes) */
+    /* kept connections */
+    int ep;       /* their epoll set, once ep_open */
+    int ep_open;
+    int keeping;  /* accept() may keep connections (keep_start, until keep_stop) */
+    kept_t *kc;   /* by fd */
+    int kc_cap;
+    int head, tail;
+    Py_ssize_t kept;
+    PyObject *per_ip; /* the frontend's open connections by packed address (a dict) */
+    Py_ssize_t room, max_per_ip;
+    double first_byte_timeout, keepalive_timeout;
 } HttpAnswer;
 
 typedef struct {
@@ -97,25 +122,38 @@ static void put(buf_t *b, const void *data, size_t n)
     b->len += n;
 }
 
-static void puts_(buf_t *b, const char *text)
-{
-    put(b, text, strlen(text));
-}
+/* A literal (its length known when compiled). */
+#define PUTLIT(b, text) put((b), (text), sizeof(text) - 1)
 
-static void putf(buf_t *b, const char *fmt, unsigned long long v)
+/* Decimal digits (snprintf was a twentieth of the time a keep-alive request cost, measured
+ * with perf). */
+static void putu(buf_t *b, unsigned long long v)
 {
-    b->len += (size_t)snprintf((char *)b->p + b->len, 24, fmt, v);
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        b->p[b->len++] = (uint8_t)digits[--n];
 }
 
 static void puti(buf_t *b, long long v)
 {
-    b->len += (size_t)snprintf((char *)b->p + b->len, 24, "%lld", v);
+    if (v < 0) {
+        b->p[b->len++] = '-';
+        putu(b, 0ULL - (unsigned long long)v);
+    } else {
+        putu(b, (unsigned long long)v);
+    }
 }
 
 /* A byte string, bencoded. */
 static void putstr(buf_t *b, const void *data, size_t n)
 {
-    putf(b, "%llu:", (unsigned long long)n);
+    putu(b, (unsigned long long)n);
+    PUTLIT(b, ":");
     put(b, data, n);
 }
 
@@ -126,14 +164,14 @@ static int failure_body(buf_t *b, const char *reason, int retry)
     size_t n = strlen(reason);
     if (reserve(b, n + 80) < 0)
         return -1;
-    puts_(b, "d14:failure reason");
+    PUTLIT(b, "d14:failure reason");
     putstr(b, reason, n);
     if (retry >= 0) {
-        puts_(b, "8:retry ini");
+        PUTLIT(b, "8:retry ini");
         puti(b, retry);
-        puts_(b, "e");
+        PUTLIT(b, "e");
     }
-    puts_(b, "e");
+    PUTLIT(b, "e");
     return 0;
 }
 
@@ -144,14 +182,14 @@ static int respond(HttpAnswer *self, const shoal_http_request *r)
     buf_t *out = &self->out;
     if (reserve(out, self->body.len + 160) < 0)
         return -1;
-    puts_(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
-    putf(out, "%llu", (unsigned long long)self->body.len);
-    puts_(out, "\r\n");
+    PUTLIT(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
+    putu(out, (unsigned long long)self->body.len);
+    PUTLIT(out, "\r\n");
     if (!r->keep_alive)
-        puts_(out, "Connection: close\r\n");
+        PUTLIT(out, "Connection: close\r\n");
     else if (r->legacy)
-        puts_(out, "Connection: keep-alive\r\n");
-    puts_(out, "\r\n");
+        PUTLIT(out, "Connection: keep-alive\r\n");
+    PUTLIT(out, "\r\n");
     put(out, self->body.p, self->body.len);
     return 0;
 }
@@ -204,25 +242,27 @@ static int announce(HttpAnswer *self, parsed_t *p, int64_t now)
     buf_t *b = &self->body;
     if (reserve(b, 256 + o.n4 * 6 + o.n6 * 18) < 0)
         return -1;
-    puts_(b, "d8:completei");
-    putf(b, "%llue", o.seeders);
-    puts_(b, "10:downloadedi");
+    PUTLIT(b, "d8:completei");
+    putu(b, o.seeders);
+    PUTLIT(b, "e");
+    PUTLIT(b, "10:downloadedi");
     puti(b, (long long)(int64_t)o.completed);
-    puts_(b, "e11:external ip");
+    PUTLIT(b, "e11:external ip");
     putstr(b, p->client, p->clientlen);
-    puts_(b, "10:incompletei");
-    putf(b, "%llue", o.leechers);
-    puts_(b, "8:intervali");
+    PUTLIT(b, "10:incompletei");
+    putu(b, o.leechers);
+    PUTLIT(b, "e");
+    PUTLIT(b, "8:intervali");
     puti(b, (long long)shoal_answer_interval(f));
-    puts_(b, "e12:min intervali");
+    PUTLIT(b, "e12:min intervali");
     puti(b, (long long)f->min_interval);
-    puts_(b, "e5:peers");
+    PUTLIT(b, "e5:peers");
     putstr(b, o.peers4, o.n4 * 6);
     if (o.n6) {
-        puts_(b, "6:peers6");
+        PUTLIT(b, "6:peers6");
         putstr(b, o.peers6, o.n6 * 18);
     }
-    puts_(b, "e");
+    PUTLIT(b, "e");
     return 0;
 }
 
@@ -245,7 +285,7 @@ static int scrape(HttpAnswer *self, parsed_t *p)
     buf_t *b = &self->body;
     if (reserve(b, 16 + p->nhashes * 160) < 0)
         return -1;
-    puts_(b, "d5:filesd");
+    PUTLIT(b, "d5:filesd");
     for (size_t i = 0; i < p->nhashes; i++) {
         const uint8_t *h = p->hashes[i];
         if (i && memcmp(h, p->hashes[i - 1], 20) == 0)
@@ -254,15 +294,17 @@ static int scrape(HttpAnswer *self, parsed_t *p)
         if (shoal_answer_permits(f, h))
             f->api->scrape(f->table, h, &c);
         putstr(b, h, 20);
-        puts_(b, "d8:completei");
-        putf(b, "%llue", c.seeders);
-        puts_(b, "10:downloadedi");
+        PUTLIT(b, "d8:completei");
+        putu(b, c.seeders);
+    PUTLIT(b, "e");
+        PUTLIT(b, "10:downloadedi");
         puti(b, (long long)(int64_t)c.completed);
-        puts_(b, "e10:incompletei");
-        putf(b, "%llue", c.leechers);
-        puts_(b, "e");
+        PUTLIT(b, "e10:incompletei");
+        putu(b, c.leechers);
+    PUTLIT(b, "e");
+        PUTLIT(b, "e");
     }
-    puts_(b, "ee");
+    PUTLIT(b, "ee");
     self->c.fast[1]++;
     return 0;
 }
@@ -416,16 +458,353 @@ static int hand_over(PyObject *list, int fd, const uint8_t *data, size_t n, cons
     return 0;
 }
 
-/* accept(listen_fd, now, max) -> [(fd, data, unsent, close, served), ...]: accept up to max
- * connections (non-blocking) and answer each one's first read in C when it holds requests
- * the compiled path takes; a connection whose reply closes it is closed here and never
- * reaches Python. The others are handed over, with what was read and what could not be
- * sent, for the Python frontend to carry on (it owns the fd from then on). */
+enum { READ_DECLINED, READ_GONE, READ_SENT, READ_CLOSES, READ_PARTIAL };
+
+/* Answer the n bytes just read from fd into self->in (0 < n) in C and send the replies:
+ * READ_DECLINED (nothing done: hand it over with what was read), READ_GONE (no reply can be
+ * made, or the client is gone: close it), READ_SENT (every reply sent; it stays open),
+ * READ_CLOSES (every reply sent, and the last one closes it), READ_PARTIAL (hand it over
+ * with what is left to send, from self->out.p + *done). */
+static int answer_read(HttpAnswer *self, int fd, size_t n, const uint8_t *ip, size_t iplen,
+                       int trusted, int64_t now, size_t *done)
+{
+    *done = 0;
+    if (n == ACCEPT_READ)
+        return READ_DECLINED; /* maybe more to read: Python's slices take it */
+    int rc = answer_core(self, self->in, n, ip, iplen, trusted, now);
+    if (rc <= 0)
+        return rc < 0 ? READ_GONE : READ_DECLINED;
+    self->c.bytes_in += (unsigned long long)n;
+    ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return READ_GONE;
+    *done = sent < 0 ? 0 : (size_t)sent;
+    if (*done < self->out.len)
+        return READ_PARTIAL;
+    return self->close_after ? READ_CLOSES : READ_SENT;
+}
+
+/* Out of memory while handing connections over: those in the list are closed (none leaks). */
+static PyObject *hand_over_failed(PyObject *handed)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
+        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
+    Py_DECREF(handed);
+    return NULL;
+}
+
+/* ---- kept connections -------------------------------------------------------------- */
+
+/* A keep-alive connection whose requests so far were all answered here stays here between
+ * requests: in an epoll set of its own (whose fd the Python frontend watches), read,
+ * answered and written by serve() with no Python object for it. The first request C cannot
+ * answer whole hands it over to Python with what was read, for good. Its keep-alive wait,
+ * the connection caps and eviction match the Python frontend's (HttpFrontend.admit): the
+ * per-address counts are the frontend's own dict, which C adds to and takes from. */
+
+static void per_ip_add(HttpAnswer *self, const uint8_t *ip, size_t iplen, long delta)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)ip, (Py_ssize_t)iplen);
+    if (key == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *have = PyDict_GetItemWithError(self->per_ip, key);
+    long count = have != NULL ? PyLong_AsLong(have) : 0;
+    if (count < 0)
+        count = 0;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+    } else if (count + delta <= 0) {
+        if (have != NULL && PyDict_DelItem(self->per_ip, key) < 0)
+            PyErr_Clear();
+    } else {
+        PyObject *value = PyLong_FromLong(count + delta);
+        if (value == NULL || PyDict_SetItem(self->per_ip, key, value) < 0)
+            PyErr_Clear();
+        Py_XDECREF(value);
+    }
+    Py_DECREF(key);
+}
+
+static long per_ip_count(HttpAnswer *self, const uint8_t *ip, size_t iplen)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)ip, (Py_ssize_t)iplen);
+    if (key == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *have = PyDict_GetItemWithError(self->per_ip, key);
+    Py_DECREF(key);
+    if (have == NULL) {
+        if (!PyErr_Occurred())
+            return 0;
+        PyErr_Clear();
+        return -1;
+    }
+    long count = PyLong_AsLong(have);
+    if (count == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return count;
+}
+
+static void kept_link_tail(HttpAnswer *self, int fd)
+{
+    kept_t *k = &self->kc[fd];
+    k->prev = self->tail;
+    k->next = -1;
+    if (self->tail >= 0)
+        self->kc[self->tail].next = fd;
+    else
+        self->head = fd;
+    self->tail = fd;
+}
+
+static void kept_unlink(HttpAnswer *self, int fd)
+{
+    kept_t *k = &self->kc[fd];
+    if (k->prev >= 0)
+        self->kc[k->prev].next = k->next;
+    else
+        self->head = k->next;
+    if (k->next >= 0)
+        self->kc[k->next].prev = k->prev;
+    else
+        self->tail = k->prev;
+}
+
+/* Whether a new connection from ip would meet a cap (or the count cannot be read): then
+ * Python's admit is left to decide (refuse it, or make room), before anything is answered. */
+static int over_caps(HttpAnswer *self, const uint8_t *ip, size_t iplen, int trusted,
+                     Py_ssize_t python_open)
+{
+    if (python_open + self->kept >= self->room)
+        return 1;
+    if (trusted || self->max_per_ip <= 0)
+        return 0;
+    long count = per_ip_count(self, ip, iplen);
+    return count < 0 || count >= self->max_per_ip;
+}
+
+/* Keep fd here (1), or not (0: the caller hands it over; Python's admit decides then). */
+static int try_keep(HttpAnswer *self, int fd, const uint8_t *ip, size_t iplen, int trusted,
+                    int seen, Py_ssize_t python_open)
+{
+    if (!self->keeping || fd < 0 || over_caps(self, ip, iplen, trusted, python_open))
+        return 0;
+    if (fd >= self->kc_cap) {
+        int cap = self->kc_cap ? self->kc_cap : 1024;
+        while (cap <= fd)
+            cap *= 2;
+        kept_t *kc = realloc(self->kc, (size_t)cap * sizeof *kc);
+        if (kc == NULL)
+            return 0;
+        memset(kc + self->kc_cap, 0, (size_t)(cap - self->kc_cap) * sizeof *kc);
+        self->kc = kc;
+        self->kc_cap = cap;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = fd;
+    if (epoll_ctl(self->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return 0;
+    kept_t *k = &self->kc[fd];
+    memcpy(k->ip, ip, iplen);
+    k->iplen = (uint8_t)iplen;
+    k->trusted = (uint8_t)(trusted != 0);
+    k->seen = (uint8_t)(seen != 0);
+    k->since = shoal_monotonic();
+    kept_link_tail(self, fd);
+    self->kept++;
+    per_ip_add(self, ip, iplen, 1);
+    return 1;
+}
+
+/* Stop keeping fd (it is closed or handed over next). */
+static void unkeep(HttpAnswer *self, int fd)
+{
+    kept_t *k = &self->kc[fd];
+    epoll_ctl(self->ep, EPOLL_CTL_DEL, fd, NULL);
+    kept_unlink(self, fd);
+    per_ip_add(self, k->ip, k->iplen, -1);
+    k->iplen = 0;
+    self->kept--;
+}
+
+static void unkeep_and_close(HttpAnswer *self, int fd)
+{
+    unkeep(self, fd);
+    close(fd);
+    self->c.connections++;
+}
+
+static void close_all_kept(HttpAnswer *self)
+{
+    while (self->head >= 0)
+        unkeep_and_close(self, self->head);
+}
+
+/* keep_start(per_ip, room, max_per_ip, first_byte_timeout, keepalive_timeout) -> the epoll
+ * fd to watch: from now on accept() keeps keep-alive connections it answered (and ones
+ * silent so far) while the frontend's connections and the kept ones are fewer than room,
+ * and their address has fewer than max_per_ip open (0: no cap; trusted proxies are never
+ * capped). Called again, it takes new limits. */
+static PyObject *HttpAnswer_keep_start(HttpAnswer *self, PyObject *args)
+{
+    PyObject *per_ip;
+    Py_ssize_t room, max_per_ip;
+    double first_byte, keepalive;
+    if (!PyArg_ParseTuple(args, "O!nndd", &PyDict_Type, &per_ip, &room, &max_per_ip,
+                          &first_byte, &keepalive))
+        return NULL;
+    if (!self->ep_open) {
+        self->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (self->ep < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        self->ep_open = 1;
+    }
+    if (self->per_ip != per_ip) {
+        if (self->kept > 0) {
+            PyErr_SetString(PyExc_ValueError, "keep_start: another per_ip dict while keeping");
+            return NULL;
+        }
+        Py_INCREF(per_ip);
+        Py_XSETREF(self->per_ip, per_ip);
+    }
+    self->room = room;
+    self->max_per_ip = max_per_ip;
+    self->first_byte_timeout = first_byte;
+    self->keepalive_timeout = keepalive;
+    self->keeping = 1;
+    return PyLong_FromLong(self->ep);
+}
+
+/* keep_stop(): close every kept connection and keep no more (the epoll fd stays open, and
+ * empty, until the HttpAnswer goes). */
+static PyObject *HttpAnswer_keep_stop(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
+{
+    self->keeping = 0;
+    if (self->per_ip != NULL)
+        close_all_kept(self);
+    Py_RETURN_NONE;
+}
+
+/* serve(now, max) -> [(fd, data, unsent, close, served), ...]: read the kept
+ * connections the epoll set says are readable (at most max) and answer what they sent when
+ * the compiled path takes all of it; a connection that closed, or whose reply closes it, is
+ * closed here. The others are handed over, as accept() does. */
+static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
+{
+    long long now;
+    int max;
+    if (!PyArg_ParseTuple(args, "Li", &now, &max))
+        return NULL;
+    PyObject *handed = PyList_New(0);
+    if (handed == NULL)
+        return NULL;
+    if (!self->ep_open || self->kept == 0)
+        return handed;
+    if (self->in == NULL && (self->in = malloc(ACCEPT_READ)) == NULL) {
+        Py_DECREF(handed);
+        return PyErr_NoMemory();
+    }
+    struct epoll_event evs[64];
+    if (max > 64)
+        max = 64;
+    if (max < 1)
+        max = 1;
+    int ready = epoll_wait(self->ep, evs, max, 0);
+    for (int i = 0; i < ready; i++) {
+        int fd = evs[i].data.fd;
+        if (fd < 0 || fd >= self->kc_cap || self->kc[fd].iplen == 0)
+            continue; /* closed by an earlier event of this batch */
+        kept_t k = self->kc[fd];
+        ssize_t n = recv(fd, self->in, ACCEPT_READ, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            unkeep_and_close(self, fd); /* the client closed, or the connection broke */
+            continue;
+        }
+        size_t done;
+        int rc = answer_read(self, fd, (size_t)n, k.ip, k.iplen, k.trusted, now, &done);
+        if (rc == READ_SENT) {
+            kept_t *kp = &self->kc[fd];
+            kp->seen = 1;
+            kp->since = shoal_monotonic();
+            kept_unlink(self, fd);
+            kept_link_tail(self, fd);
+        } else if (rc == READ_GONE || rc == READ_CLOSES) {
+            unkeep_and_close(self, fd);
+        } else {
+            unkeep(self, fd);
+            int failed = rc == READ_DECLINED
+                             ? hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, k.seen)
+                             : hand_over(handed, fd, NULL, 0, self->out.p + done,
+                                         self->out.len - done, self->close_after, 1);
+            if (failed < 0)
+                return hand_over_failed(handed);
+        }
+    }
+    return handed;
+}
+
+/* sweep() -> how many kept connections it closed: those whose keep-alive wait is over, or
+ * silent since accepted for first_byte_timeout (run about once a second). */
+static PyObject *HttpAnswer_sweep(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
+{
+    double now = shoal_monotonic();
+    double soonest = self->keepalive_timeout < self->first_byte_timeout
+                         ? self->keepalive_timeout
+                         : self->first_byte_timeout;
+    long closed = 0;
+    int fd = self->head;
+    while (fd >= 0) {
+        kept_t *k = &self->kc[fd];
+        int next = k->next;
+        double idle = now - k->since;
+        if (idle <= soonest)
+            break; /* the list is in order of activity: the rest are more recent */
+        if (idle > (k->seen ? self->keepalive_timeout : self->first_byte_timeout)) {
+            if (k->seen)
+                self->c.idle_timeouts++;
+            else
+                self->c.first_byte_timeouts++;
+            unkeep_and_close(self, fd);
+            closed++;
+        }
+        fd = next;
+    }
+    return PyLong_FromLong(closed);
+}
+
+/* evict_oldest() -> whether a kept connection was closed to make room: the one idle the
+ * longest. */
+static PyObject *HttpAnswer_evict_oldest(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->head < 0)
+        Py_RETURN_FALSE;
+    self->c.evictions++;
+    unkeep_and_close(self, self->head);
+    Py_RETURN_TRUE;
+}
+
+/* accept(listen_fd, now, max, python_open=0) -> [(fd, data, unsent, close, served), ...]:
+ * accept up to max connections (non-blocking) and answer each one's first read in C when it
+ * holds requests the compiled path takes; a connection whose reply closes it is closed here
+ * and never reaches Python, and once keep_start was called one kept alive (or silent so far)
+ * is kept here while the caps allow (python_open: the frontend's own open connections). The
+ * others are handed over, with what was read and what could not be sent, for the Python
+ * frontend to carry on (it owns the fd from then on). */
 static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
 {
     int lfd, max;
     long long now;
-    if (!PyArg_ParseTuple(args, "iLi", &lfd, &now, &max))
+    Py_ssize_t python_open = 0;
+    if (!PyArg_ParseTuple(args, "iLi|n", &lfd, &now, &max, &python_open))
         return NULL;
     if (self->in == NULL && (self->in = malloc(ACCEPT_READ)) == NULL)
         return PyErr_NoMemory();
@@ -451,47 +830,37 @@ static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
             self->c.connections++;
             continue;
         }
-        if (n < 0 || (size_t)n == ACCEPT_READ || !peer_address(&ss, ip, &iplen)) {
+        if (!peer_address(&ss, ip, &iplen)) {
             if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
-                goto fail;
+                return hand_over_failed(handed);
             continue;
         }
         int trusted = shoal_netset_contains(&self->proxies, ip, iplen);
-        int rc = answer_core(self, self->in, (size_t)n, ip, iplen, trusted, now);
-        if (rc <= 0) {
-            if (rc < 0) { /* out of memory: no reply can be made */
-                close(fd);
-                self->c.connections++;
-                continue;
-            }
-            if (hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0) < 0)
-                goto fail;
+        if (n < 0 || (self->keeping && over_caps(self, ip, iplen, trusted, python_open))) {
+            if (n < 0 && self->fast != NULL &&
+                try_keep(self, fd, ip, iplen, trusted, 0, python_open))
+                continue; /* silent so far: its request is read when it comes */
+            if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
+                return hand_over_failed(handed);
             continue;
         }
-        self->c.bytes_in += (unsigned long long)n;
-        ssize_t sent = send(fd, self->out.p, self->out.len, MSG_NOSIGNAL);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            close(fd); /* the client is gone */
-            self->c.connections++;
-            continue;
-        }
-        size_t done = sent < 0 ? 0 : (size_t)sent;
-        if (done == self->out.len && self->close_after) {
+        size_t done;
+        int rc = answer_read(self, fd, (size_t)n, ip, iplen, trusted, now, &done);
+        if (rc == READ_GONE || rc == READ_CLOSES) {
             close(fd);
             self->c.connections++;
             continue;
         }
-        if (hand_over(handed, fd, NULL, 0, self->out.p + done, self->out.len - done,
-                      self->close_after, 1) < 0)
-            goto fail;
+        if (rc == READ_SENT && try_keep(self, fd, ip, iplen, trusted, 1, python_open))
+            continue;
+        int failed = rc == READ_DECLINED
+                         ? hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0)
+                         : hand_over(handed, fd, NULL, 0, self->out.p + done,
+                                     self->out.len - done, self->close_after, 1);
+        if (failed < 0)
+            return hand_over_failed(handed);
     }
     return handed;
-fail:
-    /* Out of memory: the connections not handed over are closed, none leaks. */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(handed); i++)
-        close((int)PyLong_AsLong(PyTuple_GET_ITEM(PyList_GET_ITEM(handed, i), 0)));
-    Py_DECREF(handed);
-    return NULL;
 }
 
 static PyObject *HttpAnswer_attach(HttpAnswer *self, PyObject *args, PyObject *kwds)
@@ -549,10 +918,11 @@ static PyObject *HttpAnswer_set_proxies(HttpAnswer *self, PyObject *args)
  * announce, ipv6 scrape), 5 internal errors, then one per latency bucket
  * (len(latency_bounds) + 1), then announces and scrapes answered here, then the refusals
  * by reason (the order of attach's result), then bytes read by accept() from connections
- * answered here, connections accept() closed itself, and accept errors. */
+ * answered here, connections closed here (never seen by Python), accept errors, and kept
+ * connections closed on their keep-alive wait, on their first-byte wait, and to make room. */
 static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long long flat[SLOT_LATENCY + SHOAL_MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES + 3];
+    unsigned long long flat[SLOT_LATENCY + SHOAL_MAX_BOUNDS + 1 + 2 + SHOAL_FAILURES + 6];
     const counts_t *c = &self->c;
     int n = 0;
     flat[n++] = c->bytes_out;
@@ -569,6 +939,9 @@ static PyObject *HttpAnswer_counts(HttpAnswer *self, PyObject *Py_UNUSED(ignored
     flat[n++] = c->bytes_in;
     flat[n++] = c->connections;
     flat[n++] = c->accept_errors;
+    flat[n++] = c->idle_timeouts;
+    flat[n++] = c->first_byte_timeouts;
+    flat[n++] = c->evictions;
     PyObject *out = shoal_count_pairs(flat, n, self->latency.sum);
     if (out != NULL) {
         memset(&self->c, 0, sizeof self->c);
@@ -604,6 +977,8 @@ static int HttpAnswer_init(HttpAnswer *self, PyObject *args, PyObject *kwds)
     }
     if (shoal_latency_bounds(&self->latency, bounds) < 0)
         return -1;
+    if (!self->ep_open)
+        self->head = self->tail = -1;
     self->limits.max_request_line = (size_t)line;
     self->limits.max_header_bytes = (size_t)bytes;
     self->limits.max_headers = (size_t)headers;
@@ -625,6 +1000,12 @@ static int HttpAnswer_init(HttpAnswer *self, PyObject *args, PyObject *kwds)
 
 static void HttpAnswer_dealloc(HttpAnswer *self)
 {
+    if (self->per_ip != NULL)
+        close_all_kept(self);
+    Py_CLEAR(self->per_ip);
+    if (self->ep_open)
+        close(self->ep);
+    free(self->kc);
     shoal_answer_free(self->fast);
     shoal_netset_free(&self->banned);
     shoal_netset_free(&self->proxies);
@@ -638,7 +1019,8 @@ static PyMethodDef HttpAnswer_methods[] = {
     {"answer", (PyCFunction)(void (*)(void))HttpAnswer_answer, METH_FASTCALL,
      "answer(data, peer_ip, trusted, now) -> the replies, or None (Python answers)"},
     {"accept", (PyCFunction)HttpAnswer_accept, METH_VARARGS,
-     "accept(listen_fd, now, max) -> [(fd, data, unsent, close, served), ...] for Python"},
+     "accept(listen_fd, now, max, python_open=0) -> [(fd, data, unsent, close, served), ...] "
+     "for Python"},
     {"attach", (PyCFunction)(void (*)(void))HttpAnswer_attach, METH_VARARGS | METH_KEYWORDS,
      "attach(table, interval, jitter, default_numwant, max_numwant, torrents, hashes, "
      "client_allow, client_deny, reasons, record_completed, seed, min_interval) -> refusal "
@@ -652,10 +1034,22 @@ static PyMethodDef HttpAnswer_methods[] = {
     {"set_proxies", (PyCFunction)HttpAnswer_set_proxies, METH_VARARGS,
      "set_proxies(v4_groups, v6_groups): the trusted proxies' networks"},
     {"counts", (PyCFunction)HttpAnswer_counts, METH_NOARGS, "counts() -> figures since last call"},
+    {"keep_start", (PyCFunction)HttpAnswer_keep_start, METH_VARARGS,
+     "keep_start(per_ip, room, max_per_ip, first_byte_timeout, keepalive_timeout) -> epoll fd"},
+    {"keep_stop", (PyCFunction)HttpAnswer_keep_stop, METH_NOARGS,
+     "keep_stop(): close the kept connections and keep no more"},
+    {"serve", (PyCFunction)HttpAnswer_serve, METH_VARARGS,
+     "serve(now, max) -> [(fd, data, unsent, close, served), ...] for Python"},
+    {"sweep", (PyCFunction)HttpAnswer_sweep, METH_NOARGS,
+     "sweep() -> kept connections closed at the end of their wait"},
+    {"evict_oldest", (PyCFunction)HttpAnswer_evict_oldest, METH_NOARGS,
+     "evict_oldest() -> whether the kept connection idle the longest was closed"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef HttpAnswer_members[] = {
+    {"kept", T_PYSSIZET, offsetof(HttpAnswer, kept), READONLY,
+     "Connections kept here between requests (see keep_start)."},
     {"close_after", T_INT, offsetof(HttpAnswer, close_after), READONLY,
      "Nonzero when the last answer() ended with a reply that closes the connection."},
     {"allow_ip_param", T_INT, offsetof(HttpAnswer, allow_ip_param), 0,

@@ -4,19 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 static int prefix_cmp(const void *x, const void *y)
 {
     const shoal_prefix *a = x, *b = y;

@@ -9,6 +9,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Big-endian reads (network order), for the data planes' parsers too. */
+static inline uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline uint32_t be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
 /* Banned networks: per address family, groups of network prefixes by shift, each sorted. */
 typedef struct {
     uint64_t hi, lo;   /* a prefix value (address >> shift) as 128 bits */

@@ -359,6 +359,7 @@ class Tracker:
         sup = self.supervisor
         sup.start("clock", self.clock.run)
         sup.start("sweeper", self._sweeper)
+        sup.start("counters-puller", self._pull_counters)
         if redis_store(self._store) is not None:
             sup.start("store-monitor", self._watch_store)
         if h.enabled:
@@ -505,6 +506,13 @@ class Tracker:
         return NativeUdpEndpoint(
             sock, self.logic, self.clock, self.counters, self.connection_ids, self.udp_options
         )
+
+    async def _pull_counters(self) -> None:
+        """Every second, bring in the figures the compiled data planes keep in C (and the
+        completions they recorded, for persistence): readers pull too, before reading."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.counters.pull()
 
     # -- expiry ---------------------------------------------------------------------
 

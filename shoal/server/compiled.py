@@ -1,9 +1,12 @@
 """What the compiled data planes (UDP and HTTP) are built from: the plan that turns the
 logic layer's state into the arguments of a compiled answer (shoal/_native/answer.h), or
-says that Python must answer."""
+says that Python must answer, and the Python side that both data planes share
+(:class:`CompiledAnswer`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from shoal.engine.rules import (
@@ -16,6 +19,7 @@ from shoal.engine.rules import (
 )
 from shoal.logic import TrackerLogic
 from shoal.server.persist import Persistence
+from shoal.server.stats import Counters
 
 FAILURES = (BANNED, TORRENT_NOT_ALLOWED, CLIENT_NOT_ALLOWED, "swarm is full",
             "too many peers from your address in this swarm",
@@ -81,3 +85,101 @@ def fast_plan(logic: TrackerLogic) -> tuple[dict[str, Any], Persistence | None] 
         "min_interval": policy.min_interval,
     }
     return args, persistence
+
+
+class AttrTable:
+    """An object's attributes seen as a table, for the count slots that go to attributes
+    (``counters.internal_errors``) rather than to a table's keys."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self.obj, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self.obj, key, value)
+
+
+class CompiledAnswer:
+    """The Python side of one compiled answer (the UDP data plane's ``Engine``, the HTTP
+    one's ``HttpAnswer``): attaches it to the logic layer's state (:func:`fast_plan`) or
+    detaches it so that Python answers, hands the completions it records to persistence,
+    and adds its figures to the counters.
+
+    ``targets`` says where each of ``native.counts()``'s slots goes, as (table, key); the
+    refusal texts an attach returns fill the slots from ``failure_slot`` on. ``name`` and
+    ``log`` are the data plane's, for the log lines that say which path answers."""
+
+    def __init__(
+        self, name: str, log: logging.Logger, native: Any, counters: Counters,
+        targets: list[tuple[Any, Any]], failure_slot: int,
+        attach: Callable[..., tuple[str, ...]], detach: Callable[[], bytes],
+    ) -> None:
+        self.name = name
+        self.log = log
+        self.native = native
+        self.counters = counters
+        self.targets = targets
+        self.failure_slot = failure_slot
+        self._attach = attach
+        self._detach = detach
+        self.persistence: Persistence | None = None  # whose completions it records
+
+    def sync(self, logic: TrackerLogic, allowed: bool = True,
+             prepare: Callable[[], None] | None = None) -> bool:
+        """Attach the compiled answer to the logic layer's state now (after ``prepare``),
+        unless something Python-only is in force or ``allowed`` is false: then detach it.
+        Whether it is attached."""
+        native = self.native
+        try:
+            plan = fast_plan(logic) if allowed else None
+            if plan is None:
+                if native.attached:
+                    self._hand_completed(self._detach())
+                    self.log.info("%s: announces and scrapes answered in Python", self.name)
+                self.persistence = None
+                return False
+            args, persistence = plan
+            if self.persistence is not None and persistence is not self.persistence:
+                self._hand_completed(native.take_completed())
+            self.persistence = persistence
+            if prepare is not None:
+                prepare()
+            was = native.attached
+            reasons = self._attach(**args)
+        except Exception:
+            # Only a broken build gets here (the store's C API of another version, say):
+            # Python answers, as it would without the extension.
+            self.log.exception(
+                "%s: cannot answer in C; announces and scrapes answered in Python", self.name)
+            if native.attached:
+                self._hand_completed(self._detach())
+            self.persistence = None
+            return False
+        for offset, reason in enumerate(reasons):
+            self.targets[self.failure_slot + offset] = (self.counters.failures, reason)
+        if not was:
+            self.log.info("%s: announces and scrapes answered in C on the native store",
+                          self.name)
+        return True
+
+    def _hand_completed(self, hashes: bytes) -> None:
+        persistence = self.persistence
+        if hashes and persistence is not None:
+            persistence.mark_completed(hashes[i:i + 20] for i in range(0, len(hashes), 20))
+
+    def collect(self) -> None:
+        """Add the compiled answer's figures since the last call to the counters, and hand
+        the completions it recorded to persistence (a puller of the counters)."""
+        native = self.native
+        if self.persistence is not None:
+            self._hand_completed(native.take_completed())
+        pairs, latency_sum = native.counts()
+        targets = self.targets
+        for slot, count in pairs:
+            table, key = targets[slot]
+            table[key] += count
+        self.counters.latency_sum += latency_sum

@@ -48,8 +48,7 @@ from shoal.protocol.http1 import (
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.compiled import FAILURES, fast_plan
-from shoal.server.persist import Persistence
+from shoal.server.compiled import FAILURES, AttrTable, CompiledAnswer
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceResult
@@ -312,7 +311,12 @@ class HttpFrontend:
         self.native_options: HttpOptions | None = None  # ... and the options
         self.answered_in_c: dict[str, int] = {"announce": 0, "scrape": 0}
         """Announces and scrapes answered entirely in C, so far."""
-        self._native_persistence: Persistence | None = None
+        self.compiled: CompiledAnswer | None = None
+        # Keep-alive connections the compiled data plane keeps between requests (see
+        # start_keeping): the loop watching them, and their epoll set.
+        self._keeping: asyncio.AbstractEventLoop | None = None
+        self._kept_fd = -1
+        self._starting: set[asyncio.Task[None]] = set()  # connections being handed over
         if native:
             if _native_http is None:
                 raise RuntimeError("the compiled HTTP data plane (shoal._native_http) is not "
@@ -323,7 +327,9 @@ class HttpFrontend:
                 options.allow_ip_param, LATENCY_BUCKETS,
             )
             self.native.set_proxies(self.proxies.v4, self.proxies.v6)
-            self._targets = _count_targets(counters, self.answered_in_c)
+            self.compiled = CompiledAnswer(
+                "HTTP", log, self.native, counters, _count_targets(counters, self.answered_in_c),
+                _FAILURE_SLOT, self.native.attach, self.native.detach)
             counters.pullers.append(self.collect)
 
     # the compiled data plane
@@ -337,67 +343,100 @@ class HttpFrontend:
         logic = self.logic
         opts = self.options
         self.native_generation = logic.generation
+        if self._keeping is not None and opts is not self.native_options:
+            native.keep_start(self.per_ip, *self._keep_limits())
         self.native_options = opts
         native.allow_ip_param = int(opts.allow_ip_param)
         native.max_scrape_hashes = opts.max_scrape_hashes
-        try:
-            plan = None if opts.access_log else fast_plan(logic)
-            if plan is None:
-                if native.attached:
-                    self._hand_completed(native.detach())
-                    log.info("HTTP: announces and scrapes answered in Python")
-                self._native_persistence = None
-                self.fast = False
-                return
-            args, persistence = plan
-            if self._native_persistence is not None and persistence is not self._native_persistence:
-                self._hand_completed(native.take_completed())
-            self._native_persistence = persistence
-            banned = logic.access.banned
-            native.set_banned(banned.v4, banned.v6)
-            was = native.attached
-            reasons = native.attach(**args)
-        except Exception:
-            # Only a broken build gets here (the store's C API of another version, say):
-            # Python answers, as it would without the extension.
-            log.exception("HTTP: cannot answer in C; announces and scrapes answered in Python")
-            if native.attached:
-                self._hand_completed(native.detach())
-            self._native_persistence = None
-            self.fast = False
-            return
-        for offset, reason in enumerate(reasons):
-            self._targets[_FAILURE_SLOT + offset] = (self.counters.failures, reason)
-        self.fast = True
-        if not was:
-            log.info("HTTP: announces and scrapes answered in C on the native store")
+        banned = logic.access.banned
+        assert self.compiled is not None
+        self.fast = self.compiled.sync(
+            logic, allowed=not opts.access_log,
+            prepare=lambda: native.set_banned(banned.v4, banned.v6))
 
-    def _hand_completed(self, hashes: bytes) -> None:
-        persistence = self._native_persistence
-        if hashes and persistence is not None:
-            persistence.mark_completed(hashes[i:i + 20] for i in range(0, len(hashes), 20))
+    def start_keeping(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let the compiled data plane keep the keep-alive connections it answers, between
+        requests, and watch them on ``loop`` (see ``HttpAnswer.keep_start``): each request
+        such a connection sends is then read, answered and written in C, as long as C can
+        answer it whole; the first it cannot hands the connection over to Python for good.
+        Their caps, idle wait and eviction are this frontend's (see :meth:`admit`)."""
+        if self.native is None or self._keeping is not None or self.closing:
+            return
+        self._kept_fd = self.native.keep_start(self.per_ip, *self._keep_limits())
+        loop.add_reader(self._kept_fd, self._kept_ready)
+        self._keeping = loop
+
+    def _keep_limits(self) -> tuple[int, int, float, float]:
+        opts = self.options
+        return (int(opts.max_connections * _PRESSURE), opts.max_connections_per_ip,
+                min(opts.first_byte_timeout, opts.request_timeout), opts.keepalive_timeout)
+
+    def stop_keeping(self) -> None:
+        """Close the connections kept in C and keep no more (shutdown)."""
+        loop = self._keeping
+        if loop is None:
+            return
+        self._keeping = None
+        if not loop.is_closed():
+            loop.remove_reader(self._kept_fd)
+        self.native.keep_stop()
+        self.counters.connections_open = self.open_connections()
+
+    def open_connections(self) -> int:
+        """Open client connections: Python's and those kept in C."""
+        kept: int = self.native.kept if self.native is not None else 0
+        return len(self.connections) + kept
+
+    def _kept_ready(self) -> None:
+        self.run_native(lambda: self.native.serve(self.clock.now, MAX_ACCEPTS),
+                        "answering kept HTTP connections")
+
+    def run_native(self, step: Callable[[], list[tuple[int, bytes, bytes, bool, bool]]],
+                   doing: str) -> None:
+        """Run a step of the compiled data plane (on an up-to-date compiled answer) and
+        carry on, in Python, the connections it hands over."""
+        if (self.logic.generation != self.native_generation
+                or self.options is not self.native_options):
+            self.sync_native()
+        try:
+            handed = step()
+        except Exception:
+            log.exception("internal error %s", doing)
+            self.counters.internal_errors += 1
+            return
+        for fd, data, unsent, close, served in handed:
+            self.hand_over(fd, data, unsent, close, served)
+
+    def hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
+        """Carry on, in Python, a connection the compiled data plane began (accepted, or kept
+        until now): what it read, what it could not send, whether that ends the connection,
+        whether it answered a request."""
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        conn = self.protocol()
+        conn.handoff = (data, unsent, close, served)
+        task = asyncio.get_running_loop().create_task(self._connect(conn, sock))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    @staticmethod
+    async def _connect(conn: HttpConnection, sock: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        except OSError:
+            sock.close()  # gone in the meantime
 
     def collect(self) -> None:
-        """Add the compiled data plane's figures since the last call to the counters, and
-        hand the completions it recorded to persistence (a puller of the counters: run
-        before they are read, and every second by the reaper)."""
-        native = self.native
-        if native is None:
+        """Bring in the compiled data plane's figures and completions (see
+        :meth:`CompiledAnswer.collect`) and the count of connections kept in C (a puller of
+        the counters: run before they are read, and every second by the tracker)."""
+        if self.compiled is None:
             return
-        if self._native_persistence is not None:
-            self._hand_completed(native.take_completed())
-        pairs, latency_sum = native.counts()
-        counters = self.counters
-        targets = self._targets
-        for slot, count in pairs:
-            if slot == _INTERNAL_SLOT:
-                counters.internal_errors += count
-            elif slot == _CONNECTIONS_SLOT:
-                counters.connections_total += count
-            else:
-                table, key = targets[slot]
-                table[key] += count
-        counters.latency_sum += latency_sum
+        self.compiled.collect()
+        self.counters.connections_open = self.open_connections()
 
     def protocol(self) -> HttpConnection:
         return HttpConnection(self)
@@ -410,20 +449,24 @@ class HttpFrontend:
         opts = self.options
         if self.closing:
             return "http_connection_limit"
-        per_ip = self.per_ip.get(conn.peer_ip, 0)
+        per_ip = self.per_ip.get(conn.peer_ip, 0)  # (with the connections kept in C)
         if (0 < opts.max_connections_per_ip <= per_ip
                 and not self.is_trusted_proxy(conn.peer_ip)):
             return "http_per_ip_limit"
-        if len(self.connections) >= opts.max_connections * _PRESSURE and self.idle_connections:
-            # Make room before it runs out: close the connection idle the longest.
-            oldest = next(iter(self.idle_connections))
-            self.counters.dropped["http_idle_evicted"] += 1
-            oldest.evict()
-        if len(self.connections) >= opts.max_connections:
+        if self.open_connections() >= opts.max_connections * _PRESSURE:
+            # Make room before it runs out: close a connection idle the longest (of those
+            # in Python first, else of those kept in C).
+            if self.idle_connections:
+                oldest = next(iter(self.idle_connections))
+                self.counters.dropped["http_idle_evicted"] += 1
+                oldest.evict()
+            elif self._keeping is not None:
+                self.native.evict_oldest()  # (counted by the compiled data plane)
+        if self.open_connections() >= opts.max_connections:
             return "http_connection_limit"
         self.connections.add(conn)
         self.per_ip[conn.peer_ip] = per_ip + 1
-        self.counters.connections_open = len(self.connections)
+        self.counters.connections_open = self.open_connections()
         return None
 
     def forget(self, conn: HttpConnection) -> None:
@@ -440,7 +483,7 @@ class HttpFrontend:
             self.per_ip[conn.peer_ip] = left
         else:
             del self.per_ip[conn.peer_ip]
-        self.counters.connections_open = len(self.connections)
+        self.counters.connections_open = self.open_connections()
 
     def file(self, conn: HttpConnection) -> None:
         """Make sure the reaper looks at ``conn`` soon after its deadline."""
@@ -484,34 +527,36 @@ class HttpFrontend:
         while True:
             await asyncio.sleep(1.0)
             self.reap()
-            self.collect()
+            if self._keeping is not None:
+                self.native.sweep()
 
     def close_idle(self) -> None:
         """For shutdown: close every connection that is between requests."""
         self.closing = True
+        self.stop_keeping()
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
 
 
-_INTERNAL_SLOT = 5
 _FAILURE_SLOT = 6 + len(LATENCY_BUCKETS) + 1 + 2
-_CONNECTIONS_SLOT = _FAILURE_SLOT + len(FAILURES) + 1
 
 
 def _count_targets(counters: Counters, answered_in_c: dict[str, int]) -> list[tuple[Any, Any]]:
-    """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order
-    (internal errors and connections are attributes: counted apart)."""
+    """Where each count slot of ``HttpAnswer.counts`` goes: (table, key), in its order."""
     targets: list[tuple[Any, Any]] = [(counters.bytes_out, "http")]
     targets += [(counters.requests, ("http", family, kind))
                 for family in ("ipv4", "ipv6") for kind in ("announce", "scrape")]
-    targets.append((None, None))  # _INTERNAL_SLOT
+    targets.append((AttrTable(counters), "internal_errors"))
     targets += [(counters.latency_counts, index) for index in range(len(LATENCY_BUCKETS) + 1)]
     targets += [(answered_in_c, kind) for kind in ("announce", "scrape")]
     targets += [(counters.failures, reason) for reason in FAILURES]  # from _FAILURE_SLOT
     targets.append((counters.bytes_in, "http"))
-    targets.append((None, None))  # _CONNECTIONS_SLOT
+    targets.append((AttrTable(counters), "connections_total"))
     targets.append((counters.dropped, "http_accept_error"))
+    targets.append((counters.dropped, "http_timeout"))  # kept in C: keep-alive wait over
+    targets.append((counters.dropped, "http_first_byte_timeout"))
+    targets.append((counters.dropped, "http_idle_evicted"))
     return targets
 
 
@@ -1127,10 +1172,11 @@ class NativeHttpListener(asyncio.BaseTransport):
     When the socket is readable, ``HttpAnswer.accept`` accepts the waiting connections and
     reads each one's first bytes; a connection whose requests it answers with a closing
     reply (HTTP/1.0, ``Connection: close``) is written and closed in C, never costing a
-    Python object. Every other connection (kept alive, declined, silent so far) is handed
-    over with what was read and what is left to send, and becomes an ordinary
-    :class:`HttpConnection` (caps, deadlines, the Python parser) from then on. It is also
-    the transport the tracker lists for health and closes on stop.
+    Python object; one kept alive, or silent so far, stays in C between requests while the
+    caps allow (see :meth:`HttpFrontend.start_keeping`). Every other connection (declined,
+    partly sent, over a cap) is handed over with what was read and what is left to send,
+    and becomes an ordinary :class:`HttpConnection` (caps, deadlines, the Python parser)
+    from then on. It is also the transport the tracker lists for health and closes on stop.
     """
 
     def __init__(self, frontend: HttpFrontend, sock: socket.socket) -> None:
@@ -1141,11 +1187,11 @@ class NativeHttpListener(asyncio.BaseTransport):
         self._fd = sock.fileno()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._starting: set[asyncio.Task[None]] = set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         loop.add_reader(self._fd, self._ready)
+        self.frontend.start_keeping(loop)
 
     def is_closing(self) -> bool:
         return self._closed
@@ -1162,38 +1208,9 @@ class NativeHttpListener(asyncio.BaseTransport):
         fe = self.frontend
         if self._closed:
             return
-        if fe.logic.generation != fe.native_generation or fe.options is not fe.native_options:
-            fe.sync_native()
-        try:
-            handed = fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS)
-        except Exception:
-            log.exception("internal error accepting HTTP connections")
-            fe.counters.internal_errors += 1
-            return
-        for fd, data, unsent, close, served in handed:
-            self._hand_over(fd, data, unsent, close, served)
-
-    def _hand_over(self, fd: int, data: bytes, unsent: bytes, close: bool, served: bool) -> None:
-        loop = self._loop
-        assert loop is not None
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            os.close(fd)
-            return
-        conn = self.frontend.protocol()
-        conn.handoff = (data, unsent, close, served)
-        task = loop.create_task(self._connect(loop, conn, sock))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
-
-    @staticmethod
-    async def _connect(loop: asyncio.AbstractEventLoop, conn: HttpConnection,
-                       sock: socket.socket) -> None:
-        try:
-            await loop.connect_accepted_socket(lambda: conn, sock)
-        except OSError:
-            sock.close()  # gone in the meantime
+        fe.run_native(
+            lambda: fe.native.accept(self._fd, fe.clock.now, MAX_ACCEPTS, len(fe.connections)),
+            "accepting HTTP connections")
 
 
 def prepare_listener(sock: socket.socket, defer_accept: int = 0) -> None:

@@ -51,8 +51,9 @@ class Counters:
         self.sweeps = 0
         self.sweep_seconds = 0.0
         self.last_sweep_seconds = 0.0
-        # Run by pull(): each adds figures kept elsewhere (the compiled HTTP data plane
-        # counts in C) to these, so whoever reads them first calls pull().
+        # Run by pull(): each adds figures kept elsewhere (the compiled HTTP and UDP data
+        # planes count in C) to these, so whoever reads them first calls pull(); the
+        # tracker pulls every second too.
         self.pullers: list[Callable[[], None]] = []
 
     def pull(self) -> None:

@@ -220,7 +220,8 @@ def test_health_names_every_background_component(tracker: RunningTracker) -> Non
     status, _, body = get(tracker.admin_url + "/health")
     components = {c["name"]: c["running"] for c in json.loads(body)["components"]}
     assert status == 200
-    assert components == {"clock": True, "sweeper": True, "http-reaper": True, "ws-keeper": True}
+    assert components == {"clock": True, "sweeper": True, "counters-puller": True,
+                          "http-reaper": True, "ws-keeper": True}
     _, _, metrics = get(tracker.admin_url + "/metrics")
     assert b'shoal_component_up{component="sweeper"} 1.0' in metrics
 

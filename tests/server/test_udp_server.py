@@ -106,11 +106,14 @@ class RunningTracker(BaseTracker):
 
     def dropped(self) -> int:
         """Datagrams refused or dropped (ICMP errors for earlier replies left out)."""
-        dropped = self.tracker.counters.dropped
-        return self.in_loop(lambda: sum(dropped.values()) - dropped.get("udp_icmp_error", 0))
+        counters = self.tracker.counters
+        dropped = counters.dropped  # (the compiled data plane's, pulled in first)
+        return self.in_loop(lambda: (counters.pull(), sum(dropped.values())
+                                     - dropped.get("udp_icmp_error", 0))[1])
 
     def requests(self, kind: str | None = None) -> int:
         def count() -> int:
+            self.tracker.counters.pull()  # (what the compiled data plane counted)
             items = self.tracker.counters.requests.items()
             return sum(n for key, n in items if key[0] == "udp" and kind in (None, key[2]))
 
@@ -952,7 +955,8 @@ def test_dual_stack_socket_answers_ipv4_clients_as_ipv4(
         assert got.peers == [("127.0.0.1", 1001)] and got.size == 26
         seen = plain.announce(cp, torrent, peer_id(1), 1001, left=0)
         assert seen.peers == [("127.0.0.1", 1002)]
-        counted = tracker.in_loop(lambda: dict(tracker.tracker.counters.requests))
+        counters = tracker.tracker.counters
+        counted = tracker.in_loop(lambda: (counters.pull(), dict(counters.requests))[1])
         assert counted.get(("udp", "ipv6", "announce"), 0) == 0
     finally:
         tracker.in_loop(transport.close)
