@@ -3,9 +3,9 @@
 * Memory: a child process per engine fills a store with ``--peers`` peers, ``--per-torrent``
   to a torrent (10% seeders, IPv4), announced the way the tracker does (``store.announce``
   with AnnounceRequest records); its RSS after, minus its RSS before, over the peers is the
-  bytes per peer. Once with every peer reporting zero uploaded/downloaded totals (as the
-  benchmark's clients do), once with non-zero ones (as real clients do; the native engine
-  keeps the totals only for families that have any).
+  bytes per peer. Every peer reports non-zero uploaded/downloaded totals (as real clients
+  do); once with the store not keeping them (a public tracker's default), once keeping them
+  (``StoreSettings.keep_totals``, as private mode does).
 * Announce cost: instructions per announce counted by valgrind's callgrind (noise-free, so
   one run is a measurement). A child fills ``--torrents`` torrents of ``--per-torrent`` peers,
   then re-announces existing peers (numwant 50) N times; it runs with N and 2N announces, and
@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shoal.storage.base import StoreSettings
 from shoal.storage.memory import MemoryStore, native_available
 from shoal.types import AnnounceRequest, Event
 
@@ -41,30 +42,30 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def request(peer: int, per_torrent: int, transfer: bool, numwant: int = 0) -> AnnounceRequest:
+def request(peer: int, per_torrent: int, numwant: int = 0) -> AnnounceRequest:
     torrent = peer // per_torrent
     info_hash = b"BNCH" + torrent.to_bytes(16, "big")
     addr = (0x0A000000 + peer).to_bytes(4, "big") + (6881 + peer % 1000).to_bytes(2, "big")
     return AnnounceRequest(
         info_hash=info_hash, peer_id=b"-BN0001-" + peer.to_bytes(12, "big"), addr=addr,
-        uploaded=peer * 1000 if transfer else 0, downloaded=peer * 3000 if transfer else 0,
+        uploaded=peer * 1000 + 1, downloaded=peer * 3000 + 1,
         left=0 if peer % 10 == 0 else 1000, event=Event.STARTED, numwant=numwant,
         key=peer & 0xFFFFFFFF or 1,
     )
 
 
-def child_memory(engine: str, peers: int, per_torrent: int, transfer: bool) -> dict[str, Any]:
-    store = MemoryStore(engine=engine)
+def child_memory(engine: str, peers: int, per_torrent: int, keep: bool) -> dict[str, Any]:
+    store = MemoryStore(StoreSettings(keep_totals=keep), engine=engine)
     gc.collect()
     before = rss()
     for peer in range(peers):
-        store.announce(request(peer, per_torrent, transfer), 1_700_000_000)
+        store.announce(request(peer, per_torrent), 1_700_000_000)
     gc.collect()
     after = rss()
     totals = store.totals()
     assert totals.seeders + totals.leechers == peers, totals
     row: dict[str, Any] = {"engine": store.engine, "peers": peers, "per_torrent": per_torrent,
-                           "transfer": transfer, "rss_mib": round(after / 2**20, 1),
+                           "keep_totals": keep, "rss_mib": round(after / 2**20, 1),
                            "bytes_per_peer": round((after - before) / peers, 1)}
     memory = getattr(store, "memory", None)
     if memory is not None:
@@ -76,8 +77,8 @@ def child_announce(engine: str, torrents: int, per_torrent: int, calls: int) -> 
     store = MemoryStore(engine=engine)
     peers = torrents * per_torrent
     for peer in range(peers):
-        store.announce(request(peer, per_torrent, True), 1_700_000_000)
-    again = [request(peer, per_torrent, True, numwant=50) for peer in range(min(peers, 1000))]
+        store.announce(request(peer, per_torrent), 1_700_000_000)
+    again = [request(peer, per_torrent, numwant=50) for peer in range(min(peers, 1000))]
     for r in again:
         r.event = Event.NONE
     announce = store.announce
@@ -108,10 +109,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
-    parser.add_argument("--transfer", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "memory":
-        print(json.dumps(child_memory(args.engine, args.peers, args.per_torrent, args.transfer)))
+        print(json.dumps(child_memory(args.engine, args.peers, args.per_torrent, args.keep)))
         return 0
     if args.child == "announce":
         child_announce(args.engine, args.torrents, args.per_torrent, args.calls)
@@ -125,19 +126,19 @@ def main(argv: list[str]) -> int:
     lines = [f"python -m bench engines {' '.join(argv)}".strip(), ""]
     me = [sys.executable, "-m", "bench", "engines"]
     if "memory" not in skip:
-        lines += ["| engine | peers | per torrent | totals reported | RSS MiB | bytes per peer "
+        lines += ["| engine | peers | per torrent | totals kept | RSS MiB | bytes per peer "
                   "| allocated per peer |", "|---|---:|---:|---|---:|---:|---:|"]
-        for transfer in (False, True):
+        for keep in (False, True):
             for engine in engines:
                 cmd = [*me, "--child", "memory", "--engine", engine, "--peers", str(args.peers),
-                       "--per-torrent", str(args.per_torrent)] + (["--transfer"] * transfer)
+                       "--per-torrent", str(args.per_torrent)] + (["--keep"] * keep)
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                       env={**os.environ, "SHOAL_ENGINE": ""}, timeout=3600)
                 row = json.loads(done.stdout)
                 rows.append({"kind": "memory", **row})
                 lines.append(
                     f"| {engine} | {args.peers:,} | {args.per_torrent} | "
-                    f"{'non-zero' if transfer else 'zero'} | {row['rss_mib']} | "
+                    f"{'yes' if keep else 'no'} | {row['rss_mib']} | "
                     f"**{row['bytes_per_peer']}** | {row.get('allocated_per_peer', '')} |")
                 print(lines[-1], flush=True)
         lines.append("")

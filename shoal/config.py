@@ -85,6 +85,13 @@ class TrackerSettings:
     max_peers_per_ip: int = _doc(
         "Most peers one IP address may hold in one torrent; new ones beyond it are refused.", 100
     )
+    peer_totals: bool = _doc(
+        "Keep the uploaded/downloaded totals each peer last reported, so announce hooks see "
+        "them as AnnounceResult.prev_uploaded/prev_downloaded (else 0). Costs 12-16 bytes "
+        "a peer in the compiled table; private mode keeps them whatever this says (its "
+        "accounting needs them).",
+        False,
+    )
     engine: str = _doc(
         "The compiled data plane: auto (the compiled UDP and HTTP paths and swarm engine when "
         "they were built, else pure Python), native (the compiled ones; the tracker "
@@ -822,7 +829,7 @@ LIVE_KEYS = frozenset({
         "interval", "min_interval", "interval_jitter", "peer_timeout", "default_numwant",
         "max_numwant", "max_scrape_hashes", "full_scrape", "full_scrape_cache", "max_torrents",
         "max_peers_per_swarm", "max_peers_per_ip", "sweep_interval", "sweep_budget",
-        "allow_ip_param",
+        "allow_ip_param", "peer_totals",
     )),
     "log.level", "log.format", "http.access_log",
     "accounting.peer_limit", "accounting.max_rate", "accounting.freeleech",

@@ -18,6 +18,7 @@ layer (it calls a store) and below the servers; it imports no asyncio, sockets o
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -97,7 +98,7 @@ class TrackerLogic:
         limits = config.limits
         if limits is None:
             limits = StoreSettings(peer_timeout=config.policy.peer_timeout)
-        self.store.configure(limits)
+        self.store.configure(self._store_settings(limits))
         self.config = config
         self._policy, self._rules, self._banned = (
             config.policy, config.access.announce_rules(), config.access.banned)
@@ -116,9 +117,20 @@ class TrackerLogic:
         """The announce rules in force, in the order they run (swapped whole on reload)."""
         return self._rules
 
+    def _store_settings(self, limits: StoreSettings) -> StoreSettings:
+        """``limits`` as the store gets them: private mode's accounting needs each peer's
+        previously reported totals, so it makes the store keep them."""
+        if self.private is not None and not limits.keep_totals:
+            return dataclasses.replace(limits, keep_totals=True)
+        return limits
+
     def enable_private(self, private: PrivateTracker | None) -> None:
         """Private mode: ``private`` admits and accounts every announce (None: public)."""
         self.private = private
+        limits = self.config.limits
+        if limits is None:
+            limits = StoreSettings(peer_timeout=self.config.policy.peer_timeout)
+        self.store.configure(self._store_settings(limits))
         self.generation += 1
 
     def add_hook(self, hook: Hook) -> None:

@@ -91,7 +91,9 @@ class AnnounceResult:
     The outcome: ``role_before`` and ``role_after`` are ``ROLE_NONE``, ``ROLE_LEECHER`` or
     ``ROLE_SEEDER``; ``completed`` is true when this announce counted a completed download;
     ``prev_uploaded`` and ``prev_downloaded`` are the totals the peer reported on its
-    previous announce (zero for a new peer), so accounting can take deltas.
+    previous announce (zero for a new peer), so accounting can take deltas. Only a store
+    that keeps them (``StoreSettings.keep_totals``: private mode, or
+    ``tracker.peer_totals``) reports them; otherwise both are zero.
     """
 
     complete: int

@@ -494,7 +494,8 @@ LIVE = [
     "tracker.max_numwant=20", "tracker.max_scrape_hashes=5", "tracker.full_scrape=true",
     "tracker.full_scrape_cache=3", "tracker.max_torrents=10", "tracker.max_peers_per_swarm=10",
     "tracker.max_peers_per_ip=2", "tracker.sweep_interval=5", "tracker.sweep_budget=5",
-    "tracker.allow_ip_param=true", "log.level=DEBUG", "log.format=json", "http.access_log=true",
+    "tracker.allow_ip_param=true", "tracker.peer_totals=true", "log.level=DEBUG",
+    "log.format=json", "http.access_log=true",
 ]
 RESTART = [
     "http.port=1", "http.hosts=127.0.0.1", "http.max_connections=5", "http.trusted_proxies=::1",

@@ -155,6 +155,56 @@ def test_private_mode_admits_after_the_rules_and_accounts_after_the_store() -> N
     assert private.pending[1, again.info_hash].uploaded == 700
 
 
+def test_private_mode_makes_the_store_keep_the_reported_totals() -> None:
+    """Accounting credits the change since a peer's previous announce, so private mode
+    has the store keep every peer's reported totals (a public tracker keeps none unless
+    configured to)."""
+    from shoal.engine.accounting import PrivateTracker, Torrent, User
+    from shoal.storage.base import StoreSettings
+
+    store = MemoryStore()
+    logic = TrackerLogic(store)
+    assert store.settings.keep_totals is False
+    private = PrivateTracker()
+    private.put_user(User(1, "K" * 32))
+    private.put_torrent(Torrent(request(1).info_hash))
+    logic.enable_private(private)
+    assert store.settings.keep_totals is True
+    path = b"/" + b"K" * 32 + b"/announce"
+    for uploaded in (0, 700, 1000):
+        req = request(1)
+        req.path, req.uploaded = path, uploaded
+        result = answer(logic, req)
+        assert isinstance(result, AnnounceResult)
+    assert result.prev_uploaded == 700
+    assert private.pending[1, req.info_hash].uploaded == 1000
+    # a reload in private mode keeps them whatever its limits say
+    logic.configure(Configuration(Policy(), limits=StoreSettings(keep_totals=False)))
+    assert store.settings.keep_totals is True
+    logic.enable_private(None)
+    assert store.settings.keep_totals is False
+    logic.configure(Configuration(Policy(), limits=StoreSettings(keep_totals=True)))
+    assert store.settings.keep_totals is True
+
+
+def test_tracker_peer_totals_has_a_public_store_keep_them_for_the_hooks() -> None:
+    from shoal.config import Settings, apply_assignments
+    from shoal.server.app import configuration_from
+
+    store = MemoryStore()
+    logic = TrackerLogic(store, configuration_from(Settings()))
+    assert store.settings.keep_totals is False
+    new = apply_assignments(Settings(), ["tracker.peer_totals=true"])
+    logic.configure(configuration_from(new))
+    seen: list[int] = []
+    logic.add_hook(lambda req, result: seen.append(result.prev_uploaded))
+    for uploaded in (5, 9):
+        req = request(1)
+        req.uploaded = uploaded
+        assert isinstance(answer(logic, req), AnnounceResult)
+    assert seen == [0, 5]
+
+
 def test_private_mode_scrape_needs_a_passkey_and_hides_unregistered_torrents() -> None:
     from shoal.engine.accounting import PrivateTracker, Torrent, User
 

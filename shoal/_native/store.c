@@ -16,14 +16,15 @@
 #define SEEN_MASK 0x7fffffffu
 #define EPOCH_BACK (INT64_C(1) << 30) /* seconds representable before the first time seen */
 #define MIN_BUCKETS 64u
+#define BASE_REC(width) ((width) + ID + 8u) /* address, peer id, seen word, key */
+/* Uploaded and downloaded as last reported, after the base: 48 bits each (NARROW) while
+ * every total of the family fits, else 64 bits each (WIDE): exact either way. */
+#define NARROW 12u
+#define WIDE 16u
+#define ORDER_MAX (UINT32_MAX - 1u) /* torrents the order may list (order_pos is 32 bits) */
 
 /* ------------------------------------------------------------------------------------- */
 /* records                                                                               */
-
-typedef struct {
-    uint64_t up;
-    uint64_t down;
-} xfer_t;
 
 typedef struct {
     uint32_t mask;     /* by_addr and by_id have mask + 1 buckets: slot + 1, or 0 (empty) */
@@ -44,18 +45,23 @@ struct shoal_family {
     uint32_t cap;
     uint32_t seeders;
     uint8_t width; /* 6 or 18 */
-    uint8_t rec;   /* record size: width + ID + 8 */
-    xfer_t *xfer;  /* NULL until a peer reports a non-zero total */
+    uint8_t rec;   /* record size: BASE_REC(width), + NARROW or WIDE with reported totals */
+    uint8_t pad[2];
     fidx_t *idx;   /* NULL unless the family is past INDEX_MIN */
     /* cap records follow */
 };
 
+/* One allocation per torrent: this header and its IPv4 records (most torrents have no IPv6
+ * peer); the IPv6 family is a block of its own. The block moves when the IPv4 family grows
+ * or shrinks: swarm_moved() puts the new address in the bucket and the order. */
 struct shoal_swarm {
     uint8_t info_hash[20];
     uint32_t last_seen; /* relative to the table's epoch */
     int64_t completed;
     uint32_t cursor;    /* lazy expiry's rolling slot */
-    shoal_family *fam[2];
+    uint32_t order_pos; /* in the order, or (below the sweep's position) in the next one */
+    shoal_family *v6;
+    shoal_family v4;    /* present when v4.cap > 0; its records follow the header */
 };
 
 struct shoal_table {
@@ -65,6 +71,7 @@ struct shoal_table {
     int have_epoch;
     int64_t timeout;
     uint64_t max_torrents, max_peers, max_per_ip;
+    int keep_totals; /* hold each peer's reported uploaded/downloaded totals */
     shoal_swarm **buckets;
     uint64_t mask;
     uint64_t count;
@@ -107,6 +114,43 @@ static inline uint32_t rec_key(const shoal_family *f, uint64_t slot) {
 }
 static inline void rec_set_key(shoal_family *f, uint64_t slot, uint32_t v) {
     memcpy(rec_at(f, slot) + f->width + ID + 4, &v, 4);
+}
+/* The bytes of totals a family's records carry: 0, NARROW or WIDE. */
+static inline unsigned totals_of(const shoal_family *f) { return f->rec - BASE_REC(f->width); }
+/* The totals width that holds up and down: 0 when both are 0. */
+static inline unsigned totals_for(uint64_t up, uint64_t down) {
+    return (up | down) == 0 ? 0 : (up | down) >> 48 ? WIDE : NARROW;
+}
+
+static inline uint64_t get_le(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned b = 0; b < n; b++) v |= (uint64_t)p[b] << (8 * b);
+    return v;
+}
+static inline void put_le(uint8_t *p, unsigned n, uint64_t v) {
+    for (unsigned b = 0; b < n; b++) p[b] = (uint8_t)(v >> (8 * b));
+}
+/* Totals of `width` bytes (0, NARROW or WIDE) at p. */
+static inline void totals_read(const uint8_t *p, unsigned width, uint64_t *up, uint64_t *down) {
+    *up = get_le(p, width / 2);
+    *down = get_le(p + width / 2, width / 2);
+}
+static inline void totals_write(uint8_t *p, unsigned width, uint64_t up, uint64_t down) {
+    put_le(p, width / 2, up);
+    put_le(p + width / 2, width / 2, down);
+}
+static inline void xfer_get(const shoal_family *f, uint64_t slot, uint64_t *up, uint64_t *down) {
+    totals_read(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
+}
+/* The family's totals are wide enough for up and down (fam_reserve saw to it). */
+static inline void xfer_set(shoal_family *f, uint64_t slot, uint64_t up, uint64_t down) {
+    totals_write(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
+}
+
+/* The family of a swarm (v6 0 or 1), NULL when it has none. */
+static inline shoal_family *fam_of(const shoal_swarm *s, int v6) {
+    if (v6) return s->v6;
+    return s->v4.cap ? (shoal_family *)&s->v4 : NULL;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -472,49 +516,92 @@ static void unindex(shoal_table *t, shoal_family *f, uint32_t slot) {
 /* ------------------------------------------------------------------------------------- */
 /* families                                                                              */
 
-static size_t fam_bytes(unsigned width, uint32_t cap) {
-    return sizeof(shoal_family) + (size_t)cap * (width + ID + 8);
-}
+static void swarm_moved(shoal_table *t, shoal_swarm *old, shoal_swarm *s);
 
-static shoal_family *fam_new(shoal_table *t, unsigned width, uint32_t cap) {
-    shoal_family *f = t_alloc(t, fam_bytes(width, cap));
-    if (f == NULL) return NULL;
+static inline size_t head_bytes(int v6) { return v6 ? sizeof(shoal_family) : sizeof(shoal_swarm); }
+
+/* Give family v6 of *sp room for `cap` records of `rec` bytes (cap >= its peers, rec at least
+ * its record size: the records are spread out, their totals widened). The block
+ * (*sp for IPv4) may move; the family must exist unless it is IPv4. -1 when out of memory:
+ * nothing changed. */
+static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, unsigned rec) {
+    shoal_swarm *s = *sp;
+    shoal_family *f = v6 ? s->v6 : &s->v4;
+    size_t head = head_bytes(v6);
+    void *block = v6 ? (void *)f : (void *)s;
+    uint8_t *nb = t_realloc(t, block, head + (size_t)f->cap * f->rec, head + (size_t)cap * rec);
+    if (nb == NULL) return -1;
+    f = (shoal_family *)(v6 ? nb : nb + offsetof(shoal_swarm, v4));
+    if (rec != f->rec) {
+        /* from the last record down: each lands at or after where it was, past the ones
+         * still to move */
+        unsigned old = f->rec, head = BASE_REC(f->width);
+        uint8_t *base = (uint8_t *)(f + 1);
+        for (uint32_t slot = f->n; slot-- > 0;) {
+            uint64_t up, down;
+            totals_read(base + (size_t)slot * old + head, old - head, &up, &down);
+            memmove(base + (size_t)slot * rec, base + (size_t)slot * old, head);
+            totals_write(base + (size_t)slot * rec + head, rec - head, up, down);
+        }
+        f->rec = (uint8_t)rec;
+    }
     f->cap = cap;
-    f->width = (uint8_t)width;
-    f->rec = (uint8_t)(width + ID + 8);
-    return f;
+    if (v6) {
+        s->v6 = f;
+    } else {
+        *sp = (shoal_swarm *)nb;
+        swarm_moved(t, s, *sp);
+    }
+    return 0;
 }
 
-static void fam_free(shoal_table *t, shoal_family *f) {
+/* A new, empty family of one record's room. */
+static int fam_create(shoal_table *t, shoal_swarm **sp, int v6) {
+    if (!v6) {
+        (*sp)->v4.rec = (uint8_t)BASE_REC(6);
+        return fam_resize(t, sp, 0, 1, BASE_REC(6));
+    }
+    shoal_family *f = t_alloc(t, sizeof(shoal_family) + BASE_REC(18));
+    if (f == NULL) return -1;
+    f->cap = 1;
+    f->width = 18;
+    f->rec = (uint8_t)BASE_REC(18);
+    (*sp)->v6 = f;
+    return 0;
+}
+
+/* Drop an empty family (IPv4's keeps its header, with no room). */
+static void fam_drop(shoal_table *t, shoal_swarm **sp, int v6) {
+    shoal_family *f = fam_of(*sp, v6);
     if (f == NULL) return;
     idx_free(t, f);
-    t_free(t, f->xfer, (size_t)f->cap * sizeof(xfer_t));
-    t_free(t, f, fam_bytes(f->width, f->cap));
+    if (v6) {
+        t_free(t, f, sizeof(shoal_family) + (size_t)f->cap * f->rec);
+        (*sp)->v6 = NULL;
+        return;
+    }
+    f->n = f->seeders = 0;
+    if (fam_resize(t, sp, 0, 0, f->rec) == 0) (*sp)->v4.rec = (uint8_t)BASE_REC(6);
+    else f->cap = 0; /* realloc kept the larger block: the room is simply not used */
 }
 
-/* Room for `need` records (and their transfer totals when kept) and, past INDEX_MIN, their
- * indexes; *fp may move. Nothing observable changes. */
-static int fam_reserve(shoal_table *t, shoal_family **fp, uint64_t need, int want_xfer) {
-    shoal_family *f = *fp;
+/* Room for `need` records of family v6 of *sp, with totals at least `totals` bytes wide,
+ * and, past INDEX_MIN, their indexes; *sp may move. Nothing observable changes. Small
+ * families grow by what they need (a torrent's usual handful of peers costs no spare
+ * room), larger ones by a quarter. */
+static int fam_reserve(shoal_table *t, shoal_swarm **sp, int v6, uint64_t need, unsigned totals) {
+    shoal_family *f = fam_of(*sp, v6);
     if (need > UINT32_MAX / 2) return -1;
-    if (need > f->cap) {
-        uint64_t cap = f->cap + f->cap / 4 + 1;
-        if (cap < need) cap = need;
-        if (cap > UINT32_MAX / 2) cap = UINT32_MAX / 2;
-        shoal_family *g = t_realloc(t, f, fam_bytes(f->width, f->cap), fam_bytes(f->width, (uint32_t)cap));
-        if (g == NULL) return -1;
-        f = *fp = g;
-        if (f->xfer != NULL) {
-            xfer_t *x = t_realloc(t, f->xfer, (size_t)f->cap * sizeof(xfer_t), (size_t)cap * sizeof(xfer_t));
-            if (x == NULL) return -1; /* the records grew; cap stays: still consistent */
-            memset(x + f->cap, 0, (size_t)(cap - f->cap) * sizeof(xfer_t));
-            f->xfer = x;
+    unsigned rec = totals > totals_of(f) ? BASE_REC(f->width) + totals : f->rec;
+    if (need > f->cap || rec != f->rec) {
+        uint64_t cap = f->cap;
+        if (need > cap) {
+            cap = cap < INDEX_MIN ? need : cap + cap / 4 + 1;
+            if (cap < need) cap = need;
+            if (cap > UINT32_MAX / 2) cap = UINT32_MAX / 2;
         }
-        f->cap = (uint32_t)cap;
-    }
-    if (want_xfer && f->xfer == NULL) {
-        f->xfer = t_alloc(t, (size_t)f->cap * sizeof(xfer_t));
-        if (f->xfer == NULL) return -1;
+        if (fam_resize(t, sp, v6, (uint32_t)cap, rec) < 0) return -1;
+        f = fam_of(*sp, v6);
     }
     if (f->idx == NULL) {
         if (need > INDEX_MIN && idx_build(t, f, need) < 0) return -1;
@@ -529,33 +616,15 @@ static int fam_reserve(shoal_table *t, shoal_family **fp, uint64_t need, int wan
     return 0;
 }
 
-static void fam_shrink(shoal_table *t, shoal_family **fp) {
-    shoal_family *f = *fp;
+static void fam_shrink(shoal_table *t, shoal_swarm **sp, int v6) {
+    shoal_family *f = fam_of(*sp, v6);
     if (f->idx != NULL && f->idx->mask + 1 > MIN_BUCKETS && 8 * (uint64_t)f->n < f->idx->mask + 1)
         idx_resize(t, f, buckets_for(f->n), buckets_for(f->n)); /* may fail: kept as is */
     if (f->cap > 8 && f->n < f->cap / 4) {
-        uint32_t cap = f->n + f->n / 4 + 1;
-        if (f->xfer != NULL) {
-            xfer_t *x = t_realloc(t, f->xfer, (size_t)f->cap * sizeof(xfer_t), (size_t)cap * sizeof(xfer_t));
-            if (x == NULL) return;
-            f->xfer = x;
-        }
-        /* shrinking a block in place: realloc keeps the start; were it to fail, the old
-         * block stays valid and larger than needed */
-        shoal_family *g = t_realloc(t, f, fam_bytes(f->width, f->cap), fam_bytes(f->width, cap));
-        if (g == NULL) g = f;
-        g->cap = cap;
-        *fp = g;
-        if (g->idx != NULL && g->idx->ring_cap > cap) ring_resize(t, g, cap); /* may fail: kept */
-    }
-}
-
-static inline void xfer_get(const shoal_family *f, uint32_t slot, uint64_t *up, uint64_t *down) {
-    if (f->xfer == NULL) {
-        *up = *down = 0;
-    } else {
-        *up = f->xfer[slot].up;
-        *down = f->xfer[slot].down;
+        /* shrinking a block: were realloc to fail, the old one stays, larger than needed */
+        if (fam_resize(t, sp, v6, f->n + f->n / 4 + 1, f->rec) < 0) return;
+        f = fam_of(*sp, v6);
+        if (f->idx != NULL && f->idx->ring_cap > f->cap) ring_resize(t, f, f->cap); /* may fail: kept */
     }
 }
 
@@ -577,7 +646,6 @@ static void fam_copy(shoal_table *t, shoal_family *f, uint32_t src, uint32_t dst
         }
     }
     memcpy(rec_at(f, dst), rec_at(f, src), f->rec);
-    if (f->xfer != NULL) f->xfer[dst] = f->xfer[src];
 }
 
 /* Python's _swap_links: the rings after the entries of slots a and b traded places (they
@@ -609,15 +677,10 @@ static void fam_swap(shoal_table *t, shoal_family *f, uint32_t a, uint32_t b) {
         if (ib && vb == b + 1) *ib = a + 1;
         ring_swap(f->idx->ring, a, b);
     }
-    uint8_t tmp[64];
+    uint8_t tmp[BASE_REC(18) + WIDE];
     memcpy(tmp, rec_at(f, a), f->rec);
     memcpy(rec_at(f, a), rec_at(f, b), f->rec);
     memcpy(rec_at(f, b), tmp, f->rec);
-    if (f->xfer != NULL) {
-        xfer_t x = f->xfer[a];
-        f->xfer[a] = f->xfer[b];
-        f->xfer[b] = x;
-    }
 }
 
 /* Python's FamilyPeers.remove */
@@ -635,7 +698,6 @@ static void fam_remove(shoal_table *t, shoal_family *f, uint32_t slot) {
     }
     if (slot != last) fam_copy(t, f, last, slot);
     f->n = last;
-    if (f->xfer != NULL) f->xfer[last].up = f->xfer[last].down = 0;
     if (f->idx != NULL && last < INDEX_MIN / 2) idx_free(t, f);
 }
 
@@ -649,10 +711,7 @@ static uint32_t fam_insert(shoal_table *t, shoal_family *f, const uint8_t *peer_
     memcpy(r + f->width, peer_id, ID);
     rec_set_seen(f, slot, seen);
     rec_set_key(f, slot, key);
-    if (f->xfer != NULL) {
-        f->xfer[slot].up = up;
-        f->xfer[slot].down = down;
-    }
+    xfer_set(f, slot, up, down);
     f->n++;
     if (f->idx != NULL) {
         idx_set(t, f, 0, addr, slot);
@@ -825,37 +884,35 @@ static uint64_t fam_expire(shoal_table *t, shoal_family *f, int64_t before, uint
 /* swarms                                                                                */
 
 static inline uint64_t swarm_len(const shoal_swarm *s) {
-    return (s->fam[0] ? s->fam[0]->n : 0) + (s->fam[1] ? s->fam[1]->n : 0);
+    return (uint64_t)s->v4.n + (s->v6 ? s->v6->n : 0);
 }
 
 static void swarm_counts(const shoal_swarm *s, shoal_swarm_counts *c) {
     c->seeders = c->leechers = 0;
     for (int i = 0; i < 2; i++) {
-        if (s->fam[i] != NULL) {
-            c->seeders += s->fam[i]->seeders;
-            c->leechers += s->fam[i]->n - s->fam[i]->seeders;
+        const shoal_family *f = fam_of(s, i);
+        if (f != NULL) {
+            c->seeders += f->seeders;
+            c->leechers += f->n - f->seeders;
         }
     }
     c->completed = (uint64_t)s->completed;
 }
 
 /* Families left empty go (an empty family holds nothing observable). */
-static void swarm_tidy(shoal_table *t, shoal_swarm *s) {
+static void swarm_tidy(shoal_table *t, shoal_swarm **sp) {
     for (int i = 0; i < 2; i++) {
-        if (s->fam[i] == NULL) continue;
-        if (s->fam[i]->n == 0) {
-            fam_free(t, s->fam[i]);
-            s->fam[i] = NULL;
-        } else {
-            fam_shrink(t, &s->fam[i]);
-        }
+        shoal_family *f = fam_of(*sp, i);
+        if (f == NULL) continue;
+        if (f->n == 0) fam_drop(t, sp, i);
+        else fam_shrink(t, sp, i);
     }
 }
 
 static void expire_some(shoal_table *t, shoal_swarm *s, int64_t before) {
     uint32_t cursor = ++s->cursor;
     for (int i = 0; i < 2; i++) {
-        shoal_family *f = s->fam[i];
+        shoal_family *f = fam_of(s, i);
         if (f != NULL && f->n) {
             uint32_t slot = cursor % f->n;
             if (abs_time(t, rec_seen(f, slot)) < before) fam_remove(t, f, slot);
@@ -865,7 +922,7 @@ static void expire_some(shoal_table *t, shoal_swarm *s, int64_t before) {
 
 static int completed_elsewhere(const shoal_table *t, const shoal_swarm *s, const uint8_t *peer_id,
                                int v6, int64_t before) {
-    const shoal_family *other = s->fam[!v6];
+    const shoal_family *other = fam_of(s, !v6);
     if (other == NULL) return 0;
     int64_t slot = fam_find_id(t, other, peer_id);
     return slot >= 0 && (rec_seen(other, (uint64_t)slot) & COUNTED) &&
@@ -891,8 +948,9 @@ static void finish_counts(const shoal_swarm *s, shoal_announce_outcome *o) {
 }
 
 /* Python's Swarm.announce */
-static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_request *q,
+static int swarm_announce(shoal_table *t, shoal_swarm **sp, const shoal_announce_request *q,
                           shoal_announce_outcome *o) {
+    shoal_swarm *s = *sp;
     int64_t now = q->now;
     int64_t before = now - t->timeout;
     uint32_t now_rel = rel_time(t, now);
@@ -901,12 +959,13 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
     unsigned width = q->addr_len;
     int v6 = width == 18;
     int stopped = q->event == SHOAL_EVENT_STOPPED;
-    if (s->fam[v6] == NULL) {
+    if (fam_of(s, v6) == NULL) {
         if (stopped) goto done;
-        s->fam[v6] = fam_new(t, width, 1);
-        if (s->fam[v6] == NULL) return SHOAL_NO_MEMORY;
+        if (fam_create(t, sp, v6) < 0) return SHOAL_NO_MEMORY;
+        s = *sp;
     }
-    shoal_family *f = s->fam[v6];
+    shoal_family *f = fam_of(s, v6);
+    int keep = t->keep_totals;
     const uint8_t *peer_id = q->peer_id, *addr = q->addr;
     uint32_t key = q->key;
     int seeder = q->seeder != 0;
@@ -915,7 +974,7 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
     if (slot >= 0) {
         if (memcmp(rec_id(f, (uint64_t)slot), peer_id, ID) == 0) {
             o->role_before = slot < f->seeders ? SHOAL_ROLE_SEEDER : SHOAL_ROLE_LEECHER;
-            xfer_get(f, (uint32_t)slot, &o->prev_uploaded, &o->prev_downloaded);
+            if (keep) xfer_get(f, (uint64_t)slot, &o->prev_uploaded, &o->prev_downloaded);
             if (stopped) {
                 fam_remove(t, f, (uint32_t)slot);
                 goto done;
@@ -929,7 +988,7 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
         int64_t moved = key != 0 ? fam_find_id(t, f, peer_id) : -1;
         if (moved >= 0 && rec_key(f, (uint64_t)moved) == key) {
             o->role_before = moved < f->seeders ? SHOAL_ROLE_SEEDER : SHOAL_ROLE_LEECHER;
-            xfer_get(f, (uint32_t)moved, &o->prev_uploaded, &o->prev_downloaded);
+            if (keep) xfer_get(f, (uint64_t)moved, &o->prev_uploaded, &o->prev_downloaded);
             if (stopped) {
                 fam_remove(t, f, (uint32_t)moved);
                 goto done;
@@ -949,17 +1008,18 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
             if (status != SHOAL_OK) {
                 o->role_before = SHOAL_ROLE_NONE;
                 o->prev_uploaded = o->prev_downloaded = 0;
-                swarm_tidy(t, s);
+                swarm_tidy(t, sp);
                 return status;
             }
         }
     }
     /* Every allocation this announce may need, before it changes anything more: room for
-     * a new record, the transfer totals, the picks. */
-    int want_xfer = (q->uploaded | q->downloaded) != 0;
-    if (fam_reserve(t, &s->fam[v6], f->n + (slot < 0), want_xfer) < 0) return SHOAL_NO_MEMORY;
-    f = s->fam[v6];
-    shoal_family *other = q->mixed_families ? s->fam[!v6] : NULL;
+     * a new record, the transfer totals (held only when kept), the picks. */
+    uint64_t up = keep ? q->uploaded : 0, down = keep ? q->downloaded : 0;
+    if (fam_reserve(t, sp, v6, f->n + (slot < 0), totals_for(up, down)) < 0) return SHOAL_NO_MEMORY;
+    s = *sp;
+    f = fam_of(s, v6);
+    shoal_family *other = q->mixed_families ? fam_of(s, !v6) : NULL;
     int64_t numwant = q->numwant;
     if (numwant > (INT64_C(1) << 40)) numwant = INT64_C(1) << 40;
     uint64_t own_max = numwant > 0 ? ((uint64_t)numwant < f->n ? (uint64_t)numwant : f->n) : 0;
@@ -975,10 +1035,7 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
         if (completing && !(rec_seen(f, sl) & COUNTED))
             completed = !completed_elsewhere(t, s, peer_id, v6, before);
         rec_set_seen(f, sl, now_rel | (rec_seen(f, sl) & COUNTED) | (completing ? COUNTED : 0));
-        if (f->xfer != NULL) {
-            f->xfer[sl].up = q->uploaded;
-            f->xfer[sl].down = q->downloaded;
-        }
+        xfer_set(f, sl, up, down);
         if (seeder != (sl < f->seeders)) slot = fam_set_role(t, f, sl, seeder);
     } else if (completing) {
         completed = !completed_elsewhere(t, s, peer_id, v6, before);
@@ -1002,8 +1059,8 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
                                    want_seeders, other_addrs, other_ids);
     }
     if (slot < 0)
-        fam_insert(t, f, peer_id, addr, now_rel | (completing ? COUNTED : 0), key, seeder,
-                   q->uploaded, q->downloaded);
+        fam_insert(t, f, peer_id, addr, now_rel | (completing ? COUNTED : 0), key, seeder, up,
+                   down);
     o->role_after = seeder ? SHOAL_ROLE_SEEDER : SHOAL_ROLE_LEECHER;
     if (v6) {
         o->peers6 = own_addrs, o->ids6 = own_ids, o->n6 = n_own;
@@ -1013,8 +1070,8 @@ static int swarm_announce(shoal_table *t, shoal_swarm *s, const shoal_announce_r
         o->peers6 = other_addrs, o->ids6 = other_ids, o->n6 = n_other;
     }
 done:
-    swarm_tidy(t, s);
-    finish_counts(s, o);
+    swarm_tidy(t, sp);
+    finish_counts(*sp, o);
     return SHOAL_OK;
 }
 
@@ -1064,22 +1121,78 @@ static void table_delete(shoal_table *t, shoal_swarm *s) {
     t->count--;
 }
 
-/* A new, empty torrent, in the table and at the end of the order. */
-static shoal_swarm *swarm_add(shoal_table *t, const uint8_t *info_hash) {
-    if (4 * (t->count + 1) > 3 * (t->mask + 1) && table_grow(t) < 0) return NULL;
-    if (t->order_len == t->order_cap) {
-        size_t ncap = t->order_cap ? t->order_cap * 2 : 64;
-        shoal_swarm **p = t_realloc(t, t->order, t->order_cap * sizeof *p, ncap * sizeof *p);
-        if (p == NULL) return NULL;
-        t->order = p;
-        t->order_cap = ncap;
+/* The swarm block `old` (in the table) now lives at `s`: point its bucket and its place in
+ * the order at it. Only compares `old`, which may be freed. */
+/* A torrent a running sweep pass kept is at `k` in the next order (its order_pos) and still at
+ * its old position in the current one, which walks read until the pass ends: k plus the
+ * positions the pass dropped before it (dropped is ascending, dropped[j] - j non-decreasing). */
+static size_t kept_was_at(const shoal_table *t, size_t k) {
+    size_t lo = 0, hi = t->dropped_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->dropped[mid] - mid <= k) lo = mid + 1;
+        else hi = mid;
     }
+    return k + lo;
+}
+
+static void swarm_moved(shoal_table *t, shoal_swarm *old, shoal_swarm *s) {
+    if (old == s) return;
+    uint64_t i = hash_of(t, s->info_hash, 20) & t->mask;
+    while (t->buckets[i] != old) i = (i + 1) & t->mask;
+    t->buckets[i] = s;
+    /* a sweep pass moves the torrents it keeps to the next order, at positions below its own */
+    if (s->order_pos < t->sweep_pos) {
+        t->kept[s->order_pos] = s;
+        t->order[kept_was_at(t, s->order_pos)] = s;
+    } else {
+        t->order[s->order_pos] = s;
+    }
+    if (t->partial == old) t->partial = s;
+}
+
+static void swarm_free(shoal_table *t, shoal_swarm *s) {
+    fam_drop(t, &s, 1);
+    idx_free(t, &s->v4);
+    t_free(t, s, sizeof *s + (size_t)s->v4.cap * s->v4.rec);
+}
+
+/* An empty swarm block (no IPv4 room) for `info_hash`, not yet in the table. */
+static shoal_swarm *swarm_block(shoal_table *t, const uint8_t *info_hash) {
     shoal_swarm *s = t_alloc(t, sizeof *s);
     if (s == NULL) return NULL;
     memcpy(s->info_hash, info_hash, 20);
-    *bucket_of(t, info_hash) = s;
+    s->v4.width = 6;
+    s->v4.rec = (uint8_t)BASE_REC(6);
+    return s;
+}
+
+/* Put swarm block s (not held yet) in the table and at the end of the order; -1 when out of
+ * room (nothing changed). */
+static int swarm_insert(shoal_table *t, shoal_swarm *s) {
+    if (t->order_len >= ORDER_MAX) return -1;
+    if (4 * (t->count + 1) > 3 * (t->mask + 1) && table_grow(t) < 0) return -1;
+    if (t->order_len == t->order_cap) {
+        size_t ncap = t->order_cap ? t->order_cap * 2 : 64;
+        shoal_swarm **p = t_realloc(t, t->order, t->order_cap * sizeof *p, ncap * sizeof *p);
+        if (p == NULL) return -1;
+        t->order = p;
+        t->order_cap = ncap;
+    }
+    *bucket_of(t, s->info_hash) = s;
     t->count++;
+    s->order_pos = (uint32_t)t->order_len;
     t->order[t->order_len++] = s;
+    return 0;
+}
+
+/* A new, empty torrent, in the table and at the end of the order. */
+static shoal_swarm *swarm_add(shoal_table *t, const uint8_t *info_hash) {
+    shoal_swarm *s = swarm_block(t, info_hash);
+    if (s != NULL && swarm_insert(t, s) < 0) {
+        t_free(t, s, sizeof *s);
+        return NULL;
+    }
     return s;
 }
 
@@ -1094,17 +1207,16 @@ int shoal_table_announce(shoal_table *t, const shoal_announce_request *q, shoal_
         if (t->count >= t->max_torrents) return SHOAL_TRACKER_FULL;
         s = swarm_add(t, q->info_hash);
         if (s == NULL) return SHOAL_NO_MEMORY;
-        int status = swarm_announce(t, s, q, o);
+        int status = swarm_announce(t, &s, q, o);
         if (status != SHOAL_OK && swarm_len(s) == 0 && s->completed == 0) {
             /* a refused first announce leaves no torrent (it is the last in the order) */
             table_delete(t, s);
             t->order_len--;
-            swarm_tidy(t, s);
-            t_free(t, s, sizeof *s);
+            swarm_free(t, s);
         }
         return status;
     }
-    return swarm_announce(t, s, q, o);
+    return swarm_announce(t, &s, q, o);
 }
 
 int shoal_table_scrape(shoal_table *t, const uint8_t *info_hash, shoal_swarm_counts *c) {
@@ -1157,12 +1269,6 @@ shoal_table *shoal_table_new(uint64_t seed, uint64_t k0, uint64_t k1) {
     return t;
 }
 
-static void swarm_free(shoal_table *t, shoal_swarm *s) {
-    fam_free(t, s->fam[0]);
-    fam_free(t, s->fam[1]);
-    t_free(t, s, sizeof *s);
-}
-
 void shoal_table_free(shoal_table *t) {
     if (t == NULL) return;
     for (uint64_t i = 0; i <= t->mask; i++)
@@ -1177,7 +1283,8 @@ void shoal_table_free(shoal_table *t) {
 }
 
 void shoal_table_configure(shoal_table *t, int64_t peer_timeout, uint64_t max_torrents,
-                           uint64_t max_peers, uint64_t max_per_ip) {
+                           uint64_t max_peers, uint64_t max_per_ip, int keep_totals) {
+    t->keep_totals = keep_totals != 0;
     t->timeout = peer_timeout;
     t->max_torrents = max_torrents;
     t->max_peers = max_peers;
@@ -1203,7 +1310,7 @@ uint64_t shoal_swarm_size(const shoal_swarm *s) { return swarm_len(s); }
 int64_t shoal_swarm_last_seen(const shoal_table *t, const shoal_swarm *s) {
     return t->have_epoch ? abs_time(t, s->last_seen) : 0;
 }
-shoal_family *shoal_swarm_family(const shoal_swarm *s, int v6) { return s->fam[v6 != 0]; }
+shoal_family *shoal_swarm_family(const shoal_swarm *s, int v6) { return fam_of(s, v6 != 0); }
 uint64_t shoal_family_len(const shoal_family *f) { return f->n; }
 uint64_t shoal_family_seeders(const shoal_family *f) { return f->seeders; }
 const uint8_t *shoal_family_addr(const shoal_family *f, uint64_t slot) { return rec_at(f, slot); }
@@ -1216,7 +1323,7 @@ int shoal_family_counted(const shoal_family *f, uint64_t slot) {
     return (rec_seen(f, slot) & COUNTED) != 0;
 }
 void shoal_family_reported(const shoal_family *f, uint64_t slot, uint64_t *up, uint64_t *down) {
-    xfer_get(f, (uint32_t)slot, up, down);
+    xfer_get(f, slot, up, down);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -1236,7 +1343,7 @@ static int expire_swarm(shoal_table *t, shoal_swarm *s, int64_t before, uint64_t
     t->partial = NULL;
     *removed = *looked = 0;
     for (int index = 0; index < 2; index++) {
-        shoal_family *f = s->fam[index];
+        shoal_family *f = fam_of(s, index);
         if (index < start_family || f == NULL) continue;
         uint64_t top = (index != start_family || hi < 0) ? f->n : ((uint64_t)hi < f->n ? (uint64_t)hi : f->n);
         uint64_t left = allowance > *looked ? allowance - *looked : 0;
@@ -1269,7 +1376,7 @@ int shoal_table_sweep(shoal_table *t, int64_t now, uint64_t budget, shoal_sweep_
         examined += looked + SWARM_COST;
         p->peers_removed += removed;
         if (!done) {
-            swarm_tidy(t, s);
+            swarm_tidy(t, &s);
             break;
         }
         if (t->dropped_cap == t->dropped_len || t->kept_cap == t->kept_len) {
@@ -1289,9 +1396,9 @@ int shoal_table_sweep(shoal_table *t, int64_t now, uint64_t budget, shoal_sweep_
                 t->kept_cap = nk;
             }
         }
+        swarm_tidy(t, &s); /* while s is still at sweep_pos in the order (it may move) */
         t->sweep_pos++;
         p->swarms_examined++;
-        swarm_tidy(t, s);
         if (swarm_len(s) == 0 && abs_time(t, s->last_seen) < before) {
             t->completed -= s->completed;
             t->order[t->sweep_pos - 1] = NULL;
@@ -1300,6 +1407,7 @@ int shoal_table_sweep(shoal_table *t, int64_t now, uint64_t budget, shoal_sweep_
             swarm_free(t, s);
             p->torrents_removed++;
         } else {
+            s->order_pos = (uint32_t)t->kept_len;
             t->kept[t->kept_len++] = s;
         }
     }
@@ -1347,22 +1455,22 @@ static uint64_t le64(const uint8_t *p) {
     return v;
 }
 
-static shoal_family *family_from(shoal_table *t, const shoal_family_image *img, unsigned width) {
-    uint32_t n = (uint32_t)img->n;
-    shoal_family *f = fam_new(t, width, n ? n : 1);
-    if (f == NULL) return NULL;
-    int any_xfer = 0;
-    for (uint32_t s = 0; s < n; s++) {
+/* The totals width an image's peers need. */
+static unsigned image_totals(const shoal_family_image *img) {
+    unsigned width = 0;
+    for (uint64_t s = 0; s < img->n; s++) {
         const uint8_t *m = img->meta + (size_t)s * 32;
-        if (le64(m + 16) | le64(m + 24)) any_xfer = 1;
+        unsigned w = totals_for(le64(m + 16), le64(m + 24));
+        if (w > width) width = w;
     }
-    if (any_xfer) {
-        f->xfer = t_alloc(t, (size_t)f->cap * sizeof(xfer_t));
-        if (f->xfer == NULL) {
-            fam_free(t, f);
-            return NULL;
-        }
-    }
+    return width;
+}
+
+/* Fill family f (room for img->n records of its record size) from a snapshot image; -1 out
+ * of memory (for its indexes). */
+static int family_fill(shoal_table *t, shoal_family *f, const shoal_family_image *img) {
+    uint32_t n = (uint32_t)img->n;
+    unsigned width = f->width;
     for (uint32_t s = 0; s < n; s++) {
         const uint8_t *m = img->meta + (size_t)s * 32;
         uint8_t *r = rec_at(f, s);
@@ -1372,18 +1480,11 @@ static shoal_family *family_from(shoal_table *t, const shoal_family_image *img, 
         int64_t seen = (int64_t)le64(m);
         rec_set_seen(f, s, rel_time(t, seen) | ((word >> 32) & 1 ? COUNTED : 0));
         rec_set_key(f, s, (uint32_t)word);
-        if (f->xfer != NULL) {
-            f->xfer[s].up = le64(m + 16);
-            f->xfer[s].down = le64(m + 24);
-        }
+        xfer_set(f, s, le64(m + 16), le64(m + 24));
     }
     f->n = n;
     f->seeders = (uint32_t)img->seeders;
-    if (n > INDEX_MIN && idx_build(t, f, n) < 0) {
-        fam_free(t, f);
-        return NULL;
-    }
-    return f;
+    return n > INDEX_MIN ? idx_build(t, f, n) : 0;
 }
 
 int shoal_table_restore(shoal_table *t, const uint8_t *info_hash, int64_t completed,
@@ -1394,40 +1495,55 @@ int shoal_table_restore(shoal_table *t, const uint8_t *info_hash, int64_t comple
         if (imgs[i] != NULL && (imgs[i]->seeders > imgs[i]->n || imgs[i]->n > UINT32_MAX / 2))
             return -1;
     see_time(t, last_seen);
-    shoal_family *fams[2] = {NULL, NULL};
-    for (int i = 0; i < 2; i++) {
-        if (imgs[i] == NULL || imgs[i]->n == 0) continue;
-        fams[i] = family_from(t, imgs[i], i ? 18 : 6);
-        if (fams[i] == NULL) {
-            fam_free(t, fams[0]);
+    /* the new block, IPv4 peers inline, and its IPv6 family, before anything changes */
+    uint32_t n4 = v4 != NULL ? (uint32_t)v4->n : 0;
+    unsigned rec4 = BASE_REC(6) + (n4 ? image_totals(v4) : 0);
+    shoal_swarm *s = t_alloc(t, sizeof *s + (size_t)n4 * rec4);
+    if (s == NULL) return -2;
+    memcpy(s->info_hash, info_hash, 20);
+    s->v4.width = 6;
+    s->v4.rec = (uint8_t)rec4;
+    s->v4.cap = n4;
+    if (n4 && family_fill(t, &s->v4, v4) < 0) {
+        swarm_free(t, s);
+        return -2;
+    }
+    if (v6 != NULL && v6->n) {
+        unsigned rec6 = BASE_REC(18) + image_totals(v6);
+        shoal_family *f = t_alloc(t, sizeof *f + (size_t)v6->n * rec6);
+        if (f == NULL) {
+            swarm_free(t, s);
+            return -2;
+        }
+        f->width = 18;
+        f->rec = (uint8_t)rec6;
+        f->cap = (uint32_t)v6->n;
+        s->v6 = f;
+        if (family_fill(t, f, v6) < 0) {
+            swarm_free(t, s);
             return -2;
         }
     }
-    shoal_swarm *s = shoal_table_find(t, info_hash);
-    if (s != NULL) {
+    shoal_swarm *old = shoal_table_find(t, info_hash);
+    if (old != NULL) {
         shoal_swarm_counts c;
-        swarm_counts(s, &c);
+        swarm_counts(old, &c);
         t->seeders -= (int64_t)c.seeders;
         t->leechers -= (int64_t)c.leechers;
-        t->completed -= s->completed;
-        fam_free(t, s->fam[0]);
-        fam_free(t, s->fam[1]);
-        s->fam[0] = s->fam[1] = NULL;
-        s->cursor = 0;
-        if (t->partial == s) t->partial = NULL;
-    } else {
-        s = swarm_add(t, info_hash);
-        if (s == NULL) {
-            fam_free(t, fams[0]);
-            fam_free(t, fams[1]);
-            return -2;
-        }
+        t->completed -= old->completed;
+        s->order_pos = old->order_pos;
+        swarm_moved(t, old, s);
+        if (t->partial == s) t->partial = NULL; /* its families are new */
+        swarm_free(t, old);
+    } else if (swarm_insert(t, s) < 0) {
+        swarm_free(t, s);
+        return -2;
     }
     for (int i = 0; i < 2; i++) {
-        s->fam[i] = fams[i];
-        if (fams[i] != NULL) {
-            t->seeders += fams[i]->seeders;
-            t->leechers += fams[i]->n - fams[i]->seeders;
+        shoal_family *f = fam_of(s, i);
+        if (f != NULL) {
+            t->seeders += f->seeders;
+            t->leechers += f->n - f->seeders;
         }
     }
     s->completed = completed;
@@ -1459,7 +1575,9 @@ int shoal_table_set_completed(shoal_table *t, const uint8_t *info_hash, int64_t 
     } while (0)
 
 static int check_family(shoal_table *t, shoal_family *f, unsigned width, char *err, size_t errlen) {
-    if (f->width != width || f->rec != width + ID + 8) FAIL("family width %u", f->width);
+    if (f->width != width || (f->rec != BASE_REC(width) && f->rec != BASE_REC(width) + NARROW &&
+                              f->rec != BASE_REC(width) + WIDE))
+        FAIL("family width %u, record %u", f->width, f->rec);
     if (f->n == 0) FAIL("an empty family is kept");
     if (f->n > f->cap || f->seeders > f->n) FAIL("family counts n=%u cap=%u seeders=%u", f->n, f->cap, f->seeders);
     if (f->n > INDEX_MIN && f->idx == NULL) FAIL("a family of %u peers has no index", f->n);
@@ -1526,17 +1644,20 @@ int shoal_table_check(shoal_table *t, char *err, size_t errlen) {
         count++;
         if (shoal_table_find(t, s->info_hash) != s) FAIL("torrent unreachable in the table");
         for (int k = 0; k < 2; k++) {
-            if (s->fam[k] != NULL && check_family(t, s->fam[k], k ? 18 : 6, err, errlen) < 0) return -1;
+            shoal_family *f = fam_of(s, k);
+            if (f != NULL && check_family(t, f, k ? 18 : 6, err, errlen) < 0) return -1;
         }
         shoal_swarm_counts c;
         swarm_counts(s, &c);
         seeders += (int64_t)c.seeders;
         leechers += (int64_t)c.leechers;
         completed += s->completed;
-        int listed = 0;
-        for (size_t p = 0; p < t->order_len && !listed; p++) listed = t->order[p] == s;
-        for (size_t p = 0; p < t->kept_len && !listed; p++) listed = t->kept[p] == s;
-        if (!listed) FAIL("a torrent is missing from the order");
+        size_t pos = s->order_pos;
+        if (pos < t->sweep_pos) {
+            if (pos >= t->kept_len || t->kept[pos] != s) FAIL("a kept torrent is not at its place");
+            pos = kept_was_at(t, pos);
+        }
+        if (pos >= t->order_len || t->order[pos] != s) FAIL("a torrent is not at its place in the order");
     }
     if (count != t->count) FAIL("torrent count %llu, held %llu", (unsigned long long)t->count, (unsigned long long)count);
     if (seeders != t->seeders || leechers != t->leechers || completed != t->completed)

@@ -7,13 +7,17 @@
  * - the table is an open-addressing hash table of swarms keyed by their 20-byte info_hash
  *   (SipHash-1-3 under a random key, so clients cannot aim collisions), plus the arrival
  *   order the sweep, the full scrape and snapshots walk in bounded steps;
- * - a swarm holds one family of peers per address family, each one allocation: a header
- *   and dense records, seeders in slots 0..seeders-1 and leechers after them;
+ * - a swarm holds one family of peers per address family: a header and dense records,
+ *   seeders in slots 0..seeders-1 and leechers after them. A torrent is one allocation,
+ *   its header (72 bytes) with its IPv4 family's records after it; an IPv6 family is a
+ *   block of its own. Families below SHOAL_INDEX_MIN peers grow by exactly what they need,
+ *   larger ones by a quarter;
  * - a record is the compact address (the bytes a reply carries), the 20-byte peer id, the
  *   last announce time as seconds since the table's epoch (31 bits, the top bit flags a
- *   counted completion) and the 32-bit key: 34 bytes for IPv4, 46 for IPv6. The uploaded
- *   and downloaded totals a peer last reported (16 bytes) live in a side array made only
- *   once a peer of that family reports a non-zero total;
+ *   counted completion) and the 32-bit key: 34 bytes for IPv4, 46 for IPv6. When the table
+ *   keeps totals (private mode, tracker.peer_totals), a family's records grow by the
+ *   uploaded and downloaded totals its peers last reported (16 bytes) once one of them
+ *   reports a non-zero total; otherwise they are not held and announces report 0 for them;
  * - families past SHOAL_INDEX_MIN peers keep hash indexes from address and from peer id to
  *   slot and a count per IP; smaller ones are searched, which is faster at that size.
  */
@@ -50,8 +54,10 @@ typedef struct {
 
 shoal_table *shoal_table_new(uint64_t seed, uint64_t k0, uint64_t k1);
 void shoal_table_free(shoal_table *t);
+/* keep_totals: hold each peer's reported uploaded/downloaded (prev_* of the outcome, 0 when
+ * not held). Turned off, totals held stay but read as 0; new reports are stored as 0. */
 void shoal_table_configure(shoal_table *t, int64_t peer_timeout, uint64_t max_torrents,
-                           uint64_t max_peers, uint64_t max_per_ip);
+                           uint64_t max_peers, uint64_t max_per_ip, int keep_totals);
 
 int shoal_table_announce(shoal_table *t, const shoal_announce_request *q,
                          shoal_announce_outcome *o);

@@ -236,10 +236,13 @@ out:
 static PyObject *Table_configure(TableObject *self, PyObject *args) {
     long long timeout;
     unsigned long long max_torrents, max_peers, max_per_ip;
-    if (!PyArg_ParseTuple(args, "LKKK", &timeout, &max_torrents, &max_peers, &max_per_ip)) return NULL;
+    int keep_totals;
+    if (!PyArg_ParseTuple(args, "LKKKp", &timeout, &max_torrents, &max_peers, &max_per_ip,
+                          &keep_totals))
+        return NULL;
     shoal_table *t = table_of(self);
     if (t == NULL) return NULL;
-    shoal_table_configure(t, timeout, max_torrents, max_peers, max_per_ip);
+    shoal_table_configure(t, timeout, max_torrents, max_peers, max_per_ip, keep_totals);
     Py_RETURN_NONE;
 }
 
@@ -693,7 +696,8 @@ static PyMethodDef Table_methods[] = {
     {"announce", (PyCFunction)(void (*)(void))Table_announce, METH_FASTCALL | METH_KEYWORDS,
      "announce(request, now) -> AnnounceResult (raises ClientError on a refusal)"},
     {"configure", (PyCFunction)Table_configure, METH_VARARGS,
-     "configure(peer_timeout, max_torrents, max_peers_per_swarm, max_peers_per_ip)"},
+     "configure(peer_timeout, max_torrents, max_peers_per_swarm, max_peers_per_ip, "
+     "keep_totals)"},
     {"scrape", (PyCFunction)Table_scrape, METH_O, "scrape(info_hashes) -> [SwarmCounts]"},
     {"hashes", (PyCFunction)Table_hashes, METH_VARARGS, "hashes(start, stop) -> [info_hash]"},
     {"scrape_range", (PyCFunction)Table_scrape_range, METH_VARARGS,

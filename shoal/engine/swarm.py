@@ -92,16 +92,20 @@ class Tally:
 
 
 class Limits:
-    """What one swarm may hold (read on every new peer; replaced whole on reload)."""
+    """What one swarm may hold (read on every announce; replaced whole on reload):
+    ``keep_totals`` says whether the peers' reported uploaded/downloaded totals are held
+    (when not, they are stored as 0 and the outcome's previous totals are 0)."""
 
-    __slots__ = ("max_peers", "max_per_ip")
+    __slots__ = ("keep_totals", "max_peers", "max_per_ip")
 
-    def __init__(self, max_peers: int = 200_000, max_per_ip: int = 100) -> None:
+    def __init__(self, max_peers: int = 200_000, max_per_ip: int = 100,
+                 keep_totals: bool = False) -> None:
         self.max_peers = max_peers
         self.max_per_ip = max_per_ip
+        self.keep_totals = keep_totals
 
 
-UNLIMITED = Limits(1 << 62, 1 << 62)
+UNLIMITED = Limits(1 << 62, 1 << 62, keep_totals=True)
 
 
 class FamilyPeers:
@@ -109,7 +113,7 @@ class FamilyPeers:
 
     ``meta`` holds four 64-bit words per slot: last announce time (whole seconds), the key
     in the low 32 bits with flags above, and the uploaded and downloaded totals the peer
-    last reported.
+    last reported (0 while the store does not keep them, ``Limits.keep_totals``).
     """
 
     __slots__ = ("addrs", "by_addr", "by_id", "ids", "meta", "per_ip", "ring", "seeders",
@@ -607,6 +611,7 @@ class Swarm:
         meta = fam.meta
         role_before = ROLE_NONE
         prev_up = prev_down = 0
+        keep = limits.keep_totals
         slot = fam.find_addr(addr)
         if slot >= 0:
             base = _WORDS * slot
@@ -614,7 +619,8 @@ class Swarm:
                 # From its own address no key is asked: aria2 and uTorrent change their key
                 # between announces. The registered key is kept; only it moves the entry.
                 role_before = ROLE_SEEDER if slot < fam.seeders else ROLE_LEECHER
-                prev_up, prev_down = meta[base + 2], meta[base + 3]
+                if keep:
+                    prev_up, prev_down = meta[base + 2], meta[base + 3]
                 if stopped:
                     fam.remove(slot)
                     return b"", b"", b"", b"", role_before, ROLE_NONE, False, prev_up, prev_down
@@ -628,7 +634,8 @@ class Swarm:
             if moved >= 0 and meta[_WORDS * moved + 1] & _KEY_MASK == key:
                 # The registered key proves it is the same client, now at a new address.
                 role_before = ROLE_SEEDER if moved < fam.seeders else ROLE_LEECHER
-                prev_up, prev_down = meta[_WORDS * moved + 2], meta[_WORDS * moved + 3]
+                if keep:
+                    prev_up, prev_down = meta[_WORDS * moved + 2], meta[_WORDS * moved + 3]
                 if stopped:
                     fam.remove(moved)
                     return b"", b"", b"", b"", role_before, ROLE_NONE, False, prev_up, prev_down
@@ -644,10 +651,11 @@ class Swarm:
                 ):
                     raise ClientError(ADDRESS_FULL, 5)
         completed = False
+        up, down = (request.uploaded, request.downloaded) if keep else (0, 0)
         if slot >= 0:
             if completing and not meta[_WORDS * slot + 1] & _COMPLETED:
                 completed = not self._completed_elsewhere(peer_id, is_v6, now - timeout)
-            fam.update(slot, now, request.uploaded, request.downloaded, completing)
+            fam.update(slot, now, up, down, completing)
             if seeder != (slot < fam.seeders):
                 slot = fam.set_role(slot, seeder)
         elif completing:
@@ -669,7 +677,7 @@ class Swarm:
                     remaining, other_fam.find(peer_id), want_seeders, rng, with_ids
                 )
         if slot < 0:
-            fam.insert(peer_id, addr, now, key, seeder, request.uploaded, request.downloaded,
+            fam.insert(peer_id, addr, now, key, seeder, up, down,
                        _COMPLETED if completing else 0)
         role_after = ROLE_SEEDER if seeder else ROLE_LEECHER
         if is_v6:

@@ -127,7 +127,7 @@ def configuration_from(settings: Settings) -> Configuration:
     except ValueError as exc:
         raise ConfigError(f"access: {exc}") from exc
     limits = StoreSettings(policy.peer_timeout, t.max_torrents, t.max_peers_per_swarm,
-                           t.max_peers_per_ip)
+                           t.max_peers_per_ip, keep_totals=t.peer_totals)
     return Configuration(policy, access, limits)
 
 

@@ -33,12 +33,23 @@ class StoreSettings:
     a new torrent past this is refused (known torrents keep working).
     ``max_peers_per_swarm`` and ``max_peers_per_ip``: a new peer past these (in one swarm;
     the latter counting the entries of one IP address in one swarm) is refused.
+
+    ``keep_totals``: hold the uploaded and downloaded totals each peer last reported, so an
+    announce's :class:`~shoal.types.AnnounceResult` carries them as ``prev_uploaded`` and
+    ``prev_downloaded``. Off (the default), a store holds none of them (12 to 16 bytes a
+    peer saved in the compiled table) and reports both as 0; private mode's accounting
+    turns it on (the logic layer sets it, see :meth:`shoal.logic.TrackerLogic.configure`).
+    The Redis store stores them as 0 when off, and the Python engine too (its slots keep
+    the two words either way). Turned off, totals already
+    held stay but read as 0, and announces store 0; turned on, a peer's totals are those
+    it reported since.
     """
 
     peer_timeout: int = 2880
     max_torrents: int = 5_000_000
     max_peers_per_swarm: int = 200_000
     max_peers_per_ip: int = 100
+    keep_totals: bool = False
 
     def __post_init__(self) -> None:
         if min(self.peer_timeout, self.max_torrents, self.max_peers_per_swarm,

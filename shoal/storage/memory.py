@@ -209,7 +209,8 @@ class MemoryStore:
         self.rng = rng if rng is not None else random.Random()
         self._swarms: dict[bytes, Swarm] = {}
         self.tally = Tally()
-        self._limits = Limits(self.settings.max_peers_per_swarm, self.settings.max_peers_per_ip)
+        self._limits = Limits(self.settings.max_peers_per_swarm, self.settings.max_peers_per_ip,
+                              self.settings.keep_totals)
         # Every torrent once, in arrival order; the sweep rebuilds it without the torrents it
         # dropped, so it never grows past the torrents held plus those added during a pass.
         self.order: list[bytes] = []
@@ -228,7 +229,8 @@ class MemoryStore:
 
     def configure(self, settings: StoreSettings) -> None:
         self.settings = settings
-        self._limits = Limits(settings.max_peers_per_swarm, settings.max_peers_per_ip)
+        self._limits = Limits(settings.max_peers_per_swarm, settings.max_peers_per_ip,
+                              settings.keep_totals)
 
     def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
         swarm = self._swarms.get(request.info_hash)

@@ -10,8 +10,11 @@ peers in the same slots (``tests/storage/test_engines_agree.py`` checks it). Pee
 the table's own random numbers; only their distribution is the same.
 
 Memory: a peer is a 34-byte record in IPv4 (46 in IPv6: address, peer id, last announce
-time and flag, key), plus 16 bytes of reported totals once its family has any, and in
-families past ``INDEX_MIN`` peers about 16 more of hash indexes (address, peer id, per IP).
+time and flag, key), plus the reported totals when the store keeps them
+(``StoreSettings.keep_totals``) and its family has any: 12 bytes (48 bits each) while all of
+the family's fit, else 16, and in families past ``INDEX_MIN``
+peers about 16 more of hash indexes (address, peer id, per IP). A torrent is one block of
+72 bytes plus its IPv4 records (an IPv6 family is another block).
 """
 
 from __future__ import annotations
@@ -209,7 +212,8 @@ class NativeMemoryStore(MemoryStore):
     def configure(self, settings: StoreSettings) -> None:
         self.settings = settings
         self.table.configure(settings.peer_timeout, settings.max_torrents,
-                             settings.max_peers_per_swarm, settings.max_peers_per_ip)
+                             settings.max_peers_per_swarm, settings.max_peers_per_ip,
+                             settings.keep_totals)
 
     def announce(self, request: AnnounceRequest, now: int) -> AnnounceResult:
         result: AnnounceResult = self.table.announce(request, now)

@@ -341,7 +341,10 @@ class RedisStore:
             min(s.max_peers_per_ip, _U32), LAZY_EXPIRY,
         )  # fmt: skip
         key = b"%s%s}:t" % (self._prefix_bytes, binascii.hexlify(request.info_hash))
-        up, down = b"%d" % (request.uploaded & _U64), b"%d" % (request.downloaded & _U64)
+        if s.keep_totals:
+            up, down = b"%d" % (request.uploaded & _U64), b"%d" % (request.downloaded & _U64)
+        else:  # not kept: stored as 0 (shorter records), and read back as 0 below
+            up = down = b"0"
         addr, pid = request.addr, request.peer_id
         r: Any = None
         if self._direct is not None and not self.cluster:
@@ -366,7 +369,8 @@ class RedisStore:
         c = b + n6
         d = c + m4
         e = d + m6
-        prev_up, _, prev_down = r[e:].partition(b" ")
+        prev_up, _, prev_down = r[e:].partition(b" ") if s.keep_totals else (
+            b"0", b"", b"0")
         return AnnounceResult(
             seeders, leechers, done, 0, 0, r[a:b], r[b:c], r[c:d], r[d:e], role_before,
             role_after, bool(completed), int(prev_up), int(prev_down),

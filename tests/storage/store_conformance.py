@@ -195,7 +195,7 @@ class StoreConformance:
         """A new store with a policy built from ``policy`` (seeded randomness)."""
         policy.setdefault("rng", random.Random(20240611))
         limits = {k: policy.pop(k) for k in ("max_torrents", "max_peers_per_swarm",
-                                             "max_peers_per_ip") if k in policy}
+                                             "max_peers_per_ip", "keep_totals") if k in policy}
         store = self.make_store()
         self._opened.append(store)
         made = Policy(**policy)
@@ -361,12 +361,58 @@ class StoreConformance:
         assert (r.prev_uploaded, r.prev_downloaded, r.completed) == (0, 0, False)
 
     def test_outcome_carries_the_previously_reported_totals(self) -> None:
-        t = self.open()
+        t = self.open(keep_totals=True)
         t.announce(dataclasses.replace(request(1), uploaded=10, downloaded=20), T0)
         r = t.announce(dataclasses.replace(request(1), uploaded=15, downloaded=70), T0 + 1)
         assert (r.new_peer, r.prev_uploaded, r.prev_downloaded) == (False, 10, 20)
         r = t.announce(dataclasses.replace(request(1), uploaded=16, downloaded=71), T0 + 2)
         assert (r.prev_uploaded, r.prev_downloaded) == (15, 70)
+
+    def test_kept_totals_are_exact_up_to_64_bits(self) -> None:
+        """Totals past 48 bits (the compiled table's narrow records) are held exactly, and
+        a family holding them still holds the smaller ones of its other peers."""
+        t = self.open(keep_totals=True)
+        for v6 in (False, True):
+            values = [((n + 1) * 1000, n) for n in range(30)]  # past INDEX_MIN: indexed
+            values[3] = (2**48 - 1, 2**47)
+            for n, (up, down) in enumerate(values):
+                t.announce(dataclasses.replace(request(n, v6=v6), uploaded=up, downloaded=down),
+                           T0)
+            values[2] = (2**64 - 1, 2**48)
+            t.announce(dataclasses.replace(request(2, v6=v6), uploaded=values[2][0],
+                                           downloaded=values[2][1]), T0 + 1)
+            for n, (up, down) in enumerate(values):
+                r = t.announce(dataclasses.replace(request(n, v6=v6), uploaded=5), T0 + 2)
+                assert (r.prev_uploaded, r.prev_downloaded) == (up, down), n
+                r = t.announce(request(n, v6=v6), T0 + 3)
+                assert (r.prev_uploaded, r.prev_downloaded) == (5, 0), n
+
+    def test_totals_not_kept_are_reported_as_zero(self) -> None:
+        """keep_totals off (the default): the store holds no reported totals."""
+        t = self.open()
+        t.announce(dataclasses.replace(request(1), uploaded=10, downloaded=20), T0)
+        r = t.announce(dataclasses.replace(request(1), uploaded=15, downloaded=70), T0 + 1)
+        assert (r.new_peer, r.prev_uploaded, r.prev_downloaded) == (False, 0, 0)
+        r = t.announce(dataclasses.replace(request(1, event=Event.STOPPED), uploaded=16), T0 + 2)
+        assert (r.stopped, r.prev_uploaded, r.prev_downloaded) == (True, 0, 0)
+
+    def test_totals_are_kept_from_when_keeping_is_turned_on(self) -> None:
+        """Turned on, a peer's previous totals are those it reported since; turned off,
+        the totals held read as 0 (and announces store 0)."""
+        t = self.open()
+        t.announce(dataclasses.replace(request(1), uploaded=10, downloaded=20), T0)
+        t.announce(dataclasses.replace(request(2), uploaded=30, downloaded=40), T0)
+        t.store.configure(dataclasses.replace(t.store.settings, keep_totals=True))
+        r = t.announce(dataclasses.replace(request(1), uploaded=11, downloaded=21), T0 + 1)
+        assert (r.prev_uploaded, r.prev_downloaded) == (0, 0)
+        r = t.announce(dataclasses.replace(request(1), uploaded=12, downloaded=22), T0 + 2)
+        assert (r.prev_uploaded, r.prev_downloaded) == (11, 21)
+        t.store.configure(dataclasses.replace(t.store.settings, keep_totals=False))
+        r = t.announce(dataclasses.replace(request(1), uploaded=13, downloaded=23), T0 + 3)
+        assert (r.prev_uploaded, r.prev_downloaded) == (0, 0)
+        t.store.configure(dataclasses.replace(t.store.settings, keep_totals=True))
+        r = t.announce(dataclasses.replace(request(1), uploaded=14, downloaded=24), T0 + 4)
+        assert (r.prev_uploaded, r.prev_downloaded) == (0, 0)
 
     def test_outcome_of_a_completion(self) -> None:
         t = self.open()
@@ -375,7 +421,7 @@ class StoreConformance:
         assert (r.role_before, r.role_after, r.completed) == (ROLE_LEECHER, ROLE_SEEDER, True)
 
     def test_outcome_of_a_stop(self) -> None:
-        t = self.open()
+        t = self.open(keep_totals=True)
         t.announce(dataclasses.replace(request(1, left=0), uploaded=5), T0)
         r = t.announce(request(1, left=0, event=Event.STOPPED), T0 + 1)
         assert (r.stopped, r.role_before, r.role_after, r.prev_uploaded) == (

@@ -54,8 +54,8 @@ announces = st.fixed_dictionaries({
     "numwant": st.integers(-1, 40),
     "mixed": st.booleans(),
     "ids": st.booleans(),
-    "uploaded": st.sampled_from([0, 1, 2**40, 2**64 - 1]),
-    "downloaded": st.sampled_from([0, 7, 2**33]),
+    "uploaded": st.sampled_from([0, 1, 2**40, 2**48 - 1, 2**48, 2**64 - 1]),
+    "downloaded": st.sampled_from([0, 7, 2**33, 2**48]),
 })
 
 
@@ -75,19 +75,19 @@ class EnginesAgree(RuleBasedStateMachine):
 
     @initialize(limits=st.fixed_dictionaries({
         "max_torrents": st.integers(1, 4), "max_peers_per_swarm": st.integers(1, 60),
-        "max_peers_per_ip": st.integers(1, 40)}))
-    def start(self, limits: dict[str, int]) -> None:
+        "max_peers_per_ip": st.integers(1, 40), "keep_totals": st.booleans()}))
+    def start(self, limits: dict[str, Any]) -> None:
         self.configure(limits)
 
-    def configure(self, limits: dict[str, int]) -> None:
+    def configure(self, limits: dict[str, Any]) -> None:
         self.limits = StoreSettings(peer_timeout=TIMEOUT, **limits)
         self.py.configure(self.limits)
         self.native.configure(self.limits)
 
     @rule(limits=st.fixed_dictionaries({
         "max_torrents": st.integers(1, 4), "max_peers_per_swarm": st.integers(1, 60),
-        "max_peers_per_ip": st.integers(1, 40)}))
-    def reload(self, limits: dict[str, int]) -> None:
+        "max_peers_per_ip": st.integers(1, 40), "keep_totals": st.booleans()}))
+    def reload(self, limits: dict[str, Any]) -> None:
         self.configure(limits)
 
     @rule(seconds=st.sampled_from([0, 1, 5, TIMEOUT // 2, TIMEOUT, TIMEOUT + 1]))

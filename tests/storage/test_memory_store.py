@@ -195,3 +195,31 @@ def test_an_entry_sharing_its_peer_id_is_still_found_by_id_when_the_other_leaves
     assert store.announce(request(500, variant=kept, event=Event.STOPPED), T0 + 3
                           ).role_before == ROLE_NONE  # moved away: nothing left there
     check_store(store)
+
+
+@pytest.mark.parametrize(("keep", "uploaded", "most"), [
+    (False, 5, 46), (True, 5, 58), (True, 2**50, 62),
+], ids=["no totals", "48-bit totals", "64-bit totals"])
+def test_the_compiled_table_holds_a_ten_peer_torrent_in_few_bytes_a_peer(
+    keep: bool, uploaded: int, most: int
+) -> None:
+    """Issue 11's layout, in the bytes the table allocates (malloc's own overhead aside): a
+    34-byte record a peer and one 72-byte block a torrent (header and IPv4 records), so
+    ten peers a torrent stay under 50 bytes a peer; kept totals add 12 bytes a peer while
+    they fit in 48 bits, 16 once one does not."""
+    require_engine("native")
+    from shoal.storage.native import NativeMemoryStore
+
+    store = MemoryStore(StoreSettings(keep_totals=keep), engine="native")
+    assert isinstance(store, NativeMemoryStore)
+    empty = store.memory()
+    for t in range(2000):
+        torrent = t.to_bytes(4, "big") * 5
+        for n in range(10):
+            req = request(t * 10 + n, torrent=torrent)
+            req.uploaded = uploaded
+            store.announce(req, T0)
+    assert store.totals().leechers == 20_000
+    per_peer = (store.memory() - empty) / 20_000
+    assert most - 4 < per_peer <= most
+    store.check()

@@ -71,7 +71,7 @@ def capsule_pointer(capsule: object, name: bytes) -> int:
 @pytest.fixture
 def native() -> MemoryStore:
     require_engine("native")
-    return MemoryStore(StoreSettings(max_peers_per_swarm=3), engine="native")
+    return MemoryStore(StoreSettings(max_peers_per_swarm=3, keep_totals=True), engine="native")
 
 
 def api() -> Api:

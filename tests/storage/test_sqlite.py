@@ -25,6 +25,7 @@ from support.swarm_state import (
     store_state,
 )
 
+from shoal.storage.base import StoreSettings
 from shoal.storage.memory import MemoryStore, SwarmImage
 from shoal.storage.sqlite import (
     DB_NAME,
@@ -42,7 +43,7 @@ def saved_and_loaded(store: MemoryStore, data_dir: Path) -> MemoryStore:
     state.write_snapshot(images_of(store), T0 + 100)
     state.close()
     state = SqliteState(data_dir)
-    loaded = MemoryStore(engine="python")
+    loaded = MemoryStore(StoreSettings(keep_totals=True), engine="python")
     _, images = state.read_snapshot()
     for image in images:
         loaded.restore(image)

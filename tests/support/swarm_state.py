@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from shoal.engine.swarm import INDEX_MIN, FamilyPeers
+from shoal.storage.base import StoreSettings
 from shoal.storage.memory import MemoryStore, SwarmImage
 from shoal.types import AnnounceRequest, Event
 
@@ -48,8 +49,9 @@ def populated_store(engine: str = "python") -> MemoryStore:
     """Four torrents: a small IPv4 swarm; a dual-stack swarm whose families are both past
     ``INDEX_MIN`` (so a restore must rebuild their index); an IPv6-only swarm; and a torrent
     with a completed count but no peers. Peers have keys (some), seeders and leechers,
-    completions, and uploaded/downloaded totals; announce times differ."""
-    store = MemoryStore(engine=engine)
+    completions, and uploaded/downloaded totals (kept, as in private mode); announce times
+    differ."""
+    store = MemoryStore(StoreSettings(keep_totals=True), engine=engine)
     now = T0
     for n in range(5):
         store.announce(request(SMALL, n, left=0 if n < 2 else 100, key=0xABC0 + n,
