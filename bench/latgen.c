@@ -816,6 +816,17 @@ static void load_ops(const char *path) {
     }
 }
 
+/* Read the replies the sockets hold now (no waiting). */
+static void read_replies(struct epoll_event *evs) {
+    int n = epoll_wait(epfd, evs, 256, 0);
+    for (int i = 0; i < n; i++) {
+        if (mode == MODE_UDP)
+            udp_read((uint16_t)evs[i].data.u64);
+        else
+            http_read((int)evs[i].data.u64, evs[i].events);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 9) {
         fprintf(stderr,
@@ -910,13 +921,7 @@ int main(int argc, char **argv) {
             else
                 http_issue(op, due);
         }
-        int n = epoll_wait(epfd, evs, 256, 0);
-        for (int i = 0; i < n; i++) {
-            if (mode == MODE_UDP)
-                udp_read((uint16_t)evs[i].data.u64);
-            else
-                http_read((int)evs[i].data.u64, evs[i].events);
-        }
+        read_replies(evs);
         if (now - last_expire > 20000000) {
             last_expire = now;
             if (mode == MODE_UDP)
@@ -934,13 +939,7 @@ int main(int argc, char **argv) {
         int busy = mode == MODE_UDP ? oldest_txid != next_txid : in_flight > 0 || q_n > 0;
         if (!busy || now >= drain_until)
             break;
-        int n = epoll_wait(epfd, evs, 256, 0);
-        for (int i = 0; i < n; i++) {
-            if (mode == MODE_UDP)
-                udp_read((uint16_t)evs[i].data.u64);
-            else
-                http_read((int)evs[i].data.u64, evs[i].events);
-        }
+        read_replies(evs);
         if (mode == MODE_UDP)
             udp_expire(now, timeout);
         else
