@@ -5,7 +5,9 @@ says that Python must answer, and the Python side that both data planes share
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +87,36 @@ def fast_plan(logic: TrackerLogic) -> tuple[dict[str, Any], Persistence | None] 
         "min_interval": policy.min_interval,
     }
     return args, persistence
+
+
+class WatchedSocket(asyncio.BaseTransport):
+    """A socket the compiled data plane reads from when the event loop says it is readable
+    (the UDP endpoint's, the HTTP listener's): the transport the tracker lists for health
+    and closes on stop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
+        sock.setblocking(False)
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, readable: Callable[[], None]) -> None:
+        """Call ``readable`` on ``loop`` whenever the socket is readable."""
+        self._loop = loop
+        loop.add_reader(self._fd, readable)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self.sock.close()
 
 
 class AttrTable:

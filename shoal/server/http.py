@@ -48,7 +48,7 @@ from shoal.protocol.http1 import (
 from shoal.protocol.routes import mask, route
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.compiled import FAILURES, AttrTable, CompiledAnswer
+from shoal.server.compiled import FAILURES, AttrTable, CompiledAnswer, WatchedSocket
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.storage.memory import MemoryStore
 from shoal.types import AnnounceResult
@@ -1166,7 +1166,7 @@ MAX_ACCEPTS = 64
 the other callbacks)."""
 
 
-class NativeHttpListener(asyncio.BaseTransport):
+class NativeHttpListener(WatchedSocket):
     """One listening HTTP socket whose connections the compiled data plane accepts.
 
     When the socket is readable, ``HttpAnswer.accept`` accepts the waiting connections and
@@ -1180,29 +1180,12 @@ class NativeHttpListener(asyncio.BaseTransport):
     """
 
     def __init__(self, frontend: HttpFrontend, sock: socket.socket) -> None:
-        super().__init__({"socket": sock, "sockname": sock.getsockname()})
-        sock.setblocking(False)
+        super().__init__(sock)
         self.frontend = frontend
-        self.sock = sock
-        self._fd = sock.fileno()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        loop.add_reader(self._fd, self._ready)
+        self.watch(loop, self._ready)
         self.frontend.start_keeping(loop)
-
-    def is_closing(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-        self.sock.close()
 
     def _ready(self) -> None:
         fe = self.frontend

@@ -29,7 +29,7 @@ from shoal.protocol.compact import pack_address
 from shoal.protocol.connid import ConnectionIds
 from shoal.server.addr import packed_ip
 from shoal.server.clock import Clock
-from shoal.server.compiled import FAILURES, CompiledAnswer
+from shoal.server.compiled import FAILURES, CompiledAnswer, WatchedSocket
 from shoal.server.stats import LATENCY_BUCKETS, Counters
 from shoal.types import AnnounceRequest, AnnounceResult, Event, SwarmCounts
 
@@ -213,7 +213,7 @@ _EVENT_OBJECTS = tuple(Event(number) for number in range(5))
 Item = tuple[int, int, Any, bytes, bytes]
 
 
-class NativeUdpEndpoint(asyncio.BaseTransport):
+class NativeUdpEndpoint(WatchedSocket):
     """One bound UDP socket served by the compiled data plane (``shoal._native_udp``).
 
     The event loop calls :meth:`drain` when the socket is readable. The compiled engine
@@ -239,9 +239,7 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
     ) -> None:
         if _native_udp is None:
             raise RuntimeError("the compiled UDP data plane (shoal._native_udp) is not built")
-        super().__init__({"socket": sock, "sockname": sock.getsockname()})
-        sock.setblocking(False)
-        self.sock = sock
+        super().__init__(sock)
         self.logic = logic
         self.clock = clock
         self.counters = counters
@@ -259,8 +257,6 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
             self.engine.attach_store, self.engine.detach_store)
         self._banned: NetworkSet | None = None
         self._generation = -1  # the logic layer's, the compiled answer was synced to
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
         # The engine's figures are added to the counters when someone reads them (and every
         # second): collecting after each drain cost a quarter of the tracker's time under
         # load, in Python, measured with perf.
@@ -277,19 +273,7 @@ class NativeUdpEndpoint(asyncio.BaseTransport):
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve the socket on ``loop`` (from a coroutine running on it)."""
-        self._loop = loop
-        loop.add_reader(self.sock.fileno(), self.drain)
-
-    def is_closing(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        self.watch(loop, self.drain)
 
     def drain(self) -> None:
         """Answer what the socket holds, up to ``MAX_BATCHES`` batches."""
