@@ -48,29 +48,19 @@ def test_the_native_data_plane_tests_pass_under_address_sanitizer(tmp_path: Path
     src = tmp_path / "src"
     shutil.copytree(ROOT / "shoal", src / "shoal",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    target = src / "shoal" / ("_native_udp" + sysconfig.get_config_var("EXT_SUFFIX"))
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=gnu11",
-         "-I", include, *map(str, extension_sources("shoal._native_udp")), "-o", str(target)],
-        check=True, timeout=300,
-    )
-    http = src / "shoal" / ("_native_http" + sysconfig.get_config_var("EXT_SUFFIX"))
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=gnu11",
-         "-I", include, *map(str, extension_sources("shoal._native_http")), "-o", str(http)],
-        check=True, timeout=300,
-    )
-    # The swarm table too, so the compiled UDP answer (announces applied to the table
-    # through its C API) runs sanitized end to end.
-    store = src / "shoal" / ("_native_store" + sysconfig.get_config_var("EXT_SUFFIX"))
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-std=c11",
-         "-I", include, *map(str, extension_sources("shoal._native_store")), "-o", str(store)],
-        check=True, timeout=300,
-    )
+    # The swarm table too, so the compiled answers (announces applied to the table through
+    # its C API) run sanitized end to end.
+    built: dict[str, Path] = {}
+    for module, std in (("udp", "gnu11"), ("http", "gnu11"), ("store", "c11")):
+        name = f"shoal._native_{module}"
+        built[module] = src / "shoal" / (f"_native_{module}"
+                                         + sysconfig.get_config_var("EXT_SUFFIX"))
+        subprocess.run(
+            ["gcc", "-shared", "-fPIC", "-g", "-O1", "-fno-omit-frame-pointer",
+             "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", f"-std={std}",
+             "-I", include, *map(str, extension_sources(name)), "-o", str(built[module])],
+            check=True, timeout=300,
+        )
     env = {
         **os.environ,
         "PYTHONPATH": str(src),
@@ -88,7 +78,7 @@ def test_the_native_data_plane_tests_pass_under_address_sanitizer(tmp_path: Path
         cwd=src, env=env, capture_output=True, text=True, timeout=60, check=False,
     )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.split() == [str(target), str(http)], probe.stdout
+    assert probe.stdout.split() == [str(built["udp"]), str(built["http"])], probe.stdout
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          str(ROOT / "tests" / "test_native_udp.py"),
