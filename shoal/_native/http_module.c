@@ -588,11 +588,12 @@ static int over_caps(HttpAnswer *self, const uint8_t *ip, size_t iplen, int trus
     return count < 0 || count >= self->max_per_ip;
 }
 
-/* Keep fd here (1), or not (0: the caller hands it over; Python's admit decides then). */
+/* Keep fd here (1), or not (0: the caller hands it over). The caller checked the caps
+ * (over_caps) for this connection already. */
 static int try_keep(HttpAnswer *self, int fd, const uint8_t *ip, size_t iplen, int trusted,
-                    int seen, Py_ssize_t python_open)
+                    int seen)
 {
-    if (!self->keeping || fd < 0 || over_caps(self, ip, iplen, trusted, python_open))
+    if (!self->keeping || fd < 0)
         return 0;
     if (fd >= self->kc_cap) {
         int cap = self->kc_cap ? self->kc_cap : 1024;
@@ -836,9 +837,9 @@ static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
             continue;
         }
         int trusted = shoal_netset_contains(&self->proxies, ip, iplen);
-        if (n < 0 || (self->keeping && over_caps(self, ip, iplen, trusted, python_open))) {
-            if (n < 0 && self->fast != NULL &&
-                try_keep(self, fd, ip, iplen, trusted, 0, python_open))
+        int over = self->keeping && over_caps(self, ip, iplen, trusted, python_open);
+        if (n < 0 || over) {
+            if (n < 0 && !over && self->fast != NULL && try_keep(self, fd, ip, iplen, trusted, 0))
                 continue; /* silent so far: its request is read when it comes */
             if (hand_over(handed, fd, self->in, n < 0 ? 0 : (size_t)n, NULL, 0, 0, 0) < 0)
                 return hand_over_failed(handed);
@@ -851,7 +852,7 @@ static PyObject *HttpAnswer_accept(HttpAnswer *self, PyObject *args)
             self->c.connections++;
             continue;
         }
-        if (rc == READ_SENT && try_keep(self, fd, ip, iplen, trusted, 1, python_open))
+        if (rc == READ_SENT && try_keep(self, fd, ip, iplen, trusted, 1))
             continue;
         int failed = rc == READ_DECLINED
                          ? hand_over(handed, fd, self->in, (size_t)n, NULL, 0, 0, 0)
