@@ -13,6 +13,16 @@
  *             generator included (no coordinated omission).
  * The loop never sleeps (it busy-polls epoll), as the Python generator does.
  *
+ * With RATE 0 the loop is closed instead: CONNECTIONS requests are kept in flight (for
+ * UDP, over all sockets), the next one sent as soon as one is answered, so the tracker
+ * is offered all it can take: the benchmark's peak phase. Requests are then due when
+ * sent, and the latencies are those of a saturated tracker.
+ *
+ * LATGEN_CPU_PIDS (comma-separated pids, the tracker's process tree) makes it report the
+ * CPU seconds those processes used from the end of the warm-up to the end of the drain,
+ * read from /proc at those two moments, so the figure per CPU-second covers exactly the
+ * replies counted.
+ *
  * Input: a file written by bench/latgen.py (format in write_ops there). Output: one JSON
  * object on stdout. Only loopback IPv4 addresses are accepted.
  */
@@ -107,6 +117,36 @@ static void error_(const char *why) {
 static int recording;
 static int64_t record_from; /* requests due before this are the warm-up: not recorded */
 static uint64_t measured;   /* checked replies to requests due after the warm-up */
+static uint64_t measured_connects; /* UDP connect replies for those requests */
+
+/* User plus system CPU seconds of the processes in LATGEN_CPU_PIDS; -1 without it. */
+static double pids_cpu(void) {
+    const char *list = getenv("LATGEN_CPU_PIDS");
+    if (!list || !*list)
+        return -1;
+    long ticks = 0, hz = sysconf(_SC_CLK_TCK);
+    for (const char *p = list; *p;) {
+        long pid = strtol(p, (char **)&p, 10);
+        if (*p == ',')
+            p++;
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* gone: it used nothing more */
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        /* Fields after the command name (which may hold spaces): state is the 3rd field,
+           utime the 14th and stime the 15th. */
+        char *at = strrchr(buf, ')');
+        unsigned long ut = 0, st_ = 0;
+        if (at && sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                         &st_) == 2)
+            ticks += (long)(ut + st_);
+    }
+    return hz > 0 ? (double)ticks / (double)hz : -1;
+}
 
 static void record(int64_t rx, int64_t sent, int64_t due) {
     if (!recording || due < record_from)
@@ -187,6 +227,7 @@ typedef struct {
 static UdpSock *usocks;
 static Pending *pending;
 static uint32_t next_txid = 0x5a5a0000u;
+static uint64_t udp_out; /* operations issued and not yet answered, failed or given up */
 static uint32_t oldest_txid; /* the pending table is in send order: txid order */
 
 static void put_be64(uint8_t *p, uint64_t v) {
@@ -209,6 +250,7 @@ static int udp_send(uint16_t si, uint32_t op, int64_t due) {
     Pending *p = slot(txid);
     if (p->live) {
         st.skipped++; /* the table is full of unanswered requests */
+        udp_out -= op != UINT32_MAX;
         return -1;
     }
     size_t len = 16;
@@ -219,6 +261,7 @@ static int udp_send(uint16_t si, uint32_t op, int64_t due) {
         const Op *o = &ops[op];
         if (o->len > sizeof buf - 16) {
             error_("request too long");
+            udp_out--;
             return -1;
         }
         put_be64(buf, s->cid);
@@ -237,6 +280,7 @@ static int udp_send(uint16_t si, uint32_t op, int64_t due) {
     if (send(s->fd, buf, len, 0) < 0) {
         p->live = 0;
         error_("send failed");
+        udp_out -= op != UINT32_MAX;
         return -1;
     }
     st.sent++;
@@ -253,11 +297,13 @@ static void udp_issue(uint32_t op, int64_t due) {
     const Op *o = &ops[op];
     uint16_t si = o->source;
     UdpSock *s = &usocks[si];
+    udp_out++;
     if (o->connect && !s->connecting)
         s->have_cid = 0;
     if (s->connecting || !s->have_cid || s->wait_n) {
         if (s->wait_n == WAIT_RING) {
             st.skipped++;
+            udp_out--;
             return;
         }
         unsigned at = (s->wait_head + s->wait_n++) % WAIT_RING;
@@ -313,16 +359,19 @@ static void udp_read(uint16_t si) {
                 s->cid = (uint64_t)get_be32(buf + 8) << 32 | get_be32(buf + 12);
                 s->have_cid = 1;
                 st.connects++;
+                measured_connects += recording && p->due >= record_from;
                 udp_flush_waiting(si);
             } else {
                 error_("bad connect reply");
                 s->have_cid = 0;
                 st.skipped += s->wait_n;
+                udp_out -= s->wait_n;
                 s->wait_n = 0;
             }
             continue;
         }
         const Op *o = &ops[p->op];
+        udp_out--;
         if (action != o->kind) {
             if (action == UDP_ERROR) {
                 error_("error reply");
@@ -357,9 +406,11 @@ static void udp_expire(int64_t now, int64_t timeout) {
             p->live = 0;
             st.timeouts++;
             UdpSock *s = &usocks[p->sock];
+            udp_out -= p->op != UINT32_MAX;
             if (p->op == UINT32_MAX && s->connecting && s->connect_txid == p->txid) {
                 s->connecting = 0;
                 st.skipped += s->wait_n;
+                udp_out -= s->wait_n;
                 s->wait_n = 0;
             }
         }
@@ -831,7 +882,7 @@ int main(int argc, char **argv) {
     if (argc != 9) {
         fprintf(stderr,
                 "usage: latgen udp|http-keepalive|http-close PORT RATE WARMUP_S DURATION_S "
-                "TIMEOUT_S CONNECTIONS INPUT\n");
+                "TIMEOUT_S CONNECTIONS INPUT\n(RATE 0: closed loop, CONNECTIONS in flight)\n");
         return 2;
     }
     mode = !strcmp(argv[1], "udp")              ? MODE_UDP
@@ -842,7 +893,7 @@ int main(int argc, char **argv) {
     double rate = atof(argv[3]), warmup = atof(argv[4]), duration = atof(argv[5]);
     double timeout_s = atof(argv[6]);
     max_in_flight = atoi(argv[7]);
-    if (mode < 0 || !port || rate <= 0 || warmup < 0 || duration <= 0 || timeout_s <= 0 ||
+    if (mode < 0 || !port || rate < 0 || warmup < 0 || duration <= 0 || timeout_s <= 0 ||
         max_in_flight <= 0 || max_in_flight > MAX_CONNS / 2) {
         fprintf(stderr, "bad arguments\n");
         return 2;
@@ -896,7 +947,8 @@ int main(int argc, char **argv) {
         st.sent = st.connects = 0;
     }
     recording = 1;
-    double period = 1e9 / rate;
+    int closed = rate == 0;
+    double period = closed ? 0 : 1e9 / rate;
     /* The warm-up runs the same schedule (HTTP connections get opened, caches warm) but
        only requests due after it are recorded and counted as offered. */
     int64_t start = now_ns(), stop = start + (int64_t)((warmup + duration) * 1e9);
@@ -904,11 +956,32 @@ int main(int argc, char **argv) {
     uint64_t warm_issued = 0;
     uint64_t issued = 0;
     int64_t last_expire = start;
+    double cpu0 = -1;
+    int cpu_read = 0;
     for (;;) {
         int64_t now = now_ns();
         if (now >= stop)
             break;
-        for (;;) {
+        if (!cpu_read && now >= record_from) {
+            cpu0 = pids_cpu();
+            cpu_read = 1;
+        }
+        /* Closed loop: top the window up (at most one window's worth a turn, so a run of
+           failed sends cannot keep the loop from reading). */
+        for (int room = max_in_flight; closed && room > 0; room--) {
+            uint64_t out = mode == MODE_UDP ? udp_out : (uint64_t)in_flight + q_n;
+            if (out >= (uint64_t)max_in_flight)
+                break;
+            uint32_t op = (uint32_t)(issued % n_ops);
+            issued++;
+            if (now < record_from)
+                warm_issued = issued;
+            if (mode == MODE_UDP)
+                udp_issue(op, now);
+            else
+                http_issue(op, now);
+        }
+        for (; !closed;) {
             int64_t due = start + (int64_t)((double)issued * period);
             if (due > now || due >= stop)
                 break;
@@ -945,6 +1018,7 @@ int main(int argc, char **argv) {
         else
             http_expire(now, timeout);
     }
+    double cpu1 = pids_cpu();
     const char *trace = getenv("LATGEN_TRACE");
     if (trace && *trace) {
         /* Before sorting: per reply, its arrival (CLOCK_REALTIME ns) and service latency. */
@@ -962,14 +1036,19 @@ int main(int argc, char **argv) {
            "\"announces\": %llu, "
            "\"scrapes\": %llu, \"connects\": %llu, \"errors\": %llu, \"timeouts\": %llu, "
            "\"retries\": %llu, \"skipped\": %llu, \"late\": %llu, \"no_stamp\": %llu, "
-           "\"elapsed_s\": %.4f, ",
+           "\"elapsed_s\": %.4f, \"connects_measured\": %llu, ",
            (unsigned long long)(issued - warm_issued), (unsigned long long)st.sent,
            (unsigned long long)measured, (unsigned long long)st.responses,
            (unsigned long long)st.announces,
            (unsigned long long)st.scrapes, (unsigned long long)st.connects,
            (unsigned long long)st.errors, (unsigned long long)st.timeouts,
            (unsigned long long)st.retries, (unsigned long long)st.skipped,
-           (unsigned long long)st.late, (unsigned long long)st.no_stamp, elapsed);
+           (unsigned long long)st.late, (unsigned long long)st.no_stamp, elapsed,
+           (unsigned long long)measured_connects);
+    if (cpu0 >= 0 && cpu1 >= 0)
+        printf("\"cpu_s\": %.3f, ", cpu1 - cpu0);
+    else
+        printf("\"cpu_s\": null, ");
     printf("\"error_reasons\": {");
     for (int i = 0; i < N_REASONS && reasons[i]; i++)
         printf("%s\"%s\": %llu", i ? ", " : "", reasons[i],

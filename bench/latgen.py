@@ -28,6 +28,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ class PacedResult:
     elapsed: float
     service: dict[str, Any]
     schedule: dict[str, Any]
+    cpu_s: float | None = None  # the cpu_pids' CPU seconds over the recorded part
+    connects: int = 0  # UDP connect replies among the recorded part's
     raw: dict[str, Any] = field(default_factory=dict)
 
     def rate(self) -> float:
@@ -131,27 +134,70 @@ async def run_paced(
     warmup: float = 0.0,
     timeout: float = 1.0,
     connections: int = 64,
+    cpu_pids: Sequence[int] = (),
 ) -> PacedResult:
     """Offer ``rate`` requests a second of ``ops`` (cycling) to the tracker on
     ``127.0.0.1:port`` from ``sources`` for ``warmup`` seconds (the same schedule, not
     recorded: HTTP keep-alive connections get opened) and then ``duration`` seconds; the
-    generator runs as a child process (it inherits this process's CPU pinning)."""
+    generator runs as a child process (it inherits this process's CPU pinning).
+    ``cpu_pids``: processes whose CPU time over the recorded part goes in ``cpu_s``."""
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    return await _run(mode, port, sources, ops, rate, duration, warmup, timeout, connections,
+                      cpu_pids)
+
+
+async def run_closed(
+    mode: str,
+    port: int,
+    sources: list[str],
+    ops: UdpOps | HttpOps,
+    *,
+    window: int,
+    duration: float,
+    warmup: float = 0.0,
+    timeout: float = 1.0,
+    cpu_pids: Sequence[int] = (),
+) -> PacedResult:
+    """Closed loop: keep ``window`` requests of ``ops`` in flight (HTTP: on at most that
+    many connections), the next sent as soon as one is answered, for ``warmup`` seconds
+    (not recorded) and then ``duration`` seconds: all the tracker can take, the peak
+    phase. ``cpu_pids`` as for :func:`run_paced`."""
+    if window <= 0:
+        raise ValueError("window must be positive")
+    return await _run(mode, port, sources, ops, 0.0, duration, warmup, timeout, window,
+                      cpu_pids)
+
+
+async def _run(
+    mode: str,
+    port: int,
+    sources: list[str],
+    ops: UdpOps | HttpOps,
+    rate: float,
+    duration: float,
+    warmup: float,
+    timeout: float,
+    connections: int,
+    cpu_pids: Sequence[int],
+) -> PacedResult:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     sources = check_sources("127.0.0.1", sources)
-    if rate <= 0 or duration <= 0 or warmup < 0:
-        raise ValueError("rate and duration must be positive, warmup not negative")
+    if duration <= 0 or warmup < 0:
+        raise ValueError("duration must be positive, warmup not negative")
     if ops.sources and max(ops.sources) >= len(sources):
         raise ValueError(f"operations from source {max(ops.sources)}, but only "
                          f"{len(sources)} source addresses")
     binary = build()
+    env = dict(os.environ, LATGEN_CPU_PIDS=",".join(str(p) for p in cpu_pids))
     with tempfile.TemporaryDirectory(prefix="shoal-latgen-") as tmp:
         path = Path(tmp) / "ops.bin"
         write_ops(path, sources, ops)
         cmd = [str(binary), mode, str(port), f"{rate:.3f}", f"{warmup:.3f}",
                f"{duration:.3f}", f"{timeout:.3f}", str(connections), str(path)]
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
         )
         try:
             out, err = await asyncio.wait_for(
@@ -172,5 +218,7 @@ async def run_paced(
         elapsed=raw["elapsed_s"],
         service=raw["service"],
         schedule=raw["schedule"],
+        cpu_s=raw["cpu_s"],
+        connects=raw["connects_measured"],
         raw=raw,
     )

@@ -4,16 +4,23 @@ For every round, mode and target (targets alternate order from round to round) a
 tracker is started on free ports and pinned to CPU 1 (the generator runs on CPU 0), the
 workload's swarms are filled (one ``started`` announce per pair, by UDP when the tracker
 speaks it), the mix is replayed for ``--warmup`` seconds and then measured for
-``--duration`` seconds with as many requests in flight as the generator keeps, then for
-``--latency-duration`` seconds paced (open loop: requests go out on a schedule whatever
-the replies do) at half the tracker's peak, and the tracker is stopped. The peak is the
-responses per tracker CPU-second just measured, what the tracker's one core answers when
-it is busy all the time; p50 and p99 of that paced phase are the latency a tracker shows
-at half load. The paced phase is sent by the C generator (:mod:`bench.latgen`: even
-schedule, kernel receive timestamps, so the figures are the tracker's and not the Python
-generator's) when the system C compiler can build it, else by the Python generator (capped
-at the rate it reached in the measured run, and the latency table says so);
-``--latency-generator both`` runs the Python one first as well, to show the difference.
+``--duration`` seconds in a closed loop (the peak phase: ``--udp-window`` UDP requests or
+``--http-connections`` HTTP requests in flight, each next one sent as soon as one is
+answered), then for ``--latency-duration`` seconds paced (open loop: requests go out on a
+schedule whatever the replies do) at half the tracker's peak, and the tracker is stopped.
+The peak is the responses per tracker CPU-second just measured, what the tracker's one
+core answers when it is busy all the time; p50 and p99 of that paced phase are the latency
+a tracker shows at half load.
+
+Both measured phases are sent by the C generator (:mod:`bench.latgen`) when the system C
+compiler can build it: in the peak phase one Python core could not keep a compiled
+tracker busy (it then idles between small batches and the figure per CPU-second measures
+its wake-ups more than its work), and in the paced phase its even schedule and kernel
+receive timestamps make the latencies the tracker's and not the Python generator's. The
+Python generators (``--peak-generator python``, ``--latency-generator python``, or no C
+compiler) remain; the paced Python one is capped at the rate the peak phase reached, and
+the latency table says so. ``--latency-generator both`` runs the Python one first as
+well, to show the difference.
 
 Requests come from ``--addresses`` loopback source addresses (256: 127.0.1.1 to
 127.0.2.6; every socket is bound to its peer's address), about 10% of the pairs are
@@ -24,10 +31,11 @@ per-address limits do not distort this: loopback peers are exempt from
 address against ``http.max_connections_per_ip`` (256), and the UDP side has no
 per-address limit; Shoal runs with its defaults.
 
-The figure to compare is responses per tracker CPU-second: it stays fair when the
-generator, not the tracker, is the limit (a C tracker on loopback usually outruns one
-Python generator core). The generator busy-polls (see :mod:`bench.spin`) so that the
-cost of waking it on loopback is not billed to the tracker. Medians over the rounds are
+The figure to compare is responses per tracker CPU-second: it stays fair whichever side
+sets the pace (the C generator reads the tracker's CPU time from /proc at the two ends of
+the recorded part itself). The Python generator busy-polls (see :mod:`bench.spin`), and
+the C one never sleeps, so that the cost of waking the generator on loopback is not billed
+to the tracker. Medians over the rounds are
 printed as a markdown table with the Shoal/opentracker ratio per mode, written to
 ``<out>/latest.md``, and appended as JSON lines to ``<out>/results.jsonl`` with the
 machine they came from.
@@ -73,6 +81,7 @@ from bench.targets import (
     node_tracker_version,
     opentracker_available,
     own_cpu_seconds,
+    process_tree,
     start_target,
     tracker_cpu,
 )
@@ -99,6 +108,9 @@ LATENCY_GOAL_MS = 2.0
 # The C generator's paced phase starts with this long on the same schedule, not recorded
 # (it opens its own HTTP connections, where the Python one reuses the measured run's).
 LATENCY_WARMUP_S = 0.5
+# The C generator's peak phase starts with this long in its closed loop, not recorded
+# (HTTP connections get opened, UDP sockets their connection ids).
+PEAK_WARMUP_S = 0.5
 
 DEFAULTS: dict[str, float] = {
     "duration": 12.0,
@@ -202,6 +214,7 @@ class Measurement:
     round: int
     responses_per_s: float = 0.0
     tracker_cpu_s: float = 0.0
+    tracker_cpu_share: float | None = None  # of one core, over the peak phase
     responses_per_cpu_s: float = 0.0
     generator_cpu_share: float = 0.0
     generator_busy_share: float | None = None
@@ -212,6 +225,8 @@ class Measurement:
     peak_rss_kib: int = 0
     rss_before_kib: int = 0
     rss_after_kib: int = 0
+    # The peak phase's generator: "c" (bench/latgen.c, closed loop) or "python".
+    peak_generator: str = ""
     paced_rate: float = 0.0  # offered, requests per second
     paced_capped: bool = False  # the generator could not offer half the peak
     paced_responses_per_s: float = 0.0
@@ -370,7 +385,9 @@ async def measure_ws(
         m.rss_after_kib, m.peak_rss_kib = memory["VmRSS"], memory["VmHWM"]
         m.responses_per_s = round(stats.rate(), 1)
         m.tracker_cpu_s = round(cpu1 - cpu0, 2)
+        m.tracker_cpu_share = round((cpu1 - cpu0) / (wall1 - wall0), 3)
         m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
+        m.peak_generator = "python"
         m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
         m.generator_busy_share = (
             round(stats.busy_share, 3) if stats.busy_share is not None else m.generator_cpu_share
@@ -420,19 +437,16 @@ async def measure(
             args.out.mkdir(parents=True, exist_ok=True)
             profiler = start_profile(target.pid, args.duration, profile_path)
         store0, calls0 = target.store_cpu_seconds(), target.store_calls()
-        others = Others(target)
-        cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
-        stats = await _load(
-            gen, encoded, mode, "mix", private, duration=args.duration, record=True
-        )
-        cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
-        m.others_cpu_share = others.share()
+        if args.peak_generator == "c" and latgen.available() is None:
+            responses = await measure_peak_c(m, target, encoded, mode, private, args)
+        else:
+            responses = await measure_peak_python(m, target, gen, encoded, mode, private, args)
         store1, calls1 = target.store_cpu_seconds(), target.store_calls()
         if store0 is not None and store1 is not None:
             m.store_cpu_s = round(store1 - store0, 2)
-        if calls0 is not None and calls1 is not None and stats.responses:
-            m.store_scripts_per_response = round((calls1[0] - calls0[0]) / stats.responses, 2)
-            m.store_commands_per_response = round((calls1[1] - calls0[1]) / stats.responses, 1)
+        if calls0 is not None and calls1 is not None and responses:
+            m.store_scripts_per_response = round((calls1[0] - calls0[0]) / responses, 2)
+            m.store_commands_per_response = round((calls1[1] - calls0[1]) / responses, 1)
         if profiler is not None:
             profiler.wait(30)
             if profile_path.exists():
@@ -441,20 +455,8 @@ async def measure(
                 print(f"profile of {name} {mode}: {profile_path}\n{summary}")
         memory = target.memory_kib()
         m.rss_after_kib, m.peak_rss_kib = memory["VmRSS"], memory["VmHWM"]
-        m.responses_per_s = round(stats.rate(), 1)
-        m.tracker_cpu_s = round(cpu1 - cpu0, 2)
-        m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
-        m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
-        if stats.busy_share is not None:
-            m.generator_busy_share = round(stats.busy_share, 3)
-        else:
-            m.generator_busy_share = m.generator_cpu_share
-        m.p50_ms, m.p99_ms = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
-        m.errors, m.timeouts = stats.errors, stats.timeouts
-        m.load = stats.summary()
-        m.connect_share = stats.connect_share() if mode == "udp" else None
-        if args.latency_duration > 0 and stats.responses:
-            await measure_paced(m, target, gen, encoded, mode, private, stats, args)
+        if args.latency_duration > 0 and responses:
+            await measure_paced(m, target, gen, encoded, mode, private, args)
         if not target.alive():
             m.skipped = f"tracker died: {target.log_tail()}"
     finally:
@@ -464,6 +466,86 @@ async def measure(
     return m
 
 
+async def measure_peak_python(
+    m: Measurement,
+    target: RunningTarget,
+    gen: Generator,
+    encoded: EncodedWorkload,
+    mode: str,
+    private: bool,
+    args: argparse.Namespace,
+) -> int:
+    """The peak phase with the Python generator (as many requests in flight as it keeps);
+    fills ``m``'s peak figures, returns the responses counted."""
+    m.peak_generator = "python"
+    others = Others(target)
+    cpu0, gen0, wall0 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+    stats = await _load(gen, encoded, mode, "mix", private, duration=args.duration, record=True)
+    cpu1, gen1, wall1 = target.cpu_seconds(), own_cpu_seconds(), time.monotonic()
+    m.others_cpu_share = others.share()
+    m.responses_per_s = round(stats.rate(), 1)
+    m.tracker_cpu_s = round(cpu1 - cpu0, 2)
+    m.tracker_cpu_share = round((cpu1 - cpu0) / (wall1 - wall0), 3)
+    m.responses_per_cpu_s = round(stats.responses / m.tracker_cpu_s, 1) if cpu1 > cpu0 else 0
+    m.generator_cpu_share = round((gen1 - gen0) / (wall1 - wall0), 3)
+    if stats.busy_share is not None:
+        m.generator_busy_share = round(stats.busy_share, 3)
+    else:
+        m.generator_busy_share = m.generator_cpu_share
+    m.p50_ms, m.p99_ms = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
+    m.errors, m.timeouts = stats.errors, stats.timeouts
+    m.load = stats.summary()
+    m.connect_share = stats.connect_share() if mode == "udp" else None
+    return stats.responses
+
+
+async def measure_peak_c(
+    m: Measurement,
+    target: RunningTarget,
+    encoded: EncodedWorkload,
+    mode: str,
+    private: bool,
+    args: argparse.Namespace,
+) -> int:
+    """The peak phase with the C generator in a closed loop (``--udp-window`` UDP requests
+    or ``--http-connections`` HTTP requests in flight, each next one sent as soon as one is
+    answered), the tracker's CPU read by the generator itself at the recorded part's two
+    ends; fills ``m``'s peak figures, returns the responses counted."""
+    m.peak_generator = "c"
+    window = args.udp_window if mode == "udp" else args.http_connections
+    others = Others(target)
+    children0, wall0 = os.times(), time.monotonic()
+    result = await latgen.run_closed(
+        mode, target.port, source_addresses(args.addresses), encoded_ops(encoded, mode, private),
+        window=window, duration=args.duration, warmup=PEAK_WARMUP_S,
+        timeout=1.0 if mode == "udp" else 5.0, cpu_pids=process_tree(target.pid),
+    )
+    children1, wall1 = os.times(), time.monotonic()
+    generator_s = (children1.children_user + children1.children_system
+                   - children0.children_user - children0.children_system)
+    m.others_cpu_share = others.share(generator_s)
+    m.responses_per_s = round(result.rate(), 1)
+    cpu = result.cpu_s or 0.0
+    m.tracker_cpu_s = round(cpu, 2)
+    m.tracker_cpu_share = round(cpu / result.elapsed, 3) if result.elapsed > 0 else None
+    m.responses_per_cpu_s = round(result.responses / cpu, 1) if cpu > 0 else 0
+    m.generator_cpu_share = m.generator_busy_share = round(generator_s / (wall1 - wall0), 3)
+    m.p50_ms, m.p99_ms = result.service["p50_ms"], result.service["p99_ms"]
+    m.errors, m.timeouts = result.errors, result.timeouts
+    m.load = result.raw
+    if mode == "udp":
+        total = result.responses + result.connects
+        m.connect_share = round(result.connects / total, 4) if total else None
+    return result.responses
+
+
+def encoded_ops(encoded: EncodedWorkload, mode: str, private: bool) -> UdpOps | HttpOps:
+    """The mix's requests for ``mode``."""
+    if mode == "udp":
+        return encoded.udp("mix", private)
+    return encoded.http("mix", close=mode == "http-close", private=private)
+
+
 async def measure_paced(
     m: Measurement,
     target: RunningTarget,
@@ -471,7 +553,6 @@ async def measure_paced(
     encoded: EncodedWorkload,
     mode: str,
     private: bool,
-    stats: LoadStats,
     args: argparse.Namespace,
 ) -> None:
     """The paced phase at half of ``m``'s peak: with the C generator when it can be used
@@ -480,8 +561,9 @@ async def measure_paced(
     half_peak = m.responses_per_cpu_s / 2
     use_c = args.latency_generator != "python" and latgen.available() is None
     if args.latency_generator == "both" or not use_c:
-        # The Python generator cannot offer more than it just reached.
-        rate = min(half_peak, stats.rate())
+        # The Python generator cannot offer more than the peak phase reached (when it ran
+        # that phase; the C generator reaches more).
+        rate = min(half_peak, m.responses_per_s)
         pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
         others = Others(target)
         paced = await _load(
@@ -494,7 +576,7 @@ async def measure_paced(
         m.paced_python_p99_ms = paced.percentile_ms(0.99)
         if not use_c:
             m.paced_generator = "python"
-            m.paced_capped = half_peak > stats.rate()
+            m.paced_capped = half_peak > m.responses_per_s
             m.paced_rate = round(rate, 1)
             m.paced_others_cpu_share = others.share()
             m.paced_responses_per_s = round(paced.rate(), 1)
@@ -505,8 +587,7 @@ async def measure_paced(
             return
     m.paced_generator = "c"
     m.paced_rate = round(half_peak, 1)
-    ops = encoded.udp("mix", private) if mode == "udp" else encoded.http(
-        "mix", close=mode == "http-close", private=private)
+    ops = encoded_ops(encoded, mode, private)
     pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
     others = Others(target)
     children0 = os.times()
@@ -577,6 +658,7 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
     for key in (
         "responses_per_s",
         "tracker_cpu_s",
+        "tracker_cpu_share",
         "responses_per_cpu_s",
         "generator_cpu_share",
         "generator_busy_share",
@@ -608,6 +690,7 @@ def summarize(ms: list[Measurement]) -> dict[str, Any]:
     out["fill_errors"] = sum(m.fill_errors for m in ok)
     out["paced_errors"] = sum(m.paced_errors for m in ok)
     out["paced_capped"] = any(m.paced_capped for m in ok)
+    out["peak_generator"] = ",".join(sorted({m.peak_generator for m in ok if m.peak_generator}))
     out["paced_generator"] = ",".join(sorted({m.paced_generator for m in ok if m.paced_generator}))
     out["skipped"] = sorted({m.skipped for m in ms if m.skipped})
     return out
@@ -622,21 +705,25 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 def markdown_table(summaries: list[dict[str, Any]]) -> str:
     """The per-target, per-mode table of medians."""
     lines = [
-        "| target | mode | responses/s | tracker CPU s | responses per tracker CPU-s "
-        "| generator busy | p50 ms | p99 ms | p99 ms at half peak | errors | timeouts "
-        "| peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | mode | responses/s | tracker CPU s | tracker CPU share "
+        "| responses per tracker CPU-s | generator | p50 ms | p99 ms | p99 ms at half peak "
+        "| errors | timeouts | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         if not s["rounds"]:
             lines.append(f"| {s['target']} | {s['mode']} | skipped: {'; '.join(s['skipped'])} |")
             continue
-        share = s["generator_busy_share"]
+        share, busy = s["tracker_cpu_share"], s["generator_busy_share"]
+        generator = s.get("peak_generator") or "python"
+        if generator == "python" and busy is not None:
+            generator += f", {busy * 100:.0f}% busy"
         rss = s["peak_rss_kib"]
         lines.append(
             f"| {s['target']} | {s['mode']} | {_fmt(s['responses_per_s'])} "
-            f"| {_fmt(s['tracker_cpu_s'], 2)} | **{_fmt(s['responses_per_cpu_s'])}** "
+            f"| {_fmt(s['tracker_cpu_s'], 2)} "
             f"| {_fmt(share * 100 if share is not None else None)}% "
+            f"| **{_fmt(s['responses_per_cpu_s'])}** | {generator} "
             f"| {_fmt(s['p50_ms'], 2)} | {_fmt(s['p99_ms'], 2)} | {_fmt(s['paced_p99_ms'], 2)} "
             f"| {s['errors']} | {s['timeouts']} "
             f"| {_fmt(rss / 1024 if rss is not None else None, 1)} |"
@@ -833,11 +920,14 @@ def progress_line(m: Measurement, rounds: int) -> str:
     """One line per run, printed as the runs go."""
     head = f"round {m.round + 1}/{rounds} {m.target:13} {m.mode:14} "
     busy = m.generator_busy_share * 100 if m.generator_busy_share is not None else None
+    share = m.tracker_cpu_share * 100 if m.tracker_cpu_share is not None else None
+    generator = f"gen {m.peak_generator or '-'}" + (
+        f" busy {_fmt(busy, 0)}%" if m.peak_generator == "python" else "")
     if m.skipped:
         return head + f"skipped ({m.skipped})"
     return head + (
-        f"{m.responses_per_s:>9,.0f} resp/s  cpu {m.tracker_cpu_s:5.2f} s  "
-        f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  gen busy {_fmt(busy, 0)}%  "
+        f"{m.responses_per_s:>9,.0f} resp/s  cpu {m.tracker_cpu_s:5.2f} s ({_fmt(share, 0)}%)  "
+        f"{m.responses_per_cpu_s:>9,.0f} resp/cpu-s  {generator}  "
         f"p99 {_fmt(m.p99_ms, 2)} ms (at half peak: p50 {_fmt(m.paced_p50_ms, 2)} "
         f"p99 {_fmt(m.paced_p99_ms, 2)} ms, {m.paced_generator or '-'}"
         + (f", from schedule {_fmt(m.paced_schedule_p99_ms, 2)}"
@@ -876,6 +966,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the paced phase's generator: c (bench/latgen.c, built with the system cc; "
         "Python when it cannot be built), python, or both (Python first, then C; the table "
         "shows both) (c)",
+    )
+    p.add_argument(
+        "--peak-generator", choices=("c", "python"), default="c",
+        help="the peak phase's generator: c (bench/latgen.c in a closed loop, so the "
+        "tracker, not the generator, is the limit; Python when it cannot be built) or "
+        "python (the asyncio generators, which one core of Python caps) (c)",
     )
     p.add_argument("--rounds", type=int, help="rounds, targets interleaved (3; quick 1)")
     p.add_argument("--torrents", type=int, help="torrents in the mix (10,000; quick 200)")
@@ -1021,9 +1117,13 @@ def main(argv: Sequence[str] | None = None, *, log: Callable[[str], None] = prin
         f"Shoal {machine['shoal_commit'] or '-'}, {machine['date']}.\n"
         f"Command: `{machine['command']}`\n"
         + (
-            "The generator busy-polls (bench/spin.py), so no tracker pays for waking it; "
-            "'generator busy' is its estimated share of time on real work (near 100%: the "
-            "generator, not the tracker, set the pace)."
+            "Peak phase in a closed loop. Generator 'c' (bench/latgen.c, the default): it "
+            "never sleeps, and reads the tracker's CPU time itself at the two ends of the "
+            "recorded part. Generator 'python' (--peak-generator python, no C compiler, and "
+            "the ws mode): it busy-polls (bench/spin.py), so no tracker pays for waking it, "
+            "and 'busy' is its estimated share of time on real work (near 100%: the "
+            "generator, not the tracker, set the pace). 'Tracker CPU share' is of one core: "
+            "near 100%, the tracker set the pace."
             if SPIN
             else "The generator sleeps when idle (--no-spin): trackers pay for waking it."
         )

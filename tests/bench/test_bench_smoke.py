@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import latgen  # noqa: E402
 from bench.bencode import bdecode  # noqa: E402
 from bench.http_load import check_reply  # noqa: E402
 from bench.workload import Announce, Event, Scrape, Workload, WorkloadConfig  # noqa: E402
@@ -93,6 +94,11 @@ def test_quick_comparison_against_shoal(tmp_path: Path) -> None:
         run = row["runs"][0]  # type: ignore[index]
         assert run["load"]["responses"] > 0, row
         assert row["responses_per_cpu_s"] > 0, row  # type: ignore[operator]
+        assert row["tracker_cpu_share"] is not None, row
+        # The peak phase goes by the C generator's closed loop when it can be built (ws
+        # has only the Python generator).
+        c_peak = row["mode"] != "ws" and latgen.available() is None
+        assert row["peak_generator"] == ("c" if c_peak else "python"), row
     report = (tmp_path / "latest.md").read_text()
     # One row per mode in the main table, and one per mode but ws in the latency table.
     for mode in ("udp", "http-keepalive", "http-close"):
@@ -103,6 +109,18 @@ def test_quick_comparison_against_shoal(tmp_path: Path) -> None:
     udp = next(r for r in rows if r["mode"] == "udp")
     assert udp["connect_share"] is not None and udp["connect_share"] > 0, udp
     assert udp["paced_rate"] > 0 and udp["paced_p99_ms"] is not None, udp
+
+
+def test_the_python_generator_still_runs_the_peak_phase(tmp_path: Path) -> None:
+    result = run_bench(*TINY, "--targets", "shoal", "--modes", "udp,http-keepalive",
+                       "--peak-generator", "python", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = records(tmp_path, "comparison")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["peak_generator"] == "python" and row["errors"] == 0, row
+        assert row["runs"][0]["load"]["responses"] > 0, row  # type: ignore[index]
+    assert "python, " in (tmp_path / "latest.md").read_text()  # its busy share is shown
 
 
 @pytest.mark.skipif(

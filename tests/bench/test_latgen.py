@@ -23,7 +23,7 @@ from support.ports import free_port  # noqa: E402
 from bench import latgen  # noqa: E402
 from bench.http_load import encode_http_ops  # noqa: E402
 from bench.stats import LoadStats  # noqa: E402
-from bench.targets import RunningTarget, start_target  # noqa: E402
+from bench.targets import RunningTarget, process_tree, start_target  # noqa: E402
 from bench.udp_load import UdpLoad, encode_udp_ops  # noqa: E402
 from bench.workload import Workload, WorkloadConfig, source_addresses  # noqa: E402
 
@@ -131,3 +131,40 @@ def test_the_input_file_holds_every_request_as_encoded(
     assert data[8:16] == bytes([127, 0, 1, 1, 127, 0, 1, 2])
     assert data[16:20] == (3).to_bytes(4, "little")
     assert all(request in data for request in ops.requests)
+
+
+@pytest.mark.parametrize("mode", ["udp", "http-keepalive", "http-close"])
+def test_a_closed_loop_gets_every_request_answered_and_reads_the_trackers_cpu(
+    shoal: RunningTarget, workload: Workload, mode: str
+) -> None:
+    ops = (encode_udp_ops(workload.mix) if mode == "udp"
+           else encode_http_ops(workload.mix, close=mode == "http-close"))
+    result = asyncio.run(latgen.run_closed(
+        mode, shoal.port, source_addresses(SMALL.addresses), ops,
+        window=8, warmup=0.2, duration=0.5, timeout=2.0, cpu_pids=process_tree(shoal.pid)))
+    raw = result.raw
+    assert result.errors == 0, raw["error_reasons"]
+    assert result.timeouts == 0 and result.skipped == 0
+    assert result.responses > 0 and result.responses == raw["offered"]
+    assert result.cpu_s is not None and result.cpu_s >= 0
+    if mode == "udp":
+        assert 0 < result.connects <= raw["connects"]
+    else:
+        assert result.connects == 0
+
+
+def test_a_closed_loop_keeps_no_more_than_its_window_out(
+    workload: Workload, compiled: None
+) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", free_port()))
+    try:
+        result = asyncio.run(latgen.run_closed(
+            "udp", silent.getsockname()[1], source_addresses(SMALL.addresses),
+            encode_udp_ops(workload.mix), window=5, duration=0.3, timeout=0.1))
+    finally:
+        silent.close()
+    assert result.responses == 0 and result.cpu_s is None  # no cpu_pids given
+    # Nothing is answered, so each window of requests waits out the timeout before the
+    # next goes: a handful of windows in 0.3 s, not the millions an open tap would send.
+    assert 5 <= result.raw["offered"] <= 5 * 6
