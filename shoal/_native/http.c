@@ -13,9 +13,31 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-static int eq_nocase(const uint8_t *a, size_t alen, const char *b)
+/* The byte classes the parser asks about, as tables: it looks at every byte of a request,
+ * and finding them with strchr in the character sets cost about 3% of a keep-alive
+ * request's CPU (perf, under the bench's closed loop). */
+enum { TCHAR = 1, TARGET = 2, ALNUM = TCHAR | TARGET };
+static const uint8_t byte_class[256] = {
+    ['0' ... '9'] = ALNUM, ['a' ... 'z'] = ALNUM, ['A' ... 'Z'] = ALNUM,
+    /* RFC 9110 tchar and target bytes alike */
+    ['!'] = ALNUM, ['$'] = ALNUM, ['%'] = ALNUM, ['&'] = ALNUM, ['\''] = ALNUM,
+    ['*'] = ALNUM, ['+'] = ALNUM, ['-'] = ALNUM, ['.'] = ALNUM, ['_'] = ALNUM, ['~'] = ALNUM,
+    /* tchar only */
+    ['#'] = TCHAR, ['^'] = TCHAR, ['`'] = TCHAR, ['|'] = TCHAR,
+    /* target only: the other sub-delims, ':', '@', '/', '?' */
+    ['('] = TARGET, [')'] = TARGET, [','] = TARGET, [';'] = TARGET, ['='] = TARGET,
+    [':'] = TARGET, ['@'] = TARGET, ['/'] = TARGET, ['?'] = TARGET,
+};
+
+/* A hexadecimal digit's value plus one; 0 for any other byte. */
+static const uint8_t hex_plus_one[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+    ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
+static int eq_nocase_n(const uint8_t *a, size_t alen, const char *b, size_t blen)
 {
-    size_t blen = strlen(b);
     if (alen != blen)
         return 0;
     for (size_t i = 0; i < alen; i++)
@@ -24,27 +46,26 @@ static int eq_nocase(const uint8_t *a, size_t alen, const char *b)
     return 1;
 }
 
-static int eq(const uint8_t *a, size_t alen, const char *b)
+static int eq_n(const uint8_t *a, size_t alen, const char *b, size_t blen)
 {
-    size_t blen = strlen(b);
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
+/* Comparisons with a string literal, its length known when compiled. */
+#define eq(a, alen, lit) eq_n((a), (alen), (lit), sizeof(lit) - 1)
+#define eq_nocase(a, alen, lit) eq_nocase_n((a), (alen), (lit), sizeof(lit) - 1)
+
 /* RFC 9110 tchar */
-static int is_tchar(int c)
+static int is_tchar(uint8_t c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return byte_class[c] & TCHAR;
 }
 
 /* Target bytes taken here: unreserved, sub-delims, ':', '@', '/', '?' and '%' (what
  * clients send, binary values percent-encoded). Anything else goes to Python's parser. */
-static int is_target_char(int c)
+static int is_target_char(uint8_t c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c != 0 && strchr("-._~!$&'()*+,;=:@/?%", c) != NULL;
+    return byte_class[c] & TARGET;
 }
 
 static const uint8_t *find_crlf(const uint8_t *p, const uint8_t *end)
@@ -187,14 +208,9 @@ size_t shoal_http_parse(const uint8_t *data, size_t size, const shoal_http_limit
 
 /* ---- queries ---------------------------------------------------------------------- */
 
-static int hexval(int c)
+static int hexval(uint8_t c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    return (int)hex_plus_one[c] - 1;
 }
 
 /* percent_decode into out[cap]: the decoded length, or -1 for a bad escape or more than
@@ -264,11 +280,16 @@ enum { P_INFO_HASH, P_PEER_ID, P_PORT, P_UPLOADED, P_DOWNLOADED, P_LEFT, P_EVENT
 
 static int param_index(const uint8_t *k, size_t n)
 {
-    static const char *names[P_PARAMS] = {"info_hash", "peer_id", "port", "uploaded",
-                                          "downloaded", "left", "event", "compact",
-                                          "numwant", "key", NULL};
+#define NAME(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *s;
+        size_t n;
+    } names[P_IP] = {NAME("info_hash"), NAME("peer_id"),    NAME("port"),  NAME("uploaded"),
+                     NAME("downloaded"), NAME("left"),      NAME("event"), NAME("compact"),
+                     NAME("numwant"),    NAME("key")};
+#undef NAME
     for (int i = 0; i < P_IP; i++)
-        if (eq(k, n, names[i]))
+        if (eq_n(k, n, names[i].s, names[i].n))
             return i;
     if (eq(k, n, "ip") || eq(k, n, "ipv4") || eq(k, n, "ipv6"))
         return P_IP;
