@@ -436,6 +436,9 @@ class Http1Connection:
         if fields is not None:
             fields.append((name, value))
         if self._real_ip_header is not None and name.lower() == self._real_ip_header:
+            # A field value has no whitespace at its ends (RFC 9110 5.5): llhttp drops the
+            # leading but keeps the trailing, which the fallback parser and C both drop.
+            value = value.rstrip(b" \t")
             self.real_ip = value if self.real_ip is None else self.real_ip + b"," + value
 
     def on_headers_complete(self) -> None:

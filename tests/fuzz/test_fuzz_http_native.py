@@ -224,6 +224,7 @@ def check_head(data: bytes, limits: tuple[int, int, int] = LIMITS,
 
 @FUZZ
 @given(heads)
+@example(("GET", "/announce?a", "HTTP/1.1", [("X-Real-IP", "0 ")], "\r\n", b""))
 def test_a_request_taken_in_c_is_the_request_the_python_parser_reads(
     head: tuple[Any, ...]
 ) -> None:
