@@ -12,11 +12,19 @@ once any peer of a torrent reports some).
 
 * ``swarm``: announce cost against swarm size. One torrent is filled to 1, 10, 100,
   1,000, 10,000 and 100,000 peers; at each size regular announces (numwant 50) from the
-  swarm's own peers are measured for ``--point-duration`` seconds after a short warm-up,
-  as responses per tracker CPU-second. The curve must stay flat: answering picks at most
-  numwant peers, whatever the swarm holds; the report gives the cost of an announce at
-  100,000 peers over its cost at 1 (and at 10: a one-peer swarm has nobody to hand out).
-  The swarm size the tracker reports (by scrape) is recorded too.
+  swarm's own peers (drawn at random, four draws a peer, 100,000 at most) are measured
+  for ``--point-duration`` seconds after a short warm-up, as responses per tracker
+  CPU-second. The load comes from the C generator (:mod:`bench.latgen`) in a closed
+  loop, ``--udp-window`` UDP requests (or ``--http-connections`` HTTP requests) in
+  flight, each next one sent as soon as one is answered, so the tracker, not the
+  generator, sets the pace, and its CPU share (read by the generator at the measured
+  part's two ends) shows how near saturation each point is. ``--generator python`` (or
+  no C compiler) uses the asyncio generators instead, which one core of Python caps near
+  40,000 replies a second: a compiled tracker then sits half idle and per-wake-up costs
+  blur the figure. The curve must stay flat: answering picks at most numwant peers,
+  whatever the swarm holds; the report gives the cost of an announce at 100,000 peers
+  over its cost at 1 (and at 10: a one-peer swarm has nobody to hand out). The swarm
+  size the tracker reports (by scrape) is recorded too.
 * ``memory``: resident memory against peers. Peers are added, ten per torrent, up to
   100,000 torrents and 1,000,000 peers; at 1,000, 10,000, 100,000, 300,000 and 1,000,000
   the tracker's RSS minus its RSS before the first announce gives bytes per peer (the
@@ -50,7 +58,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.http_load import HttpLoad, encode_http_ops
+from bench import latgen
+from bench.http_load import HttpLoad, HttpOps, encode_http_ops
 from bench.runner import DEFAULT_OUT, machine_info, pin_generator, run_async
 from bench.stats import LoadStats
 from bench.targets import (
@@ -59,6 +68,7 @@ from bench.targets import (
     RunningTarget,
     TargetError,
     opentracker_available,
+    process_tree,
     scrape_counts,
     start_target,
 )
@@ -83,6 +93,7 @@ CHUNK = 50_000
 _BODY = struct.Struct("!20s20sQQQIIIiH")
 _TORRENT_SIZE = 700_000_000
 SEEDER_EVERY = 10  # one peer in ten seeds
+SWARM_DRAWS = 100_000  # announces drawn per swarm size, at most
 DEFAULT_TARGETS = (NATIVE_TARGET, PYTHON_TARGET, "opentracker")
 SHOAL_TARGETS = ("shoal", NATIVE_TARGET, PYTHON_TARGET)
 
@@ -179,12 +190,40 @@ class Announcer:
     ) -> LoadStats:
         """Announce each of ``peers`` once (``duration`` None) or cycle for ``duration``."""
         count = None if duration is not None else len(peers)
-        if self.target.udp:
-            ops = udp_announces(self.seed, peers, torrent_of, event, self.addresses)
+        ops = self.ops(peers, torrent_of, event)
+        if isinstance(ops, UdpOps):
             return await self.udp.run(ops, count=count, duration=duration, record=record)
+        return await self.http.run(ops, count=count, duration=duration, record=record)
+
+    def ops(
+        self, peers: Sequence[int], torrent_of: Callable[[int], int], event: Event
+    ) -> UdpOps | HttpOps:
+        """The announces of ``peers``, encoded for the target's protocol."""
+        if self.target.udp:
+            return udp_announces(self.seed, peers, torrent_of, event, self.addresses)
         records = announce_records(self.seed, peers, torrent_of, event, self.addresses)
-        http_ops = encode_http_ops(records, close=False)
-        return await self.http.run(http_ops, count=count, duration=duration, record=record)
+        return encode_http_ops(records, close=False)
+
+    async def closed(
+        self,
+        peers: Sequence[int],
+        torrent_of: Callable[[int], int],
+        event: Event,
+        *,
+        window: int,
+        duration: float,
+        warmup: float,
+    ) -> latgen.PacedResult:
+        """Cycle the announces of ``peers`` for ``warmup`` then ``duration`` seconds in the C
+        generator's closed loop (``window`` requests in flight); the result's ``cpu_s`` is
+        the tracker's CPU over the recorded part."""
+        ops = self.ops(peers, torrent_of, event)
+        mode = "udp" if isinstance(ops, UdpOps) else "http-keepalive"
+        return await latgen.run_closed(
+            mode, self.target.port, source_addresses(self.addresses), ops,
+            window=window, duration=duration, warmup=warmup,
+            timeout=1.0 if mode == "udp" else 5.0, cpu_pids=process_tree(self.target.pid),
+        )
 
     async def fill(
         self, first: int, end: int, torrent_of: Callable[[int], int]
@@ -212,17 +251,33 @@ async def swarm_series(
     rng = random.Random(args.seed)
     rows: list[dict[str, Any]] = []
     filled = 0
+    use_c = args.generator == "c" and latgen.available() is None
+    window = args.udp_window if target.udp else args.http_connections
     try:
         for n in sizes:
             bad, fill_s = await announcer.fill(filled, n, lambda p: 0)
             filled = n
-            sample = [rng.randrange(n) for _ in range(min(n * 4, 20_000))]
-            await announcer.send(sample, lambda p: 0, Event.NONE, duration=args.point_warmup)
-            cpu0 = target.cpu_seconds()
-            stats = await announcer.send(
-                sample, lambda p: 0, Event.NONE, duration=args.point_duration, record=True
-            )
-            cpu = target.cpu_seconds() - cpu0
+            sample = [rng.randrange(n) for _ in range(min(n * 4, SWARM_DRAWS))]
+            if use_c:
+                result = await announcer.closed(
+                    sample, lambda p: 0, Event.NONE, window=window,
+                    duration=args.point_duration, warmup=args.point_warmup,
+                )
+                cpu = result.cpu_s or 0.0
+                responses, elapsed = result.responses, result.elapsed
+                p50, p99 = result.service["p50_ms"], result.service["p99_ms"]
+                errors, timeouts = result.errors, result.timeouts
+            else:
+                await announcer.send(sample, lambda p: 0, Event.NONE, duration=args.point_warmup)
+                cpu0, wall0 = target.cpu_seconds(), time.monotonic()
+                stats = await announcer.send(
+                    sample, lambda p: 0, Event.NONE, duration=args.point_duration, record=True
+                )
+                cpu = target.cpu_seconds() - cpu0
+                # The Python generator's own clock for the rate, the wall for the CPU share.
+                responses, elapsed = stats.responses, time.monotonic() - wall0
+                p50, p99 = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
+                errors, timeouts = stats.errors, stats.timeouts
             counts = scrape_counts(target.port, info_hash_for(args.seed, 0))
             row: dict[str, Any] = {
                 "kind": "scaling-swarm",
@@ -230,21 +285,26 @@ async def swarm_series(
                 "protocol": announcer.protocol,
                 "swarm_peers": n,
                 "tracker_swarm": sum(counts) if counts else None,
-                "responses": stats.responses,
-                "responses_per_s": round(stats.rate(), 1),
-                "tracker_cpu_s": round(cpu, 2),
-                "responses_per_cpu_s": round(stats.responses / cpu, 1) if cpu > 0 else None,
-                "p50_ms": stats.percentile_ms(0.5),
-                "p99_ms": stats.percentile_ms(0.99),
-                "errors": stats.errors + bad,
-                "timeouts": stats.timeouts,
+                "generator": "c" if use_c else "python",
+                "window": window if use_c else None,
+                "draws": len(sample),
+                "responses": responses,
+                "responses_per_s": round(responses / elapsed, 1) if elapsed > 0 else None,
+                "tracker_cpu_s": round(cpu, 3),
+                "tracker_cpu_share": round(cpu / elapsed, 3) if elapsed > 0 else None,
+                "responses_per_cpu_s": round(responses / cpu, 1) if cpu > 0 else None,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "errors": errors + bad,
+                "timeouts": timeouts,
                 "fill_s": round(fill_s, 2),
             }
             rows.append(row)
             log(
                 f"swarm {name:11} {n:>8,} peers (tracker says {row['tracker_swarm']}): "
                 f"{_fmt(row['responses_per_cpu_s'])} resp/cpu-s, "
-                f"{_fmt(row['responses_per_s'])} resp/s, p99 {_fmt(row['p99_ms'], 2)} ms, "
+                f"{_fmt(row['responses_per_s'])} resp/s, tracker CPU "
+                f"{_fmt(_pct(row['tracker_cpu_share']))}%, p99 {_fmt(row['p99_ms'], 2)} ms, "
                 f"errors {row['errors']}+{row['timeouts']}"
             )
     finally:
@@ -410,6 +470,10 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _pct(share: float | None) -> float | None:
+    return None if share is None else share * 100
+
+
 FLAT_FROM = (1, 10, 100)
 FLAT_TO = 100_000
 MEMORY_AT = 1_000_000
@@ -459,6 +523,26 @@ def headline(swarm: list[dict[str, Any]], memory: list[dict[str, Any]]) -> str:
     ])
 
 
+def _generator_note(swarm: list[dict[str, Any]]) -> str:
+    """Which generator loaded the swarm points, for the table's heading."""
+    kinds = {r.get("generator", "python") for r in swarm}
+    notes = []
+    if "c" in kinds:
+        windows = sorted({r["window"] for r in swarm if r.get("generator") == "c"})
+        notes.append(
+            "the C generator in a closed loop, "
+            + "/".join(str(w) for w in windows)
+            + " requests in flight: the tracker sets the pace, its CPU share says how busy "
+            "it was; p50/p99 are service times, send to reply"
+        )
+    if "python" in kinds:
+        notes.append(
+            "the Python generator" + (" for some points" if "c" in kinds else "")
+            + ", which one core caps near 40,000 replies a second"
+        )
+    return "; ".join(notes)
+
+
 def tables(
     swarm: list[dict[str, Any]],
     memory: list[dict[str, Any]],
@@ -471,16 +555,19 @@ def tables(
         out += [summary, ""]
     if swarm:
         out += [
-            "Announce cost against swarm size (one torrent, regular announces, numwant 50):",
+            "Announce cost against swarm size (one torrent, regular announces, numwant 50; "
+            + _generator_note(swarm) + "):",
             "",
-            "| target | swarm peers | tracker's count | responses/s | responses per tracker "
-            "CPU-s | p50 ms | p99 ms | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| target | swarm peers | tracker's count | responses/s | tracker CPU "
+            "| responses per tracker CPU-s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in swarm:
             out.append(
                 f"| {r['target']} | {r['swarm_peers']:,} | {_fmt(r['tracker_swarm'])} "
-                f"| {_fmt(r['responses_per_s'])} | **{_fmt(r['responses_per_cpu_s'])}** "
+                f"| {_fmt(r['responses_per_s'])} "
+                f"| {_fmt(_pct(r.get('tracker_cpu_share')))}% "
+                f"| **{_fmt(r['responses_per_cpu_s'])}** "
                 f"| {_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} "
                 f"| {r['errors'] + r['timeouts']} |"
             )
@@ -618,6 +705,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="memory series: torrents the peers are spread over, at most")
     p.add_argument("--point-duration", type=float, default=4.0, help="measured s per swarm size")
     p.add_argument("--point-warmup", type=float, default=1.0)
+    p.add_argument(
+        "--generator", choices=("c", "python"), default="c",
+        help="swarm series: c (bench/latgen.c in a closed loop, the tracker sets the pace; "
+        "Python when it cannot be built) or python (the asyncio generators) (c)",
+    )
+    p.add_argument("--udp-window", type=int, default=128,
+                   help="swarm series, C generator: UDP requests in flight (128)")
+    p.add_argument("--http-connections", type=int, default=64,
+                   help="swarm series, C generator: HTTP requests in flight (64)")
     p.add_argument("--steady-seconds", type=float, default=30.0, help="0: skip the steady run")
     p.add_argument("--steady-step", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--settle", type=float, default=1.0, help="seconds before reading RSS")

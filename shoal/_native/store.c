@@ -17,6 +17,7 @@
 #define EPOCH_BACK (INT64_C(1) << 30) /* seconds representable before the first time seen */
 #define MIN_BUCKETS 64u
 #define BASE_REC(width) ((width) + ID + 8u) /* address, peer id, seen word, key */
+#define TAIL_HEAD (ID + 8u) /* a record's tail before its totals: peer id, seen word, key */
 /* Uploaded and downloaded as last reported, after the base: 48 bits each (NARROW) while
  * every total of the family fits, else 64 bits each (WIDE): exact either way. */
 #define NARROW 12u
@@ -48,7 +49,10 @@ struct shoal_family {
     uint8_t rec;   /* record size: BASE_REC(width), + NARROW or WIDE with reported totals */
     uint8_t pad[2];
     fidx_t *idx;   /* NULL unless the family is past INDEX_MIN */
-    /* cap records follow */
+    /* cap records follow, split in two arrays: the cap addresses (width bytes each), then
+     * the cap tails (rec - width bytes each: peer id, seen word, key, totals). A reply's
+     * peers are a run of slots, so their addresses are a few cache lines rather than a
+     * record's worth of lines each. */
 };
 
 /* One allocation per torrent: this header and its IPv4 records (most torrents have no IPv6
@@ -93,27 +97,34 @@ struct shoal_table {
     size_t mem;
 };
 
+/* A slot's address (the record's first part) */
 static inline uint8_t *rec_at(const shoal_family *f, uint64_t slot) {
-    return (uint8_t *)(f + 1) + slot * f->rec;
+    return (uint8_t *)(f + 1) + slot * f->width;
 }
+/* The bytes of a record's tail, and the tails' array in a block of `cap` records. */
+static inline unsigned tail_of(const shoal_family *f) { return (unsigned)f->rec - f->width; }
+static inline uint8_t *tails_at(const shoal_family *f, uint64_t cap) {
+    return (uint8_t *)(f + 1) + cap * f->width;
+}
+/* A slot's tail, which starts with its peer id */
 static inline uint8_t *rec_id(const shoal_family *f, uint64_t slot) {
-    return rec_at(f, slot) + f->width;
+    return tails_at(f, f->cap) + slot * tail_of(f);
 }
 static inline uint32_t rec_seen(const shoal_family *f, uint64_t slot) {
     uint32_t v;
-    memcpy(&v, rec_at(f, slot) + f->width + ID, 4);
+    memcpy(&v, rec_id(f, slot) + ID, 4);
     return v;
 }
 static inline void rec_set_seen(shoal_family *f, uint64_t slot, uint32_t v) {
-    memcpy(rec_at(f, slot) + f->width + ID, &v, 4);
+    memcpy(rec_id(f, slot) + ID, &v, 4);
 }
 static inline uint32_t rec_key(const shoal_family *f, uint64_t slot) {
     uint32_t v;
-    memcpy(&v, rec_at(f, slot) + f->width + ID + 4, 4);
+    memcpy(&v, rec_id(f, slot) + ID + 4, 4);
     return v;
 }
 static inline void rec_set_key(shoal_family *f, uint64_t slot, uint32_t v) {
-    memcpy(rec_at(f, slot) + f->width + ID + 4, &v, 4);
+    memcpy(rec_id(f, slot) + ID + 4, &v, 4);
 }
 /* The bytes of totals a family's records carry: 0, NARROW or WIDE. */
 static inline unsigned totals_of(const shoal_family *f) { return f->rec - BASE_REC(f->width); }
@@ -140,11 +151,11 @@ static inline void totals_write(uint8_t *p, unsigned width, uint64_t up, uint64_
     put_le(p + width / 2, width / 2, down);
 }
 static inline void xfer_get(const shoal_family *f, uint64_t slot, uint64_t *up, uint64_t *down) {
-    totals_read(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
+    totals_read(rec_id(f, slot) + TAIL_HEAD, totals_of(f), up, down);
 }
 /* The family's totals are wide enough for up and down (fam_reserve saw to it). */
 static inline void xfer_set(shoal_family *f, uint64_t slot, uint64_t up, uint64_t down) {
-    totals_write(rec_at(f, slot) + BASE_REC(f->width), totals_of(f), up, down);
+    totals_write(rec_id(f, slot) + TAIL_HEAD, totals_of(f), up, down);
 }
 
 /* The family of a swarm (v6 0 or 1), NULL when it has none. */
@@ -272,6 +283,9 @@ static uint32_t *idx_lookup(const shoal_table *t, const shoal_family *f, int kin
     for (;; i = (i + 1) & x->mask) {
         uint32_t v = b[i];
         if (v == 0) return NULL;
+        /* an announce found by address goes on to its peer id and times: ask for them
+         * while the address is compared */
+        if (!kind) __builtin_prefetch(rec_id(f, v - 1));
         const uint8_t *held = kind ? rec_id(f, v - 1) : rec_at(f, v - 1);
         if (memcmp(held, key, len) == 0) return &b[i];
     }
@@ -520,31 +534,73 @@ static void swarm_moved(shoal_table *t, shoal_swarm *old, shoal_swarm *s);
 
 static inline size_t head_bytes(int v6) { return v6 ? sizeof(shoal_family) : sizeof(shoal_swarm); }
 
+/* Move the first n tails of `from_tl` bytes at src to tails of `to_tl` bytes at dst (totals
+ * widened or narrowed, exact either way), within one block: dst at or after src with
+ * tails no narrower (from the last down), or dst at or before src with tails no wider
+ * (from the first up), or between two blocks. */
+static void tails_move(uint8_t *dst, const uint8_t *src, uint32_t n, unsigned from_tl,
+                       unsigned to_tl) {
+    if (n == 0 || (dst == src && from_tl == to_tl)) return;
+    int down = dst > src || (dst == src && to_tl > from_tl);
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = down ? n - 1 - k : k;
+        uint64_t up, dn;
+        totals_read(src + (size_t)i * from_tl + TAIL_HEAD, from_tl - TAIL_HEAD, &up, &dn);
+        memmove(dst + (size_t)i * to_tl, src + (size_t)i * from_tl, TAIL_HEAD);
+        totals_write(dst + (size_t)i * to_tl + TAIL_HEAD, to_tl - TAIL_HEAD, up, dn);
+    }
+}
+
 /* Give family v6 of *sp room for `cap` records of `rec` bytes (cap >= its peers, rec at least
- * its record size: the records are spread out, their totals widened). The block
- * (*sp for IPv4) may move; the family must exist unless it is IPv4. -1 when out of memory:
- * nothing changed. */
+ * its record size: the tails move, their totals widened). The block (*sp for IPv4) may
+ * move; the family must exist unless it is IPv4. -1 when out of memory: nothing changed. */
 static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, unsigned rec) {
     shoal_swarm *s = *sp;
     shoal_family *f = v6 ? s->v6 : &s->v4;
     size_t head = head_bytes(v6);
+    size_t fam_off = v6 ? 0 : offsetof(shoal_swarm, v4);
     void *block = v6 ? (void *)f : (void *)s;
-    uint8_t *nb = t_realloc(t, block, head + (size_t)f->cap * f->rec, head + (size_t)cap * rec);
-    if (nb == NULL) return -1;
-    f = (shoal_family *)(v6 ? nb : nb + offsetof(shoal_swarm, v4));
-    if (rec != f->rec) {
-        /* from the last record down: each lands at or after where it was, past the ones
-         * still to move */
-        unsigned old = f->rec, head = BASE_REC(f->width);
-        uint8_t *base = (uint8_t *)(f + 1);
-        for (uint32_t slot = f->n; slot-- > 0;) {
-            uint64_t up, down;
-            totals_read(base + (size_t)slot * old + head, old - head, &up, &down);
-            memmove(base + (size_t)slot * rec, base + (size_t)slot * old, head);
-            totals_write(base + (size_t)slot * rec + head, rec - head, up, down);
-        }
-        f->rec = (uint8_t)rec;
+    size_t old_size = head + (size_t)f->cap * f->rec, size = head + (size_t)cap * rec;
+    uint32_t n = f->n, old_cap = f->cap;
+    unsigned w = f->width, old_tl = tail_of(f), tl = rec - w;
+    size_t old_off = (size_t)old_cap * w, off = (size_t)cap * w;
+    /* Tails move within the block unless they would both move up and narrow, or move down
+     * and widen (no caller asks for that): then they go by a copy. */
+    int in_place = (off >= old_off && tl >= old_tl) || (off <= old_off && tl <= old_tl);
+    uint8_t *copy = NULL;
+    if (!in_place && n) {
+        copy = malloc((size_t)n * old_tl);
+        if (copy == NULL) return -1;
+        memcpy(copy, tails_at(f, old_cap), (size_t)n * old_tl);
     }
+    uint8_t *nb;
+    if (size < old_size) {
+        /* shrinking: the tails go to their new place first, in the block still large */
+        uint8_t *base = (uint8_t *)(f + 1);
+        if (copy) tails_move(base + off, copy, n, old_tl, tl);
+        else tails_move(base + off, base + old_off, n, old_tl, tl);
+        nb = t_realloc(t, block, old_size, size);
+        if (nb == NULL) {
+            /* put them back: nothing changed */
+            if (copy) memcpy(base + old_off, copy, (size_t)n * old_tl);
+            else tails_move(base + old_off, base + off, n, tl, old_tl);
+            free(copy);
+            return -1;
+        }
+        f = (shoal_family *)(nb + fam_off);
+    } else {
+        nb = t_realloc(t, block, old_size, size);
+        if (nb == NULL) {
+            free(copy);
+            return -1;
+        }
+        f = (shoal_family *)(nb + fam_off);
+        uint8_t *base = (uint8_t *)(f + 1);
+        if (copy) tails_move(base + off, copy, n, old_tl, tl);
+        else tails_move(base + off, base + old_off, n, old_tl, tl);
+    }
+    free(copy);
+    f->rec = (uint8_t)rec;
     f->cap = cap;
     if (v6) {
         s->v6 = f;
@@ -645,7 +701,8 @@ static void fam_copy(shoal_table *t, shoal_family *f, uint32_t src, uint32_t dst
             r[2 * before] = r[2 * after + 1] = dst;
         }
     }
-    memcpy(rec_at(f, dst), rec_at(f, src), f->rec);
+    memcpy(rec_at(f, dst), rec_at(f, src), f->width);
+    memcpy(rec_id(f, dst), rec_id(f, src), tail_of(f));
 }
 
 /* Python's _swap_links: the rings after the entries of slots a and b traded places (they
@@ -678,9 +735,12 @@ static void fam_swap(shoal_table *t, shoal_family *f, uint32_t a, uint32_t b) {
         ring_swap(f->idx->ring, a, b);
     }
     uint8_t tmp[BASE_REC(18) + WIDE];
-    memcpy(tmp, rec_at(f, a), f->rec);
-    memcpy(rec_at(f, a), rec_at(f, b), f->rec);
-    memcpy(rec_at(f, b), tmp, f->rec);
+    memcpy(tmp, rec_at(f, a), f->width);
+    memcpy(rec_at(f, a), rec_at(f, b), f->width);
+    memcpy(rec_at(f, b), tmp, f->width);
+    memcpy(tmp, rec_id(f, a), tail_of(f));
+    memcpy(rec_id(f, a), rec_id(f, b), tail_of(f));
+    memcpy(rec_id(f, b), tmp, tail_of(f));
 }
 
 /* Python's FamilyPeers.remove */
@@ -706,9 +766,8 @@ static uint32_t fam_insert(shoal_table *t, shoal_family *f, const uint8_t *peer_
                            const uint8_t *addr, uint32_t seen, uint32_t key, int seeder,
                            uint64_t up, uint64_t down) {
     uint32_t slot = f->n;
-    uint8_t *r = rec_at(f, slot);
-    memcpy(r, addr, f->width);
-    memcpy(r + f->width, peer_id, ID);
+    memcpy(rec_at(f, slot), addr, f->width);
+    memcpy(rec_id(f, slot), peer_id, ID);
     rec_set_seen(f, slot, seen);
     rec_set_key(f, slot, key);
     xfer_set(f, slot, up, down);
@@ -822,6 +881,15 @@ static uint64_t fam_pick(shoal_table *t, const shoal_family *f, int64_t lo, int6
             nruns = 2;
         }
     }
+    /* The runs' addresses, all at once before the copy: in a big swarm they are rarely in
+     * cache (any 50 of 100,000), and the copy below would otherwise wait for each line in
+     * turn. */
+    for (int r = 0; r < nruns; r++) {
+        const uint8_t *p = rec_at(f, (uint64_t)runs[r][0]);
+        const uint8_t *end = rec_at(f, (uint64_t)runs[r][1]);
+        for (p = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)63); p < end; p += 64)
+            __builtin_prefetch(p);
+    }
     uint64_t k = 0;
     unsigned w = f->width;
     for (int r = 0; r < nruns; r++) {
@@ -914,7 +982,10 @@ static void expire_some(shoal_table *t, shoal_swarm *s, int64_t before) {
     for (int i = 0; i < 2; i++) {
         shoal_family *f = fam_of(s, i);
         if (f != NULL && f->n) {
-            uint32_t slot = cursor % f->n;
+            uint32_t slot = cursor % f->n, ahead = slot + 2;
+            /* the slot the announce after next examines, which in a big swarm is not in
+             * cache by then otherwise (the roll is too slow for the hardware to follow) */
+            __builtin_prefetch(rec_id(f, ahead < f->n ? ahead : ahead % f->n) + ID);
             if (abs_time(t, rec_seen(f, slot)) < before) fam_remove(t, f, slot);
         }
     }
@@ -1473,9 +1544,8 @@ static int family_fill(shoal_table *t, shoal_family *f, const shoal_family_image
     unsigned width = f->width;
     for (uint32_t s = 0; s < n; s++) {
         const uint8_t *m = img->meta + (size_t)s * 32;
-        uint8_t *r = rec_at(f, s);
-        memcpy(r, img->addrs + (size_t)s * width, width);
-        memcpy(r + width, img->ids + (size_t)s * ID, ID);
+        memcpy(rec_at(f, s), img->addrs + (size_t)s * width, width);
+        memcpy(rec_id(f, s), img->ids + (size_t)s * ID, ID);
         uint64_t word = le64(m + 8);
         int64_t seen = (int64_t)le64(m);
         rec_set_seen(f, s, rel_time(t, seen) | ((word >> 32) & 1 ? COUNTED : 0));

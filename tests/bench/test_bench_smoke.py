@@ -148,6 +148,11 @@ def test_quick_scaling_against_shoal(tmp_path: Path) -> None:
     assert [r["swarm_peers"] for r in swarm] == [1, 10, 100]
     assert all(r["responses"] > 0 and r["errors"] == 0 for r in swarm)  # type: ignore[operator]
     assert [r["tracker_swarm"] for r in swarm] == [1, 10, 100]
+    # The swarm points go by the C generator's closed loop when it can be built, which
+    # reads the tracker's CPU itself.
+    generator = "c" if latgen.available() is None else "python"
+    assert all(r["generator"] == generator for r in swarm), swarm
+    assert all(r["tracker_cpu_share"] is not None for r in swarm), swarm
     memory = records(tmp_path, "scaling-memory")
     assert [r["peers"] for r in memory] == [100]
     sweep = records(tmp_path, "scaling-sweep")
@@ -156,3 +161,18 @@ def test_quick_scaling_against_shoal(tmp_path: Path) -> None:
     report = (tmp_path / "scaling.md").read_text()
     assert "bytes per peer" in report
     assert "us per peer removed" in report
+    assert "| tracker CPU |" in report
+
+
+def test_the_python_generator_still_runs_the_scaling_swarm_series(tmp_path: Path) -> None:
+    result = run_bench(
+        "scaling", "--quick", "--series", "swarm", "--generator", "python", "--targets",
+        "shoal", "--max-peers", "10", "--out", str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    swarm = records(tmp_path, "scaling-swarm")
+    assert [r["swarm_peers"] for r in swarm] == [1, 10]
+    for row in swarm:
+        assert row["generator"] == "python" and row["errors"] == 0, row
+        assert row["responses"] > 0 and row["tracker_cpu_share"] is not None, row  # type: ignore[operator]
+    assert "the Python generator" in (tmp_path / "scaling.md").read_text()
