@@ -438,7 +438,11 @@ async def measure(
             profiler = start_profile(target.pid, args.duration, profile_path)
         store0, calls0 = target.store_cpu_seconds(), target.store_calls()
         if args.peak_generator == "c" and latgen.available() is None:
-            responses = await measure_peak_c(m, target, encoded, mode, private, args)
+            try:
+                responses = await measure_peak_c(m, target, encoded, mode, private, args)
+            except (OSError, RuntimeError, ValueError) as exc:
+                m.skipped = f"the C generator failed: {str(exc)[:200]}"
+                return m
         else:
             responses = await measure_peak_python(m, target, gen, encoded, mode, private, args)
         store1, calls1 = target.store_cpu_seconds(), target.store_calls()

@@ -51,9 +51,10 @@ static int eq_n(const uint8_t *a, size_t alen, const char *b, size_t blen)
     return alen == blen && memcmp(a, b, alen) == 0;
 }
 
-/* Comparisons with a string literal, its length known when compiled. */
-#define eq(a, alen, lit) eq_n((a), (alen), (lit), sizeof(lit) - 1)
-#define eq_nocase(a, alen, lit) eq_nocase_n((a), (alen), (lit), sizeof(lit) - 1)
+/* Comparisons with a string literal, its length known when compiled ("" lit "" does not
+ * compile unless lit is a literal, whose sizeof is its length plus one). */
+#define eq(a, alen, lit) eq_n((a), (alen), (lit), sizeof("" lit "") - 1)
+#define eq_nocase(a, alen, lit) eq_nocase_n((a), (alen), (lit), sizeof("" lit "") - 1)
 
 /* RFC 9110 tchar */
 static int is_tchar(uint8_t c)
