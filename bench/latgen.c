@@ -867,6 +867,21 @@ static void load_ops(const char *path) {
     }
 }
 
+/* Operations issued, and how many of them were due in the warm-up (not offered). */
+static uint64_t issued, warm_issued;
+
+/* Issue the next operation of the cycle, due at `due`. */
+static void issue_next(int64_t due) {
+    uint32_t op = (uint32_t)(issued % n_ops);
+    issued++;
+    if (due < record_from)
+        warm_issued = issued;
+    if (mode == MODE_UDP)
+        udp_issue(op, due);
+    else
+        http_issue(op, due);
+}
+
 /* Read the replies the sockets hold now (no waiting). */
 static void read_replies(struct epoll_event *evs) {
     int n = epoll_wait(epfd, evs, 256, 0);
@@ -953,8 +968,6 @@ int main(int argc, char **argv) {
        only requests due after it are recorded and counted as offered. */
     int64_t start = now_ns(), stop = start + (int64_t)((warmup + duration) * 1e9);
     record_from = start + (int64_t)(warmup * 1e9);
-    uint64_t warm_issued = 0;
-    uint64_t issued = 0;
     int64_t last_expire = start;
     double cpu0 = -1;
     int cpu_read = 0;
@@ -972,27 +985,13 @@ int main(int argc, char **argv) {
             uint64_t out = mode == MODE_UDP ? udp_out : (uint64_t)in_flight + q_n;
             if (out >= (uint64_t)max_in_flight)
                 break;
-            uint32_t op = (uint32_t)(issued % n_ops);
-            issued++;
-            if (now < record_from)
-                warm_issued = issued;
-            if (mode == MODE_UDP)
-                udp_issue(op, now);
-            else
-                http_issue(op, now);
+            issue_next(now);
         }
-        for (; !closed;) {
+        while (!closed) {
             int64_t due = start + (int64_t)((double)issued * period);
             if (due > now || due >= stop)
                 break;
-            uint32_t op = (uint32_t)(issued % n_ops);
-            issued++;
-            if (due < record_from)
-                warm_issued = issued;
-            if (mode == MODE_UDP)
-                udp_issue(op, due);
-            else
-                http_issue(op, due);
+            issue_next(due);
         }
         read_replies(evs);
         if (now - last_expire > 20000000) {

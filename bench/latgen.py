@@ -46,6 +46,12 @@ _built: Path | None = None
 _build_error: str | None = None
 
 
+def reply_timeout(mode: str) -> float:
+    """Seconds the benchmark waits for a reply before counting a timeout: a lost UDP
+    datagram is never coming, while an HTTP reply may wait behind a connection's setup."""
+    return 1.0 if mode == "udp" else 5.0
+
+
 def build() -> Path:
     """The compiled generator, compiled now if its source changed; OSError if it cannot be."""
     global _built, _build_error

@@ -518,15 +518,14 @@ async def measure_peak_c(
     m.peak_generator = "c"
     window = args.udp_window if mode == "udp" else args.http_connections
     others = Others(target)
-    children0, wall0 = os.times(), time.monotonic()
+    children0, wall0 = children_cpu_seconds(), time.monotonic()
     result = await latgen.run_closed(
         mode, target.port, source_addresses(args.addresses), encoded_ops(encoded, mode, private),
         window=window, duration=args.duration, warmup=PEAK_WARMUP_S,
-        timeout=1.0 if mode == "udp" else 5.0, cpu_pids=process_tree(target.pid),
+        timeout=latgen.reply_timeout(mode), cpu_pids=process_tree(target.pid),
     )
-    children1, wall1 = os.times(), time.monotonic()
-    generator_s = (children1.children_user + children1.children_system
-                   - children0.children_user - children0.children_system)
+    children1, wall1 = children_cpu_seconds(), time.monotonic()
+    generator_s = children1 - children0
     m.others_cpu_share = others.share(generator_s)
     m.responses_per_s = round(result.rate(), 1)
     cpu = result.cpu_s or 0.0
@@ -541,6 +540,13 @@ async def measure_peak_c(
         total = result.responses + result.connects
         m.connect_share = round(result.connects / total, 4) if total else None
     return result.responses
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process's waited-for children: the C
+    generator's, once its run has ended."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def encoded_ops(encoded: EncodedWorkload, mode: str, private: bool) -> UdpOps | HttpOps:
@@ -594,12 +600,12 @@ async def measure_paced(
     ops = encoded_ops(encoded, mode, private)
     pcpu0, pwall0 = target.cpu_seconds(), time.monotonic()
     others = Others(target)
-    children0 = os.times()
+    children0 = children_cpu_seconds()
     try:
         result = await latgen.run_paced(
             mode, target.port, source_addresses(args.addresses), ops,
             rate=m.paced_rate, duration=args.latency_duration, warmup=LATENCY_WARMUP_S,
-            timeout=1.0 if mode == "udp" else 5.0, connections=args.http_connections,
+            timeout=latgen.reply_timeout(mode), connections=args.http_connections,
         )
     except (OSError, RuntimeError, ValueError) as exc:
         # The run's other figures stand; the paced ones are missing, and say why.
@@ -607,11 +613,7 @@ async def measure_paced(
         m.load["paced"] = {"error": str(exc)}
         return
     pcpu1, pwall1 = target.cpu_seconds(), time.monotonic()
-    children1 = os.times()
-    m.paced_others_cpu_share = others.share(
-        children1.children_user + children1.children_system
-        - children0.children_user - children0.children_system
-    )
+    m.paced_others_cpu_share = others.share(children_cpu_seconds() - children0)
     m.paced_responses_per_s = round(result.rate(), 1)
     m.paced_tracker_cpu_share = round((pcpu1 - pcpu0) / (pwall1 - pwall0), 3)
     m.paced_p50_ms, m.paced_p99_ms = result.service["p50_ms"], result.service["p99_ms"]

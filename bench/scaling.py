@@ -222,7 +222,7 @@ class Announcer:
         return await latgen.run_closed(
             mode, self.target.port, source_addresses(self.addresses), ops,
             window=window, duration=duration, warmup=warmup,
-            timeout=1.0 if mode == "udp" else 5.0, cpu_pids=process_tree(self.target.pid),
+            timeout=latgen.reply_timeout(mode), cpu_pids=process_tree(self.target.pid),
         )
 
     async def fill(
