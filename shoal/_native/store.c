@@ -577,8 +577,7 @@ static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, un
     if (size < old_size) {
         /* shrinking: the tails go to their new place first, in the block still large */
         uint8_t *base = (uint8_t *)(f + 1);
-        if (copy) tails_move(base + off, copy, n, old_tl, tl);
-        else tails_move(base + off, base + old_off, n, old_tl, tl);
+        tails_move(base + off, copy ? copy : base + old_off, n, old_tl, tl);
         nb = t_realloc(t, block, old_size, size);
         if (nb == NULL) {
             /* put them back: nothing changed */
@@ -596,8 +595,7 @@ static int fam_resize(shoal_table *t, shoal_swarm **sp, int v6, uint32_t cap, un
         }
         f = (shoal_family *)(nb + fam_off);
         uint8_t *base = (uint8_t *)(f + 1);
-        if (copy) tails_move(base + off, copy, n, old_tl, tl);
-        else tails_move(base + off, base + old_off, n, old_tl, tl);
+        tails_move(base + off, copy ? copy : base + old_off, n, old_tl, tl);
     }
     free(copy);
     f->rec = (uint8_t)rec;
