@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -289,3 +290,60 @@ def test_shutdown_closes_the_kept_connections(
         rt.stop()
         assert closed_by_server(sock)
     assert rt.tracker.counters.connections_open == 0
+
+
+def test_connections_ready_together_each_get_their_own_reply(
+    launch_tracker: Callable[..., RunningTracker], tmp_path: Path
+) -> None:
+    # serve() reads every ready connection, then answers them all, then sends every reply:
+    # with the loop held while they send, one batch has scrapes to answer, a request for
+    # Python, one whose reply closes it, and a connection closed by its client.
+    rt = launch(launch_tracker, tmp_path)
+    made = python_connections(rt)
+    hashes = [bytes([0xA0 + n]) * 20 for n in range(8)]
+
+    def request(n: int, path: str, extra: str = "", headers: str = "") -> bytes:
+        escaped = "".join(f"%{b:02X}" for b in hashes[n])
+        peer = "".join(f"%{b:02X}" for b in OK_PREFIX + n.to_bytes(12, "big"))
+        query = (f"info_hash={escaped}" if path == "scrape" else
+                 f"info_hash={escaped}&peer_id={peer}&port={7000 + n}&uploaded=0"
+                 f"&downloaded=0&left=10{extra}")
+        return f"GET /{path}?{query} HTTP/1.1\r\nHost: t\r\n{headers}\r\n".encode()
+
+    socks = [connect(rt) for _ in hashes]
+    try:
+        for n, sock in enumerate(socks):
+            sock.sendall(request(n, "announce", "&compact=1"))
+            assert response(sock)[b"incomplete"] == 1
+        assert figures(rt)[:2] == (8, 8)
+        held = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(10)
+
+        holder = threading.Thread(target=rt.in_loop, args=(hold,))
+        holder.start()
+        try:
+            assert held.wait(10)
+            for n in range(5):
+                socks[n].sendall(request(n, "scrape"))
+            socks[5].sendall(request(5, "announce", "&compact=0"))
+            socks[6].sendall(request(6, "scrape", headers="Connection: close\r\n"))
+            socks[7].shutdown(socket.SHUT_WR)
+            time.sleep(0.2)  # (all of it in the tracker's sockets)
+        finally:
+            release.set()
+            holder.join()
+        for n in range(5):
+            assert list(response(socks[n])[b"files"]) == [hashes[n]]
+        assert response(socks[5])[b"peers"] == []  # a list: Python's dictionary model
+        assert list(response(socks[6])[b"files"]) == [hashes[6]]
+        assert closed_by_server(socks[6])
+        assert closed_by_server(socks[7])
+        assert made == [1]
+        assert wait_for(rt, lambda f: f[:2] == (6, 5))[:2] == (6, 5)
+    finally:
+        for sock in socks:
+            sock.close()
