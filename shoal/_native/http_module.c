@@ -361,15 +361,17 @@ static int parse_all(HttpAnswer *self, const uint8_t *data, size_t size, const u
 }
 
 /* Answer every request in data, appending the replies to self->out: 1 when answered
- * (self->close_after set),
- * 0 when declined (nothing done), -1 out of memory (requests already applied cannot be
- * handed back: no reply; the caller closes the connection). */
+ * (self->close_after set), 0 when declined (nothing done), -1 out of memory (requests
+ * already applied cannot be handed back: no reply; the caller closes the connection).
+ * *clock: when it began (monotonic seconds; each request's latency is counted from it), then
+ * when it ended, if it answered: one clock read per request when a batch is answered one
+ * request after the other. */
 static int answer_core(HttpAnswer *self, const uint8_t *data, size_t size, const uint8_t *peer,
-                       size_t peerlen, int trusted, int64_t now)
+                       size_t peerlen, int trusted, int64_t now, double *clock)
 {
     if (self->fast == NULL)
         return 0;
-    double started = shoal_monotonic();
+    double started = *clock;
     parsed_t reqs[MAX_REQUESTS];
     int n = 0;
     if (!parse_all(self, data, size, peer, peerlen, trusted, reqs, &n))
@@ -387,7 +389,8 @@ static int answer_core(HttpAnswer *self, const uint8_t *data, size_t size, const
             self->out.len = start;
             return -1;
         }
-        shoal_latency_observe(&self->latency, shoal_monotonic() - started);
+        *clock = shoal_monotonic();
+        shoal_latency_observe(&self->latency, *clock - started);
     }
     self->close_after = !reqs[n - 1].r.keep_alive;
     self->c.bytes_out += self->out.len - start;
@@ -418,8 +421,9 @@ static PyObject *HttpAnswer_answer(HttpAnswer *self, PyObject *const *args, Py_s
     if (now == -1 && PyErr_Occurred())
         return NULL;
     self->out.len = 0;
+    double clock = shoal_monotonic();
     int rc = answer_core(self, (const uint8_t *)PyBytes_AS_STRING(args[0]),
-                         (size_t)PyBytes_GET_SIZE(args[0]), peer, peerlen, trusted, now);
+                         (size_t)PyBytes_GET_SIZE(args[0]), peer, peerlen, trusted, now, &clock);
     if (rc < 0)
         return PyErr_NoMemory();
     if (rc == 0)
@@ -492,7 +496,8 @@ static int answer_read(HttpAnswer *self, int fd, size_t n, const uint8_t *ip, si
     if (n == ACCEPT_READ)
         return READ_DECLINED; /* maybe more to read: Python's slices take it */
     self->out.len = 0;
-    int rc = answer_core(self, self->in, n, ip, iplen, trusted, now);
+    double clock = shoal_monotonic();
+    int rc = answer_core(self, self->in, n, ip, iplen, trusted, now, &clock);
     if (rc <= 0)
         return rc < 0 ? READ_GONE : READ_DECLINED;
     self->c.bytes_in += (unsigned long long)n;
@@ -769,6 +774,7 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
     }
     /* answer */
     self->out.len = 0;
+    double clock = shoal_monotonic();
     for (int i = 0; i < count; i++) {
         serving_t *b = &batch[i];
         b->rc = READ_DECLINED;
@@ -776,15 +782,15 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
             continue; /* maybe more to read: Python's slices take it */
         kept_t *k = &self->kc[b->fd];
         b->out = self->out.len;
-        int rc = answer_core(self, self->batch + b->in, b->n, k->ip, k->iplen, k->trusted, now);
+        int rc = answer_core(self, self->batch + b->in, b->n, k->ip, k->iplen, k->trusted, now,
+                             &clock);
         if (rc == 0)
             continue;
         b->rc = rc < 0 ? READ_GONE : READ_SENT;
         b->len = self->out.len - b->out;
         b->close_after = self->close_after;
     }
-    /* send */
-    double sent_at = shoal_monotonic();
+    /* send (each connection's activity dated by the end of the answer pass) */
     int failed = 0;
     for (int i = 0; i < count; i++) {
         serving_t *b = &batch[i];
@@ -799,7 +805,7 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
         if (rc == READ_SENT) {
             kept_t *k = &self->kc[fd];
             k->seen = 1;
-            k->since = sent_at;
+            k->since = clock;
             kept_unlink(self, fd);
             kept_link_tail(self, fd);
         } else if (rc == READ_GONE || rc == READ_CLOSES || failed) {

@@ -6,6 +6,7 @@
  */
 #include "store.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ struct shoal_table {
     int64_t timeout;
     uint64_t max_torrents, max_peers, max_per_ip;
     int keep_totals; /* hold each peer's reported uploaded/downloaded totals */
-    shoal_swarm **buckets;
+    uintptr_t *buckets; /* a swarm block's address and its tag (see TAG_MASK), or 0 */
     uint64_t mask;
     uint64_t count;
     shoal_swarm **order;
@@ -1147,46 +1148,77 @@ done:
 /* ------------------------------------------------------------------------------------- */
 /* the torrent table                                                                     */
 
-static shoal_swarm **bucket_of(const shoal_table *t, const uint8_t *info_hash) {
-    uint64_t i = hash_of(t, info_hash, 20) & t->mask;
-    for (;; i = (i + 1) & t->mask) {
-        shoal_swarm *s = t->buckets[i];
-        if (s == NULL || memcmp(s->info_hash, info_hash, 20) == 0) return &t->buckets[i];
+/* A torrent's bucket holds its swarm block's address with three bits of its info hash's
+ * hash (not those that choose the bucket) in the address's low bits, which are 0: blocks
+ * come from calloc, aligned for any type. A probe past other torrents then reads one of
+ * their blocks only when the tag matches, an eighth of the time: the blocks are spread over
+ * the heap, each read a cache miss (at 10,000 torrents the table is 61% full, so a lookup
+ * passed 0.8 other torrents on average). */
+#define TAG_MASK ((uintptr_t)7)
+_Static_assert(_Alignof(max_align_t) >= 8, "swarm blocks leave three low bits for a tag");
+
+static inline shoal_swarm *bucket_swarm(uintptr_t v) {
+    return (shoal_swarm *)(v & ~TAG_MASK);
+}
+
+static inline uintptr_t hash_tag(uint64_t hash) {
+    return (uintptr_t)(hash >> 61);
+}
+
+/* The bucket of info_hash (whose hash_of is `hash`): its torrent's, or the empty one where
+ * it would go. */
+static uintptr_t *bucket_at(const shoal_table *t, const uint8_t *info_hash, uint64_t hash) {
+    uintptr_t tag = hash_tag(hash);
+    for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        uintptr_t v = t->buckets[i];
+        if (v == 0 || ((v & TAG_MASK) == tag &&
+                       memcmp(bucket_swarm(v)->info_hash, info_hash, 20) == 0))
+            return &t->buckets[i];
     }
 }
 
+static uintptr_t *bucket_of(const shoal_table *t, const uint8_t *info_hash) {
+    return bucket_at(t, info_hash, hash_of(t, info_hash, 20));
+}
+
+/* Hold s in the table (its info hash not held yet; the table has room). */
+static void bucket_put(shoal_table *t, shoal_swarm *s) {
+    uint64_t hash = hash_of(t, s->info_hash, 20);
+    *bucket_at(t, s->info_hash, hash) = (uintptr_t)s | hash_tag(hash);
+}
+
 shoal_swarm *shoal_table_find(shoal_table *t, const uint8_t *info_hash) {
-    return *bucket_of(t, info_hash);
+    return bucket_swarm(*bucket_of(t, info_hash));
 }
 
 static int table_grow(shoal_table *t) {
     uint64_t cap = (t->mask + 1) * 2;
-    shoal_swarm **nb = t_alloc(t, cap * sizeof *nb);
+    uintptr_t *nb = t_alloc(t, cap * sizeof *nb);
     if (nb == NULL) return -1;
-    shoal_swarm **old = t->buckets;
+    uintptr_t *old = t->buckets;
     uint64_t old_cap = t->mask + 1;
     t->buckets = nb;
     t->mask = cap - 1;
     for (uint64_t i = 0; i < old_cap; i++)
-        if (old[i] != NULL) *bucket_of(t, old[i]->info_hash) = old[i];
+        if (old[i] != 0) bucket_put(t, bucket_swarm(old[i]));
     t_free(t, old, old_cap * sizeof *old);
     return 0;
 }
 
 static void table_delete(shoal_table *t, shoal_swarm *s) {
-    shoal_swarm **b = bucket_of(t, s->info_hash);
+    uintptr_t *b = bucket_of(t, s->info_hash);
     uint64_t i = (uint64_t)(b - t->buckets), j = i;
     for (;;) {
         j = (j + 1) & t->mask;
-        shoal_swarm *v = t->buckets[j];
-        if (v == NULL) break;
-        uint64_t home = hash_of(t, v->info_hash, 20) & t->mask;
+        uintptr_t v = t->buckets[j];
+        if (v == 0) break;
+        uint64_t home = hash_of(t, bucket_swarm(v)->info_hash, 20) & t->mask;
         if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
             t->buckets[i] = v;
             i = j;
         }
     }
-    t->buckets[i] = NULL;
+    t->buckets[i] = 0;
     t->count--;
 }
 
@@ -1208,8 +1240,8 @@ static size_t kept_was_at(const shoal_table *t, size_t k) {
 static void swarm_moved(shoal_table *t, shoal_swarm *old, shoal_swarm *s) {
     if (old == s) return;
     uint64_t i = hash_of(t, s->info_hash, 20) & t->mask;
-    while (t->buckets[i] != old) i = (i + 1) & t->mask;
-    t->buckets[i] = s;
+    while (bucket_swarm(t->buckets[i]) != old) i = (i + 1) & t->mask;
+    t->buckets[i] = (uintptr_t)s | (t->buckets[i] & TAG_MASK);
     /* a sweep pass moves the torrents it keeps to the next order, at positions below its own */
     if (s->order_pos < t->sweep_pos) {
         t->kept[s->order_pos] = s;
@@ -1248,7 +1280,7 @@ static int swarm_insert(shoal_table *t, shoal_swarm *s) {
         t->order = p;
         t->order_cap = ncap;
     }
-    *bucket_of(t, s->info_hash) = s;
+    bucket_put(t, s);
     t->count++;
     s->order_pos = (uint32_t)t->order_len;
     t->order[t->order_len++] = s;
@@ -1341,7 +1373,7 @@ shoal_table *shoal_table_new(uint64_t seed, uint64_t k0, uint64_t k1) {
 void shoal_table_free(shoal_table *t) {
     if (t == NULL) return;
     for (uint64_t i = 0; i <= t->mask; i++)
-        if (t->buckets[i] != NULL) swarm_free(t, t->buckets[i]);
+        if (t->buckets[i] != 0) swarm_free(t, bucket_swarm(t->buckets[i]));
     free(t->buckets);
     free(t->order);
     free(t->kept);
@@ -1707,9 +1739,11 @@ int shoal_table_check(shoal_table *t, char *err, size_t errlen) {
     int64_t seeders = 0, leechers = 0, completed = 0;
     uint64_t count = 0;
     for (uint64_t i = 0; i <= t->mask; i++) {
-        shoal_swarm *s = t->buckets[i];
+        shoal_swarm *s = bucket_swarm(t->buckets[i]);
         if (s == NULL) continue;
         count++;
+        if ((t->buckets[i] & TAG_MASK) != hash_tag(hash_of(t, s->info_hash, 20)))
+            FAIL("torrent bucket's tag is not its hash's");
         if (shoal_table_find(t, s->info_hash) != s) FAIL("torrent unreachable in the table");
         for (int k = 0; k < 2; k++) {
             shoal_family *f = fam_of(s, k);
