@@ -280,6 +280,23 @@ def test_pipelined_requests_on_a_kept_connection_are_answered_in_order(
         assert figures(rt)[1] == 1
 
 
+def test_a_kept_connection_whose_client_shuts_its_side_after_a_request_is_closed_once_answered(
+    launch_tracker: Callable[..., RunningTracker], tmp_path: Path
+) -> None:
+    # The kept set is edge-triggered: the end of the client's side comes with its request's
+    # edge, and no later edge would report it, so the reply is followed by the close rather
+    # than by the keep-alive wait.
+    rt = launch(launch_tracker, tmp_path, keepalive_timeout=60.0)
+    with connect(rt) as sock:
+        ask(sock, 1)
+        assert figures(rt)[1] == 1
+        sock.sendall(announce(2))
+        sock.shutdown(socket.SHUT_WR)
+        assert response(sock)[b"incomplete"] == 2
+        assert closed_by_server(sock, within=5.0)
+    assert wait_for(rt, lambda f: f[:2] == (0, 0))[:2] == (0, 0)
+
+
 def test_shutdown_closes_the_kept_connections(
     launch_tracker: Callable[..., RunningTracker], tmp_path: Path
 ) -> None:
