@@ -185,6 +185,35 @@ static int64_t stamp_or_now(struct msghdr *msg) {
     return now_ns();
 }
 
+/* The kernel turns stamping on a while after a socket asks for it (deferred work), and
+   off a while after the last one closes, such as the previous run's: wait until a datagram
+   this socket sends itself over loopback comes back stamped, so the first replies are too.
+   -1 (said on stderr) when none is within two seconds. */
+static int await_stamps(int fd) {
+    struct sockaddr_in self = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof self;
+    if (bind(fd, (struct sockaddr *)&self, sizeof self) < 0 ||
+        getsockname(fd, (struct sockaddr *)&self, &len) < 0) {
+        perror("stamp check socket");
+        return -1;
+    }
+    struct timeval wait = {0, 10000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    for (int tries = 0; tries < 100; tries++) {
+        char byte = 0, ctrl[256];
+        if (sendto(fd, &byte, 1, 0, (struct sockaddr *)&self, sizeof self) == 1) {
+            struct iovec iov = {&byte, 1};
+            struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
+                                 .msg_controllen = sizeof ctrl};
+            if (recvmsg(fd, &msg, 0) == 1 && rx_stamp(&msg) != 0)
+                return 0;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "the kernel does not stamp received packets\n");
+    return -1;
+}
+
 static int epfd;
 
 static void nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -933,6 +962,8 @@ int main(int argc, char **argv) {
         perror("SO_TIMESTAMPNS");
         return 2;
     }
+    if (await_stamps(keep_stamps) < 0)
+        return 2;
     epfd = epoll_create1(0);
     int64_t timeout = (int64_t)(timeout_s * 1e9);
     if (mode == MODE_UDP) {
