@@ -486,21 +486,34 @@ static int send_replies(HttpAnswer *self, int fd, size_t off, size_t len, int cl
     return close_after ? READ_CLOSES : READ_SENT;
 }
 
+/* Answer the n bytes (0 < n) one read of a connection from ip got, appending the replies
+ * to self->out (as answer_core, *clock too): READ_DECLINED (nothing done: hand it over with
+ * what was read), READ_GONE (no reply can be made: close it), or READ_SENT when the replies
+ * are there to send (self->close_after set). */
+static int answer_one(HttpAnswer *self, const uint8_t *data, size_t n, const uint8_t *ip,
+                      size_t iplen, int trusted, int64_t now, double *clock)
+{
+    if (n == ACCEPT_READ)
+        return READ_DECLINED; /* maybe more to read: Python's slices take it */
+    int rc = answer_core(self, data, n, ip, iplen, trusted, now, clock);
+    if (rc <= 0)
+        return rc < 0 ? READ_GONE : READ_DECLINED;
+    self->c.bytes_in += (unsigned long long)n;
+    return READ_SENT;
+}
+
 /* Answer the n bytes just read from fd into self->in (0 < n) in C and send the replies:
- * READ_DECLINED (nothing done: hand it over with what was read), or what send_replies says,
- * READ_GONE also when no reply can be made (*done counts from self->out.p). */
+ * what answer_one says when it is not READ_SENT, else what send_replies says (*done counts
+ * from self->out.p). */
 static int answer_read(HttpAnswer *self, int fd, size_t n, const uint8_t *ip, size_t iplen,
                        int trusted, int64_t now, size_t *done)
 {
     *done = 0;
-    if (n == ACCEPT_READ)
-        return READ_DECLINED; /* maybe more to read: Python's slices take it */
     self->out.len = 0;
     double clock = shoal_monotonic();
-    int rc = answer_core(self, self->in, n, ip, iplen, trusted, now, &clock);
-    if (rc <= 0)
-        return rc < 0 ? READ_GONE : READ_DECLINED;
-    self->c.bytes_in += (unsigned long long)n;
+    int rc = answer_one(self, self->in, n, ip, iplen, trusted, now, &clock);
+    if (rc != READ_SENT)
+        return rc;
     return send_replies(self, fd, 0, self->out.len, self->close_after, done);
 }
 
@@ -787,31 +800,24 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
     double clock = shoal_monotonic();
     for (int i = 0; i < count; i++) {
         serving_t *b = &batch[i];
-        b->rc = READ_DECLINED;
-        if (b->n == ACCEPT_READ)
-            continue; /* maybe more to read: Python's slices take it */
         kept_t *k = &self->kc[b->fd];
         b->out = self->out.len;
-        int rc = answer_core(self, self->batch + b->in, b->n, k->ip, k->iplen, k->trusted, now,
-                             &clock);
-        if (rc == 0)
-            continue;
-        b->rc = rc < 0 ? READ_GONE : READ_SENT;
+        b->rc = answer_one(self, self->batch + b->in, b->n, k->ip, k->iplen, k->trusted, now,
+                           &clock);
         b->len = self->out.len - b->out;
         b->close_after = self->close_after;
     }
     /* send (each connection's activity dated by the end of the answer pass) */
     int failed = 0;
+    PyObject *error_type = NULL, *error_value = NULL, *error_tb = NULL;
     for (int i = 0; i < count; i++) {
         serving_t *b = &batch[i];
         int fd = b->fd;
         int seen = self->kc[fd].seen;
         size_t done = 0;
         int rc = b->rc;
-        if (rc == READ_SENT) {
-            self->c.bytes_in += (unsigned long long)b->n;
+        if (rc == READ_SENT)
             rc = send_replies(self, fd, b->out, b->len, b->close_after || b->eof, &done);
-        }
         if (rc == READ_SENT) {
             kept_t *k = &self->kc[fd];
             k->seen = 1;
@@ -827,10 +833,16 @@ static PyObject *HttpAnswer_serve(HttpAnswer *self, PyObject *args)
                                           : hand_over(handed, fd, NULL, 0,
                                                       self->out.p + b->out + done,
                                                       b->len - done, b->close_after, 1)) < 0;
+            /* The rest of the batch was read already: it is carried on (unkeep calls into
+               Python, which must not see this error pending) and the error raised after. */
+            if (failed)
+                PyErr_Fetch(&error_type, &error_value, &error_tb);
         }
     }
-    if (failed)
+    if (failed) {
+        PyErr_Restore(error_type, error_value, error_tb);
         return hand_over_failed(handed);
+    }
     return handed;
 }
 
